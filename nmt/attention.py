@@ -1,0 +1,50 @@
+"""Attention over the encoder outputs: dot, general (Luong) and additive (Bahdanau).
+
+Stateless: the keys are projected once per batch by `project_keys`, held by the caller and
+passed to every step. Shapes: B batch, S source length, D encoder output size, H decoder
+hidden size, A attention size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, *, kind: str, query_size: int, key_size: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "general":
+            # score(q, k) = q^T W k; W k computed once per batch as the key
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)
+        elif kind == "bahdanau":
+            # score(q, k) = v^T tanh(W_k k + W_q q)
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)
+            self.query_proj = nn.Linear(query_size, query_size, bias=False)
+            self.energy = nn.Linear(query_size, 1, bias=False)
+        elif kind != "dot":
+            raise ValueError(f"unknown attention {kind!r}")
+
+    def project_keys(self, enc_outputs: torch.Tensor) -> torch.Tensor:
+        """enc_outputs (B, S, D) -> keys (B, S, A)."""
+        return enc_outputs if self.kind == "dot" else self.key_proj(enc_outputs)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, H), keys (B, S, A), values (B, S, D), mask (B, S) True at real tokens ->
+        context (B, D) and weights (B, S), exactly 0 at padded positions, rows summing to 1."""
+        if self.kind == "bahdanau":
+            energy = torch.tanh(keys + self.query_proj(query).unsqueeze(1))  # (B, S, A)
+            scores = self.energy(energy).squeeze(2)  # (B, S)
+        else:
+            scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, S)
+        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, D)
+        return context, weights

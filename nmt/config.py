@@ -1,0 +1,238 @@
+"""Typed configuration: dataclasses with defaults, loaded from YAML, overridden, validated once.
+
+A config is three sections, `data`, `model` and `train`. Every option, its default and its
+meaning lives here and nowhere else; README.md lists them (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nmt import NmtError
+
+CELLS = ("rnn", "gru", "lstm")
+ATTENTIONS = ("none", "dot", "general", "bahdanau")
+METRICS = ("bleu", "chrf", "loss")
+MODEL_TYPES = ("unigram", "bpe")
+
+
+@dataclass
+class DataConfig:
+    train_src: str = ""  # training source file, one sentence a line
+    train_tgt: str = ""  # training target file, line-aligned with train_src
+    valid_src: str = ""  # validation source file
+    valid_tgt: str = ""  # validation target file
+    dataset: str = ""  # instead of files: hf:NAME[:CONFIG] or a save_to_disk folder
+    src_lang: str = "src"  # source key of a dataset's `translation` column
+    tgt_lang: str = "tgt"  # target key of a dataset's `translation` column
+    train_split: str = "train"  # dataset split used for training
+    valid_split: str = "validation"  # dataset split used for validation
+    tokenizer: str = ""  # folder written by `nmt tokenizer train`; empty: train one in the run dir
+    vocab_size: int = 8000  # size of a tokenizer trained in the run dir
+    joint_vocab: bool = True  # one sentencepiece model for both sides
+    model_type: str = "unigram"  # sentencepiece model type: unigram | bpe
+    max_len: int = 100  # training pairs longer than this (subword tokens, either side) are dropped
+    sampling_alpha: float = 0.0  # subword regularization in training (0: off)
+
+
+@dataclass
+class ModelConfig:
+    cell: str = "gru"  # recurrent cell: rnn (Elman, tanh) | gru | lstm
+    embed_dim: int = 256  # embedding size of both sides
+    enc_hidden_size: int = 256  # encoder hidden size per direction
+    enc_layers: int = 1  # encoder layers
+    bidirectional: bool = True  # bidirectional encoder
+    hidden_size: int = 512  # decoder hidden size
+    dec_layers: int = 1  # decoder layers
+    attention: str = "bahdanau"  # none | dot | general (Luong) | bahdanau (additive)
+    input_feeding: bool = True  # feed the previous attentional vector back into the decoder
+    dropout: float = 0.3  # dropout on embeddings, between layers and on the attentional vector
+    share_embeddings: bool = False  # one embedding matrix for source and target (joint vocab)
+    tie_output: bool = True  # decoder output projection shares the target embedding
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"  # checkpoints (best.pt, last.pt) and log.jsonl go here
+    seed: int = 1  # seeds weights, dropout and data order
+    batch_tokens: int = 4096  # token budget of a batch (source + target tokens, padding included)
+    max_steps: int = 0  # stop after this many updates (0: no limit)
+    max_epochs: int = 30  # stop after this many epochs (0: no limit)
+    max_minutes: float = 0.0  # stop after this much wall-clock training time (0: no limit)
+    lr: float = 0.001  # Adam learning rate
+    warmup_steps: int = 0  # linear learning-rate warm-up over this many updates
+    lr_decay: float = 0.5  # learning rate factor when validation stops improving
+    lr_patience: int = 2  # validations without improvement before the learning rate decays
+    min_lr: float = 1e-5  # learning rate floor
+    clip_norm: float = 1.0  # gradient-norm clipping threshold (0: off)
+    label_smoothing: float = 0.1  # label smoothing of the cross-entropy
+    teacher_forcing_ratio: float = 1.0  # below 1: scheduled sampling of the decoder's own guesses
+    valid_every: int = 500  # validate (loss, BLEU, chrF) every this many updates
+    valid_metric: str = "bleu"  # metric that picks the best checkpoint: bleu | chrf | loss
+    patience: int = 0  # stop after this many validations without improvement (0: off)
+    log_every: int = 50  # log training loss and speed every this many updates
+    max_bad_steps: int = 5  # stop after this many non-finite losses in a row
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _coerce(section: str, name: str, kind: type, value: Any) -> Any:
+    where = f"{section}.{name}"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise NmtError(f"config: {where} must be {kind.__name__}, got {value!r}")
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config; unknown sections or keys are errors listing the valid ones."""
+    if not isinstance(raw, dict):
+        raise NmtError("config: expected a mapping with sections data, model, train")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise NmtError(f"config: section {name} must be a mapping")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise NmtError(
+                f"config: unknown key {name}.{unknown[0]}; valid keys: {', '.join(fields)}"
+            )
+        kinds = {f.name: type(f.default) for f in fields.values()}
+        sections[name] = cls(**{k: _coerce(name, k, kinds[k], v) for k, v in values.items()})
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise NmtError(f"config: unknown section {unknown[0]}; valid sections: data, model, train")
+    config = Config(**sections)
+    validate(config)
+    return config
+
+
+def _choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise NmtError(f"config: {where} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _at_least(where: str, value: float, low: float) -> None:
+    if value < low:
+        raise NmtError(f"config: {where} must be >= {low}, got {value}")
+
+
+def validate(config: Config) -> None:
+    d, m, t = config.data, config.model, config.train
+    _choice("model.cell", m.cell, CELLS)
+    _choice("model.attention", m.attention, ATTENTIONS)
+    _choice("train.valid_metric", t.valid_metric, METRICS)
+    _choice("data.model_type", d.model_type, MODEL_TYPES)
+    for where, value in [
+        ("data.vocab_size", d.vocab_size),
+        ("data.max_len", d.max_len),
+        ("model.embed_dim", m.embed_dim),
+        ("model.enc_hidden_size", m.enc_hidden_size),
+        ("model.enc_layers", m.enc_layers),
+        ("model.hidden_size", m.hidden_size),
+        ("model.dec_layers", m.dec_layers),
+        ("train.batch_tokens", t.batch_tokens),
+        ("train.valid_every", t.valid_every),
+        ("train.log_every", t.log_every),
+        ("train.max_bad_steps", t.max_bad_steps),
+    ]:
+        _at_least(where, value, 1)
+    for where, value in [
+        ("train.max_steps", t.max_steps),
+        ("train.max_epochs", t.max_epochs),
+        ("train.max_minutes", t.max_minutes),
+        ("train.warmup_steps", t.warmup_steps),
+        ("train.lr_patience", t.lr_patience),
+        ("train.patience", t.patience),
+        ("train.clip_norm", t.clip_norm),
+        ("train.threads", t.threads),
+        ("train.min_lr", t.min_lr),
+        ("data.sampling_alpha", d.sampling_alpha),
+    ]:
+        _at_least(where, value, 0)
+    for where, value in [
+        ("model.dropout", m.dropout),
+        ("train.label_smoothing", t.label_smoothing),
+        ("train.teacher_forcing_ratio", t.teacher_forcing_ratio),
+        ("train.lr_decay", t.lr_decay),
+    ]:
+        if not 0 <= value <= 1:
+            raise NmtError(f"config: {where} must be between 0 and 1, got {value}")
+    if t.lr <= 0:
+        raise NmtError(f"config: train.lr must be > 0, got {t.lr}")
+    enc_out = m.enc_hidden_size * (2 if m.bidirectional else 1)
+    if m.attention == "dot" and enc_out != m.hidden_size:
+        raise NmtError(
+            f"config: model.attention dot needs model.hidden_size ({m.hidden_size}) equal to the "
+            f"encoder output size ({enc_out}); use general or bahdanau, or change the sizes"
+        )
+    if m.share_embeddings and not d.joint_vocab:
+        raise NmtError("config: model.share_embeddings needs data.joint_vocab true")
+    if t.device != "auto" and not (t.device == "cpu" or t.device.startswith("cuda")):
+        raise NmtError(f"config: train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, value); the value is read as YAML (1e-3, true, ...)."""
+    path, sep, value = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot or not key:
+        raise NmtError(f"--set {text!r}: expected section.key=value, e.g. train.lr=0.0005")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return section, key, "" if parsed is None else parsed
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from the defaults when path is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise NmtError(f"config file {p} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise NmtError(f"config file {p} is not valid YAML: {first}") from None
+        if not isinstance(raw, dict):
+            raise NmtError(f"config file {p}: expected a mapping with sections data, model, train")
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise NmtError(f"--set {text!r}: unknown section {section}; valid: data, model, train")
+        section_values = raw.setdefault(section, {})
+        if not isinstance(section_values, dict):
+            raise NmtError(f"config: section {section} must be a mapping")
+        section_values[key] = value
+    return config_from_dict(raw)

@@ -1,0 +1,103 @@
+"""Parallel text: line-aligned files or Hugging Face datasets, read strictly and filtered."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmt import NmtError
+
+log = logging.getLogger(__name__)
+
+
+def decode_line(raw: bytes, where: str, errors: str = "strict") -> str:
+    """One line of bytes -> text without its line ending (LF or CRLF)."""
+    try:
+        text = raw.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise NmtError(f"{where}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
+    return text.rstrip("\n").removesuffix("\r")
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file; errors name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise NmtError(f"{p}: file does not exist")
+    with p.open("rb") as f:
+        return [decode_line(raw, f"{p}:{n}") for n, raw in enumerate(f, 1)]
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str], list[str]]:
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise NmtError(
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
+            "parallel files must be line-aligned"
+        )
+    return src, tgt
+
+
+def read_dataset(spec: str, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
+    """A Hugging Face dataset with a `translation` column: `hf:NAME[:CONFIG]` from the hub (or
+    its cache when offline), or a folder written by `Dataset.save_to_disk`/`DatasetDict.save_to_disk`.
+    """
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    if spec.startswith("hf:"):
+        name, _, cfg = spec[3:].partition(":")
+        try:
+            ds = datasets.load_dataset(name, cfg or None, split=split)
+        except (ConnectionError, OSError) as e:
+            raise NmtError(
+                f"dataset {spec}: cannot load it ({str(e).splitlines()[0]}); "
+                "offline, give local files or a saved dataset folder"
+            ) from None
+        except ValueError as e:
+            raise NmtError(f"dataset {spec}: {str(e).splitlines()[0]}") from None
+    else:
+        path = Path(spec)
+        if not path.is_dir():
+            raise NmtError(f"dataset {spec}: not a folder and not hf:NAME[:CONFIG]")
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError as e:
+            raise NmtError(f"dataset {spec}: not a saved dataset ({e})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise NmtError(f"dataset {spec}: no split {split!r}; it has {', '.join(ds)}")
+            ds = ds[split]
+    if "translation" not in ds.column_names:
+        raise NmtError(f"dataset {spec}: no translation column (columns: {ds.column_names})")
+    rows = list(ds["translation"])
+    if rows and (src_lang not in rows[0] or tgt_lang not in rows[0]):
+        raise NmtError(
+            f"dataset {spec}: translation has keys {sorted(rows[0])}; "
+            f"set data.src_lang and data.tgt_lang to two of them"
+        )
+    return [r[src_lang] or "" for r in rows], [r[tgt_lang] or "" for r in rows]
+
+
+@dataclass
+class FilterStats:
+    kept: int = 0
+    empty: int = 0
+    too_long: int = 0
+
+
+def filter_pairs(
+    src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: int
+) -> tuple[list[int], FilterStats]:
+    """Indices of pairs with both sides non-empty and at most max_len tokens."""
+    keep, stats = [], FilterStats()
+    for i, (s, t) in enumerate(zip(src_ids, tgt_ids)):
+        if not s or not t:
+            stats.empty += 1
+        elif len(s) > max_len or len(t) > max_len:
+            stats.too_long += 1
+        else:
+            keep.append(i)
+    stats.kept = len(keep)
+    return keep, stats

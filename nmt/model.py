@@ -1,0 +1,125 @@
+"""The attention seq2seq network: embeddings, encoder, decoder and output layer.
+
+Shapes: B batch, S source length, T target length, E embedding, H decoder hidden,
+V target vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmt.batching import padding_mask
+from nmt.config import ModelConfig
+from nmt.decoder import Decoder, DecoderState, EncoderOut
+from nmt.encoder import Encoder
+from nmt.tokenizer import PAD
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.config = config
+        self.src_embed = nn.Embedding(src_vocab, config.embed_dim, padding_idx=PAD)
+        if config.share_embeddings:
+            if src_vocab != tgt_vocab:
+                raise ValueError("shared embeddings need one vocabulary for both sides")
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(tgt_vocab, config.embed_dim, padding_idx=PAD)
+        self.encoder = Encoder(
+            cell=config.cell,
+            embed_dim=config.embed_dim,
+            hidden_size=config.enc_hidden_size,
+            num_layers=config.enc_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+        )
+        self.decoder = Decoder(
+            cell=config.cell,
+            embed_dim=config.embed_dim,
+            hidden_size=config.hidden_size,
+            num_layers=config.dec_layers,
+            enc_size=self.encoder.output_size,
+            attention=config.attention,
+            input_feeding=config.input_feeding,
+            dropout=config.dropout,
+        )
+        self.embed_dropout = nn.Dropout(config.dropout)
+        if config.tie_output:
+            # the output layer reuses the target embedding: project H down to E first
+            self.pre_output = nn.Linear(config.hidden_size, config.embed_dim, bias=False)
+            self.output_bias = nn.Parameter(torch.zeros(tgt_vocab))
+            self.output = None
+        else:
+            self.pre_output = None
+            self.output = nn.Linear(config.hidden_size, tgt_vocab)
+        for embed in {self.src_embed, self.tgt_embed}:
+            nn.init.normal_(embed.weight, std=0.1)
+            with torch.no_grad():
+                embed.weight[PAD].zero_()
+
+    def logits(self, att_vec: torch.Tensor) -> torch.Tensor:
+        """att_vec (..., H) -> logits (..., V)."""
+        att_vec = self.embed_dropout(att_vec)
+        if self.output is not None:
+            return self.output(att_vec)
+        return F.linear(self.pre_output(att_vec), self.tgt_embed.weight, self.output_bias)
+
+    def encode(
+        self, src: torch.Tensor, src_lengths: torch.Tensor
+    ) -> tuple[EncoderOut, DecoderState]:
+        """src (B, S), src_lengths (B,) on the CPU -> what every decoder step reads, and the
+        decoder's first state."""
+        outputs, final = self.encoder(self.src_embed(src), src_lengths)  # (B, S, D)
+        mask = padding_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
+        enc = self.decoder.encoder_out(outputs, mask)
+        return enc, self.decoder.init_state(final, src.size(0))
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_lengths: torch.Tensor,
+        tgt_in: torch.Tensor,
+        teacher_forcing_ratio: float = 1.0,
+        return_attention: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced decoding of tgt_in (B, T) -> logits (B, T, V) and, when asked,
+        attention (B, T, S).
+
+        With teacher_forcing_ratio < 1 each step feeds, per sentence, the model's own
+        greedy guess instead of the reference token with probability 1 - ratio.
+        """
+        enc, state = self.encode(src, src_lengths)
+        embedded = self.embed_dropout(self.tgt_embed(tgt_in))  # (B, T, E)
+        sampling = self.training and teacher_forcing_ratio < 1.0
+        att_vecs, weights, step_logits = [], [], []
+        for t in range(tgt_in.size(1)):
+            emb_t = embedded[:, t]
+            if sampling and t > 0:
+                guess = step_logits[-1].argmax(-1)  # (B,)
+                use_guess = torch.rand(guess.shape, device=guess.device) >= teacher_forcing_ratio
+                emb_t = torch.where(
+                    use_guess[:, None], self.embed_dropout(self.tgt_embed(guess)), emb_t
+                )
+            state, w = self.decoder.step(state, emb_t, enc)
+            att_vecs.append(state.att_vec)
+            if sampling:
+                step_logits.append(self.logits(state.att_vec))
+            if return_attention and w is not None:
+                weights.append(w)
+        # one large output projection over all steps instead of T small ones
+        logits = torch.stack(step_logits, 1) if sampling else self.logits(torch.stack(att_vecs, 1))
+        return logits, (torch.stack(weights, 1) if weights else None)
+
+    def decode_step(
+        self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """prev (B,) last tokens -> log-probabilities (B, V) in float32, new state, weights (B, S)."""
+        state, weights = self.decoder.step(state, self.tgt_embed(prev), enc)
+        return self.logits(state.att_vec).float().log_softmax(-1), state, weights
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,210 @@
+"""Greedy and beam search over a model's decoder steps.
+
+Both are batched over sentences (and beams) with one code path for any batch size: a
+sentence's result never depends on what it is batched with. Sentences that are done leave
+the active set, so no work is spent on them.
+
+Shapes: N sentences still active, K beam size, R = N * K rows, S source length, V vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nmt.decoder import select
+from nmt.tokenizer import BOS, EOS, PAD
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # output ids, without BOS and EOS
+    log_prob: float  # model log-probability of tokens + EOS
+    score: float  # log_prob after length normalization (what beam search ranks by)
+    attention: torch.Tensor | None = None  # (len(tokens) + 1, source length incl. EOS)
+
+
+@dataclass
+class SearchOptions:
+    beam_size: int = 5
+    nbest: int = 1
+    length_penalty: float | str = 1.0  # GNMT alpha (0: raw log-probability) or "avg" per token
+    max_len_ratio: float = 1.5  # max output tokens = ratio * source tokens + offset
+    max_len_offset: int = 10
+    min_len: int = 0  # EOS is not allowed before this many tokens
+    return_attention: bool = False
+
+    def normalize(self, log_prob: torch.Tensor, length: torch.Tensor | int) -> torch.Tensor:
+        """Length-normalized score; `length` counts the EOS."""
+        if self.length_penalty == "avg":
+            return log_prob / length
+        if not self.length_penalty:
+            return log_prob
+        return log_prob / ((5.0 + length) / 6.0) ** float(self.length_penalty)
+
+
+def max_lengths(src_lengths: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
+    """(B,) source lengths incl. EOS -> (B,) max output tokens (EOS excluded), at least min_len."""
+    limit = torch.floor((src_lengths - 1).double() * opts.max_len_ratio).long()
+    return (limit + opts.max_len_offset).clamp(min=max(opts.min_len, 1))
+
+
+def _mask_special(log_probs: torch.Tensor, step: int, min_len: int, at_max: torch.Tensor) -> None:
+    """In place: never PAD or BOS, no EOS before min_len, only EOS at max length (rows at_max)."""
+    log_probs[:, PAD] = NEG_INF
+    log_probs[:, BOS] = NEG_INF
+    if step < min_len:
+        log_probs[:, EOS] = NEG_INF
+    if at_max.any():
+        eos = log_probs[at_max, EOS]
+        log_probs[at_max] = NEG_INF
+        log_probs[at_max, EOS] = eos
+
+
+@torch.inference_mode()
+def greedy(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """The most probable token at every step; one hypothesis per sentence."""
+    batch = src.size(0)
+    enc, state = model.encode(src, src_lengths)
+    limits = max_lengths(src_lengths, opts).to(src.device)
+    active = torch.arange(batch, device=src.device)  # (N,) sentence of each row
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
+    log_prob = torch.zeros(batch, device=src.device)
+    tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)  # (N, t)
+    attn = [] if opts.return_attention else None
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    step = 0
+    while active.numel():
+        log_probs, state, weights = model.decode_step(state, prev, enc)  # (N, V)
+        _mask_special(log_probs, step, opts.min_len, limits[active] <= step)
+        best_lp, prev = log_probs.max(-1)  # (N,)
+        log_prob = log_prob + best_lp
+        tokens = torch.cat([tokens, prev[:, None]], 1)
+        if attn is not None:
+            attn = attn + [weights]
+        done = (prev == EOS).nonzero().flatten().tolist()
+        for r in done:
+            hyp_attn = torch.stack([w[r] for w in attn]) if attn is not None else None
+            lp = float(log_prob[r])
+            results[int(active[r])] = [
+                Hypothesis(tokens[r, :-1].tolist(), lp, float(opts.normalize(torch.tensor(lp), step + 1)), _trim(hyp_attn, src_lengths[int(active[r])]))
+            ]
+        if done:
+            keep = (prev != EOS).nonzero().flatten()
+            active, prev, log_prob, tokens = (t.index_select(0, keep) for t in (active, prev, log_prob, tokens))
+            state, enc = select(state, keep), select(enc, keep)
+            if attn is not None:
+                attn = [w.index_select(0, keep) for w in attn]
+        step += 1
+    return results
+
+
+def _trim(attention: torch.Tensor | None, src_len: torch.Tensor | int) -> torch.Tensor | None:
+    return None if attention is None else attention[:, : int(src_len)].float().cpu()
+
+
+@torch.inference_mode()
+def beam_search(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """Beam search; returns for every sentence its `nbest` best hypotheses, best first.
+
+    A sentence is done when it has `beam_size` finished hypotheses that no open one can
+    beat: an open hypothesis's log-probability only falls as it grows, so its best possible
+    score is its current log-probability normalized at the sentence's max length.
+    """
+    k, device = opts.beam_size, src.device
+    batch = src.size(0)
+    enc, state = model.encode(src, src_lengths)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (R,)
+    enc, state = select(enc, rows), select(state, rows)
+    limits = max_lengths(src_lengths, opts).to(device)  # (B,)
+    active = torch.arange(batch, device=device)  # (N,) sentence ids
+    # only the first beam of each sentence is live at the start, so no duplicates are kept
+    beam_lp = torch.full((batch, k), NEG_INF, device=device)
+    beam_lp[:, 0] = 0.0
+    beam_lp = beam_lp.flatten()  # (R,)
+    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # (R, t)
+    attn_history = torch.empty(batch * k, 0, src.size(1), device=device) if opts.return_attention else None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    kth_best = torch.full((batch,), NEG_INF, device=device)  # k-th best finished score
+    step = 0
+    while active.numel():
+        n = active.numel()
+        log_probs, state, weights = model.decode_step(state, prev, enc)  # (R, V)
+        at_max = (limits[active] <= step).repeat_interleave(k)
+        _mask_special(log_probs, step, opts.min_len, at_max)
+        vocab = log_probs.size(-1)
+        cand = (beam_lp[:, None] + log_probs).view(n, k * vocab)  # (N, K*V)
+        top_lp, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)  # (N, 2K)
+        top_beam, top_tok = top_idx // vocab, top_idx % vocab
+        top_row = top_beam + torch.arange(n, device=device)[:, None] * k  # (N, 2K) rows of R
+        # hypotheses ending in EOS leave the beam
+        is_eos = (top_tok == EOS) & (top_lp > NEG_INF)
+        for i, j in is_eos.nonzero().tolist():
+            r = int(top_row[i, j])
+            lp = float(top_lp[i, j])
+            hyp_attn = None
+            if attn_history is not None:
+                hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[int(active[i])])
+            sent = int(active[i])
+            hyps = finished[sent]
+            hyps.append(Hypothesis(history[r].tolist(), lp, float(opts.normalize(torch.tensor(lp), step + 1)), hyp_attn))
+            hyps.sort(key=lambda h: -h.score)
+            del hyps[k:]
+            if len(hyps) == k:
+                kth_best[sent] = hyps[-1].score
+        # the best K candidates that do not end in EOS stay open
+        open_lp = top_lp.masked_fill(is_eos, NEG_INF)
+        next_lp, pick = open_lp.topk(k, dim=-1)  # (N, K)
+        next_rows = top_row.gather(1, pick).flatten()  # (R,)
+        next_tok = top_tok.gather(1, pick).flatten()
+        # done: k finished ones that the best open hypothesis cannot beat, or nothing open
+        best_open = next_lp[:, 0]
+        bound = opts.normalize(best_open, limits[active].double().add(1).to(best_open.dtype))
+        if not opts.length_penalty:
+            bound = best_open
+        done = (kth_best[active] >= bound) | (best_open == NEG_INF)
+        keep = (~done).nonzero().flatten()  # (N',)
+        keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).flatten()
+        src_rows = next_rows.index_select(0, keep_rows)
+        state = select(state, src_rows)
+        if keep.numel() < n:
+            enc = select(enc, keep_rows)
+        history = torch.cat([history.index_select(0, src_rows), next_tok.index_select(0, keep_rows)[:, None]], 1)
+        if attn_history is not None:
+            attn_history = torch.cat([attn_history.index_select(0, src_rows), weights.index_select(0, src_rows)[:, None]], 1)
+        beam_lp = next_lp.flatten().index_select(0, keep_rows)
+        prev = next_tok.index_select(0, keep_rows)
+        active = active.index_select(0, keep)
+        step += 1
+    return [hyps[: opts.nbest] for hyps in finished]
+
+
+def translate_batch(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+) -> list[list[Hypothesis]]:
+    """Greedy for beam size 1, beam search otherwise."""
+    if opts.beam_size == 1:
+        return greedy(model, src, src_lengths, opts)
+    return beam_search(model, src, src_lengths, opts)
+
+
+def score_tokens(model, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list[list[int]]) -> list[float]:
+    """Teacher-forced log-probability of each output (+ EOS) given its source."""
+    from nmt.batching import pad
+
+    tgt_in, _ = pad(hyps, prefix=BOS)
+    tgt_out, _ = pad(hyps, suffix=EOS)
+    with torch.inference_mode():
+        logits, _ = model(src, src_lengths, tgt_in.to(src.device))
+        lp = logits.float().log_softmax(-1).gather(2, tgt_out.to(src.device)[:, :, None]).squeeze(2)
+        lp = lp.masked_fill(tgt_out.to(src.device) == PAD, 0.0)
+    return lp.sum(1).tolist()
+
