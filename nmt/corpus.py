@@ -39,9 +39,11 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     return src, tgt
 
 
-def read_dataset(spec: str, split: str, src_lang: str, tgt_lang: str) -> tuple[list[str], list[str]]:
+def read_dataset(
+    spec: str, split: str, src_lang: str, tgt_lang: str
+) -> tuple[list[str], list[str]]:
     """A Hugging Face dataset with a `translation` column: `hf:NAME[:CONFIG]` from the hub (or
-    its cache when offline), or a folder written by `Dataset.save_to_disk`/`DatasetDict.save_to_disk`.
+    its cache when offline), or a folder written by `save_to_disk`.
     """
     import datasets
 

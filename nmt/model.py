@@ -116,7 +116,7 @@ class Seq2Seq(nn.Module):
     def decode_step(
         self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """prev (B,) last tokens -> log-probabilities (B, V) in float32, new state, weights (B, S)."""
+        """prev (B,) last tokens -> float32 log-probabilities (B, V), new state, weights (B, S)."""
         state, weights = self.decoder.step(state, self.tgt_embed(prev), enc)
         return self.logits(state.att_vec).float().log_softmax(-1), state, weights
 

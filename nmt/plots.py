@@ -292,7 +292,10 @@ def _weight_title(w: float) -> str:
 
 
 def _detok(tokens: Sequence[str]) -> str:
-    return "".join(tokens).replace(_WORD_START, " ").strip()
+    """Readable text for pieces (``"▁the", "▁re", "d"``) or for `merge_words` output (words)."""
+    if any(_WORD_START in t for t in tokens):
+        return "".join(tokens).replace(_WORD_START, " ").strip()
+    return " ".join(tokens)
 
 
 _CSS = (

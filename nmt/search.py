@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nmt.batching import pad, plan_batches, source_tensor
 from nmt.decoder import select
 from nmt.tokenizer import BOS, EOS, PAD
 
@@ -92,11 +93,18 @@ def greedy(
             hyp_attn = torch.stack([w[r] for w in attn]) if attn is not None else None
             lp = float(log_prob[r])
             results[int(active[r])] = [
-                Hypothesis(tokens[r, :-1].tolist(), lp, float(opts.normalize(torch.tensor(lp), step + 1)), _trim(hyp_attn, src_lengths[int(active[r])]))
+                Hypothesis(
+                    tokens[r, :-1].tolist(),
+                    lp,
+                    float(opts.normalize(torch.tensor(lp), step + 1)),
+                    _trim(hyp_attn, src_lengths[int(active[r])]),
+                )
             ]
         if done:
             keep = (prev != EOS).nonzero().flatten()
-            active, prev, log_prob, tokens = (t.index_select(0, keep) for t in (active, prev, log_prob, tokens))
+            active, prev, log_prob, tokens = (
+                t.index_select(0, keep) for t in (active, prev, log_prob, tokens)
+            )
             state, enc = select(state, keep), select(enc, keep)
             if attn is not None:
                 attn = [w.index_select(0, keep) for w in attn]
@@ -131,7 +139,9 @@ def beam_search(
     beam_lp = beam_lp.flatten()  # (R,)
     prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
     history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # (R, t)
-    attn_history = torch.empty(batch * k, 0, src.size(1), device=device) if opts.return_attention else None
+    attn_history = (
+        torch.empty(batch * k, 0, src.size(1), device=device) if opts.return_attention else None
+    )
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), NEG_INF, device=device)  # k-th best finished score
     step = 0
@@ -152,10 +162,19 @@ def beam_search(
             lp = float(top_lp[i, j])
             hyp_attn = None
             if attn_history is not None:
-                hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[int(active[i])])
+                hyp_attn = _trim(
+                    torch.cat([attn_history[r], weights[r][None]]), src_lengths[int(active[i])]
+                )
             sent = int(active[i])
             hyps = finished[sent]
-            hyps.append(Hypothesis(history[r].tolist(), lp, float(opts.normalize(torch.tensor(lp), step + 1)), hyp_attn))
+            hyps.append(
+                Hypothesis(
+                    history[r].tolist(),
+                    lp,
+                    float(opts.normalize(torch.tensor(lp), step + 1)),
+                    hyp_attn,
+                )
+            )
             hyps.sort(key=lambda h: -h.score)
             del hyps[k:]
             if len(hyps) == k:
@@ -177,9 +196,17 @@ def beam_search(
         state = select(state, src_rows)
         if keep.numel() < n:
             enc = select(enc, keep_rows)
-        history = torch.cat([history.index_select(0, src_rows), next_tok.index_select(0, keep_rows)[:, None]], 1)
+        history = torch.cat(
+            [history.index_select(0, src_rows), next_tok.index_select(0, keep_rows)[:, None]], 1
+        )
         if attn_history is not None:
-            attn_history = torch.cat([attn_history.index_select(0, src_rows), weights.index_select(0, src_rows)[:, None]], 1)
+            attn_history = torch.cat(
+                [
+                    attn_history.index_select(0, src_rows),
+                    weights.index_select(0, src_rows)[:, None],
+                ],
+                1,
+            )
         beam_lp = next_lp.flatten().index_select(0, keep_rows)
         prev = next_tok.index_select(0, keep_rows)
         active = active.index_select(0, keep)
@@ -196,10 +223,10 @@ def translate_batch(
     return beam_search(model, src, src_lengths, opts)
 
 
-def score_tokens(model, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list[list[int]]) -> list[float]:
+def score_tokens(
+    model, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list[list[int]]
+) -> list[float]:
     """Teacher-forced log-probability of each output (+ EOS) given its source."""
-    from nmt.batching import pad
-
     tgt_in, _ = pad(hyps, prefix=BOS)
     tgt_out, _ = pad(hyps, suffix=EOS)
     with torch.inference_mode():
@@ -208,3 +235,22 @@ def score_tokens(model, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list
         lp = lp.masked_fill(tgt_out.to(src.device) == PAD, 0.0)
     return lp.sum(1).tolist()
 
+
+def search_ids(
+    model,
+    src_ids: list[list[int]],
+    opts: SearchOptions,
+    batch_tokens: int = 4096,
+) -> list[list[Hypothesis]]:
+    """Translate id sequences in length-sorted token-budget batches; results in input order.
+
+    `batch_tokens` bounds sentences x longest source in a batch (beams multiply it by K).
+    """
+    device = next(model.parameters()).device
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    lengths = [len(s) for s in src_ids]
+    for idxs in plan_batches(lengths, [0] * len(src_ids), batch_tokens):
+        src, src_lengths = source_tensor([src_ids[i] for i in idxs])
+        for i, hyps in zip(idxs, translate_batch(model, src.to(device), src_lengths, opts)):
+            results[i] = hyps
+    return results

@@ -48,7 +48,9 @@ class Tokenizer:
         self.src_proto = src_proto
         self.tgt_proto = tgt_proto  # None: joint
         self.src = spm.SentencePieceProcessor(model_proto=src_proto)
-        self.tgt = self.src if tgt_proto is None else spm.SentencePieceProcessor(model_proto=tgt_proto)
+        self.tgt = (
+            self.src if tgt_proto is None else spm.SentencePieceProcessor(model_proto=tgt_proto)
+        )
         for sp in (self.src, self.tgt):
             if (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) != (PAD, UNK, BOS, EOS):
                 raise NmtError("tokenizer: special ids must be pad 0, unk 1, bos 2, eos 3")
@@ -130,7 +132,9 @@ def train_tokenizer(
         raise NmtError("tokenizer: training text is empty")
     try:
         if joint:
-            return Tokenizer(_train_model(_interleave(src_lines, tgt_lines), vocab_size, model_type))
+            return Tokenizer(
+                _train_model(_interleave(src_lines, tgt_lines), vocab_size, model_type)
+            )
         return Tokenizer(
             _train_model(src_lines, vocab_size, model_type),
             _train_model(tgt_lines, vocab_size, model_type),

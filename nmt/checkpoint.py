@@ -1,0 +1,103 @@
+"""One-file checkpoints: weights, config, tokenizer bytes, training state and versions.
+
+Everything is plain data (tensors, numbers, strings, bytes), saved with torch.save and read
+with `weights_only=True`, so loading a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sentencepiece
+import torch
+
+import nmt
+from nmt import NmtError
+from nmt.atomic import write_atomic
+from nmt.config import Config, config_from_dict
+from nmt.model import Seq2Seq
+from nmt.tokenizer import Tokenizer
+
+FORMAT = 1  # bump when the layout changes; older readers refuse newer files
+
+
+@dataclass
+class Checkpoint:
+    model: Seq2Seq
+    config: Config
+    tokenizer: Tokenizer
+    train_state: dict[str, Any] | None
+    versions: dict[str, str]
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: Seq2Seq,
+    config: Config,
+    tokenizer: Tokenizer,
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    state = {
+        "format": FORMAT,
+        "versions": {
+            "nmt": nmt.__version__,
+            "torch": str(torch.__version__),
+            "sentencepiece": sentencepiece.__version__,
+        },
+        "config": config.to_dict(),
+        "tokenizer": tokenizer.to_state(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_state": train_state,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def read_state(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise NmtError(f"checkpoint {p} does not exist")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it asks for {found.group(1)}" if found else "it is not plain data"
+        raise NmtError(
+            f"checkpoint {p} was refused: loading it would run code ({what}); "
+            "nmt checkpoints hold only plain data"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NmtError(f"checkpoint {p} is damaged or not a checkpoint ({first[:120]})") from None
+    if not isinstance(state, dict) or "format" not in state or "model" not in state:
+        raise NmtError(f"checkpoint {p} is not an nmt checkpoint")
+    if state["format"] > FORMAT:
+        raise NmtError(
+            f"checkpoint {p} has format {state['format']}, newer than this nmt "
+            f"({nmt.__version__}, format {FORMAT}) reads: upgrade nmt"
+        )
+    return state
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    state = read_state(path)
+    try:
+        config = config_from_dict(state["config"])
+        tokenizer = Tokenizer.from_state(state["tokenizer"])
+        model = Seq2Seq(
+            config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
+        )
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
+    model.to(device).eval()
+    return Checkpoint(model, config, tokenizer, state.get("train_state"), state["versions"])

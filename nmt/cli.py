@@ -1,0 +1,422 @@
+"""The `nmt` command: parsing and printing only; the work is done by library functions.
+
+Results go to stdout, logs and progress to stderr. A user error (`NmtError`) is one line on
+stderr and exit code 2. Heavy imports (torch) happen inside the commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from nmt import NmtError
+
+app = typer.Typer(
+    name="nmt",
+    help="Attention RNN neural machine translation: train, translate, score, inspect.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Built-in data.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Sentencepiece tokenizers.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(tokenizer_app, name="tokenizer")
+
+err = Console(stderr=True)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v debug logs.")] = 0,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("datasets", "huggingface_hub", "fsspec", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def user_errors():
+    """NmtError -> one line on stderr, exit code 2; a closed pipe ends quietly."""
+    try:
+        yield
+    except NmtError as e:
+        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except BrokenPipeError:
+        sys.stderr.close()
+        raise typer.Exit(0) from None
+
+
+def _quiet(quiet: bool) -> None:
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
+
+
+# -- data ------------------------------------------------------------------------------
+@data_app.command("toy")
+def data_toy(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write train|valid|test.{en,pt}.")
+    ],
+    size: Annotated[
+        int, typer.Option(help="Training pairs (valid/test get size/20, at least 50).")
+    ] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+) -> None:
+    """Write the built-in English -> Portuguese corpus (no download)."""
+    from nmt.toy import write_corpus
+
+    with user_errors():
+        try:
+            counts = write_corpus(out, size=size, seed=seed)
+        except ValueError as e:
+            raise NmtError(f"--size: {e}") from None
+    err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+# -- tokenizer -------------------------------------------------------------------------
+@tokenizer_app.command("train")
+def tokenizer_train(
+    src: Annotated[Path, typer.Option(help="Source training text.")],
+    tgt: Annotated[Path, typer.Option(help="Target training text.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the sentencepiece models.")],
+    vocab_size: Annotated[int, typer.Option(min=8, help="Vocabulary size (per model).")] = 8000,
+    model_type: Annotated[str, typer.Option(help="unigram or bpe.")] = "unigram",
+    joint: Annotated[
+        bool, typer.Option("--joint/--separate", help="One model for both sides.")
+    ] = True,
+) -> None:
+    """Train sentencepiece (pad 0, unk 1, bos 2, eos 3) on parallel text."""
+    from nmt.corpus import read_parallel
+    from nmt.tokenizer import train_tokenizer
+
+    with user_errors():
+        if model_type not in ("unigram", "bpe"):
+            raise NmtError(f"--model-type must be unigram or bpe, got {model_type!r}")
+        src_lines, tgt_lines = read_parallel(src, tgt)
+        tok = train_tokenizer(src_lines, tgt_lines, vocab_size, model_type, joint)
+        tok.save(out)
+    err.print(
+        f"wrote {out}: {'joint' if joint else 'separate'} {model_type}, "
+        f"vocab {tok.src_vocab_size}/{tok.tgt_vocab_size}"
+    )
+
+
+# -- train -----------------------------------------------------------------------------
+@app.command()
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config (sections data, model, train)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue from a checkpoint (usually RUN_DIR/last.pt).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Train a model. Every option is listed in README.md; `--set` overrides the file."""
+    from nmt.config import load_config
+    from nmt.train import train as run_training
+
+    _quiet(quiet)
+    with user_errors():
+        cfg = load_config(config, overrides or [])
+        with _train_progress(cfg.train.max_steps, quiet) as on_log:
+            result = run_training(cfg, resume=resume, on_log=on_log)
+    print(json.dumps(result))
+
+
+@contextmanager
+def _train_progress(total: int, quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("step {task.completed}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("train", total=total or None, status="")
+
+    def on_log(record: dict) -> None:
+        if quiet:
+            return
+        if record["kind"] == "valid":
+            err.print(
+                f"step {record['step']}: valid loss {record['valid_loss']:.3f} "
+                f"ppl {record['valid_ppl']:.2f} BLEU {record['bleu']:.2f} "
+                f"chrF {record['chrf']:.2f}",
+                highlight=False,
+            )
+            return
+        status = (
+            f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
+        )
+        if progress.disable:
+            err.print(f"step {record['step']}: {status}", highlight=False)
+        else:
+            progress.update(task, completed=record["step"], status=status)
+
+    with progress:
+        yield on_log
+
+
+# -- translate -------------------------------------------------------------------------
+def _length_penalty(value: str) -> float | str:
+    if value == "avg":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise NmtError(
+            f"--length-penalty must be a number (GNMT alpha) or avg, got {value!r}"
+        ) from None
+
+
+@app.command()
+def translate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.pt).")],
+    input: Annotated[Path | None, typer.Argument(help="Input file; stdin when omitted.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file; stdout when omitted.")
+    ] = None,
+    beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
+    nbest: Annotated[int, typer.Option(help="Hypotheses per sentence (<= beam size).")] = 1,
+    length_penalty: Annotated[
+        str, typer.Option(help="GNMT alpha (0: none) or avg (per token).")
+    ] = "1.0",
+    max_len_ratio: Annotated[
+        float, typer.Option(help="Max output = ratio * source tokens + offset.")
+    ] = 1.5,
+    max_len_offset: Annotated[int, typer.Option(help="See --max-len-ratio.")] = 10,
+    min_len: Annotated[int, typer.Option(help="No EOS before this many tokens.")] = 0,
+    batch_tokens: Annotated[int, typer.Option(min=1, help="Source tokens per batch.")] = 4096,
+    fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text",
+    with_attention: Annotated[bool, typer.Option(help="jsonl: add tokens and attention.")] = False,
+    attention_dir: Annotated[
+        Path | None, typer.Option(help="Also write attention heatmaps (png) here.")
+    ] = None,
+    errors: Annotated[
+        str, typer.Option(help="Invalid UTF-8 input: strict (error) or replace.")
+    ] = "strict",
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed run into the same -o file.")
+    ] = False,
+    quantize: Annotated[str, typer.Option(help="none or int8 (CPU).")] = "none",
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Translate a file or stdin, one output line per input line, in input order."""
+    _quiet(quiet)
+    with user_errors():
+        if errors not in ("strict", "replace"):
+            raise NmtError(f"--errors must be strict or replace, got {errors!r}")
+        if resume and output is None:
+            raise NmtError("--resume needs --output")
+        if input is not None and not input.is_file():
+            raise NmtError(f"{input}: file does not exist")
+        from nmt.translate import Translator, translate_file, translate_stream
+
+        translator = Translator(checkpoint, device=device, quantize=quantize, threads=threads)
+        kwargs = dict(
+            beam_size=beam_size,
+            nbest=nbest,
+            length_penalty=_length_penalty(length_penalty),
+            max_len_ratio=max_len_ratio,
+            max_len_offset=max_len_offset,
+            min_len=min_len,
+            batch_tokens=batch_tokens,
+            fmt=fmt,
+            errors=errors,
+            name=str(input) if input else "<stdin>",
+            return_attention=with_attention or attention_dir is not None,
+        )
+        if attention_dir is not None:
+            kwargs["on_chunk"] = _attention_writer(attention_dir, "png")
+        with _translate_progress(quiet) as on_progress:
+            kwargs["on_progress"] = on_progress
+            source = input.open("rb") if input else sys.stdin.buffer
+            try:
+                if output is None:
+                    translate_stream(translator, source, sys.stdout, **kwargs)
+                else:
+                    translate_file(translator, source, output, resume=resume, **kwargs)
+            finally:
+                if input:
+                    source.close()
+
+
+@contextmanager
+def _translate_progress(quiet: bool):
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.completed} sentences"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet or not err.is_terminal,
+    )
+    task = progress.add_task("translate", total=None, rate="", tokens=0)
+
+    def on_progress(sentences: int, tokens: int) -> None:
+        t = progress.tasks[task]
+        total_tokens = t.fields["tokens"] + tokens
+        elapsed = max(t.elapsed or 1e-9, 1e-9)
+        sent_rate = (t.completed + sentences) / elapsed
+        rate = f"{sent_rate:,.1f} sent/s  {total_tokens / elapsed:,.0f} tok/s"
+        progress.update(task, advance=sentences, tokens=total_tokens, rate=rate)
+
+    with progress:
+        yield on_progress
+
+
+def _attention_writer(out_dir: Path, fmt: str):
+    from nmt.plots import AttentionMap, save_attention
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    collected: list = []
+
+    def on_chunk(results, first: int) -> None:
+        maps = [
+            AttentionMap(first + i, t.src_tokens, h.tokens, np_array(h.attention))
+            for i, t in enumerate(results)
+            if t.hypotheses
+            for h in t.hypotheses[:1]
+            if h.attention is not None
+        ]
+        if fmt in ("npz", "json", "html"):
+            collected.extend(maps)  # one file for the whole run: written when complete
+            save_attention(collected, out_dir, fmt)
+        else:
+            save_attention(maps, out_dir, fmt)
+
+    return on_chunk
+
+
+def np_array(rows):
+    import numpy as np
+
+    return np.asarray(rows, dtype=np.float32)
+
+
+# -- score -----------------------------------------------------------------------------
+@app.command()
+def score(
+    hyp: Annotated[Path, typer.Option(help="Hypotheses, one per line.")],
+    ref: Annotated[Path, typer.Option(help="References, line-aligned with --hyp.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """sacreBLEU BLEU, chrF and TER of detokenized text, with signatures."""
+    from nmt.corpus import read_parallel
+    from nmt.metrics import as_dicts
+    from nmt.metrics import score as corpus_score
+
+    with user_errors():
+        hyps, refs = read_parallel(hyp, ref)
+        scores = corpus_score(hyps, refs)
+    if as_json:
+        print(json.dumps(as_dicts(scores), indent=2))
+    else:
+        for s in scores:
+            print(f"{s.name}|{s.signature} = {s.text.split(' = ', 1)[1]}")
+
+
+# -- attention and plots ---------------------------------------------------------------
+def _line_range(spec: str) -> tuple[int, int]:
+    try:
+        a, _, b = spec.partition("-")
+        first, last = int(a), int(b or a)
+    except ValueError:
+        raise NmtError(f"--lines must look like 1-20 or 7, got {spec!r}") from None
+    if first < 1 or last < first:
+        raise NmtError(f"--lines {spec}: need 1 <= first <= last")
+    return first, last
+
+
+@app.command()
+def attention(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.pt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the heatmaps.")],
+    text: Annotated[str | None, typer.Option(help="One sentence to translate.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Input file.")] = None,
+    lines: Annotated[str, typer.Option(help="Lines of --input, e.g. 1-20.")] = "1-20",
+    fmt: Annotated[str, typer.Option("--format", help="png, svg, pdf, html, npz or json.")] = "png",
+    beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
+    words: Annotated[bool, typer.Option(help="Merge subword pieces into words.")] = False,
+) -> None:
+    """Translate and write one attention heatmap per sentence."""
+    with user_errors():
+        from nmt.corpus import read_lines
+        from nmt.plots import FORMATS, AttentionMap, merge_words, save_attention
+        from nmt.translate import Translator
+
+        if fmt not in FORMATS:
+            raise NmtError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if (text is None) == (input is None):
+            raise NmtError("give exactly one of --text and --input")
+        if text is not None:
+            first, sentences = 1, [text]
+        else:
+            first, last = _line_range(lines)
+            sentences = read_lines(input)[first - 1 : last]
+            if not sentences:
+                raise NmtError(f"{input} has no lines in --lines {lines}")
+        translator = Translator(checkpoint)
+        if translator.config.model.attention == "none":
+            raise NmtError(
+                f"{checkpoint} was trained with attention none: there is no attention to plot"
+            )
+        results = translator.translate(sentences, beam_size=beam_size, return_attention=True)
+        maps = []
+        for i, t in enumerate(results):
+            if not t.hypotheses:
+                continue
+            h = t.hypotheses[0]
+            amap = AttentionMap(first + i, t.src_tokens, h.tokens, np_array(h.attention))
+            maps.append(merge_words(amap) if words else amap)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = save_attention(maps, out, fmt)
+    for p in paths:
+        print(p)
+
+
+@app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders holding log.jsonl.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file (png, svg or pdf).")] = Path(
+        "curves.png"
+    ),
+    x: Annotated[str, typer.Option("--x", help="step or time.")] = "step",
+) -> None:
+    """Training curves (loss, validation loss, BLEU, chrF, learning rate) of one or more runs."""
+    from nmt.plots import plot_curves
+
+    with user_errors():
+        try:
+            path = plot_curves(run_dirs, out, x)
+        except ValueError as e:
+            raise NmtError(str(e)) from None
+    print(path)

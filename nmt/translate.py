@@ -1,0 +1,263 @@
+"""Translation: the in-memory `Translator` and streaming translation of files of any size.
+
+Line alignment is kept whatever the input: output line i translates input line i, an empty
+line gives an empty line, an over-long line is truncated (with a warning), never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from nmt import NmtError
+from nmt.checkpoint import load_checkpoint
+from nmt.corpus import decode_line
+from nmt.search import Hypothesis, SearchOptions, search_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    text: str
+    log_prob: float
+    score: float
+    tokens: list[str] = field(default_factory=list)  # target pieces
+    attention: list[list[float]] | None = None  # (len(tokens) + 1, len(src_tokens) + 1), EOS incl.
+
+
+@dataclass
+class Translation:
+    source: str
+    src_tokens: list[str]
+    hypotheses: list[Output]
+
+    @property
+    def text(self) -> str:
+        return self.hypotheses[0].text if self.hypotheses else ""
+
+
+class Translator:
+    """A model loaded from one checkpoint file, ready to translate lists of sentences."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "cpu",
+        quantize: str | None = None,
+        threads: int = 0,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        ckpt = load_checkpoint(checkpoint, device)
+        self.config, self.tokenizer, self.model = ckpt.config, ckpt.tokenizer, ckpt.model
+        self.max_src_len = self.config.data.max_len
+        if quantize == "int8":
+            if device != "cpu":
+                raise NmtError("--quantize int8 runs on the CPU only")
+            self.model = quantize_int8(self.model)
+        elif quantize not in (None, "none"):
+            raise NmtError(f"--quantize {quantize}: allowed values are none, int8")
+
+    def translate(
+        self,
+        sentences: list[str],
+        beam_size: int = 5,
+        batch_tokens: int = 4096,
+        line_numbers: Iterable[int] | None = None,
+        **options: Any,
+    ) -> list[Translation]:
+        """Translate in memory; `options` are the fields of `SearchOptions` (nbest,
+        length_penalty, max_len_ratio, max_len_offset, min_len, return_attention)."""
+        opts = SearchOptions(beam_size=beam_size, **options)
+        check_options(opts)
+        ids = self.tokenizer.encode_src(sentences)
+        numbers = list(line_numbers) if line_numbers is not None else range(1, len(ids) + 1)
+        for n, seq in zip(numbers, ids):
+            if len(seq) > self.max_src_len:
+                log.warning(
+                    "line %d: %d tokens, truncated to the model's %d",
+                    n,
+                    len(seq),
+                    self.max_src_len,
+                )
+                del seq[self.max_src_len :]
+        todo = [i for i, seq in enumerate(ids) if seq]
+        found = search_ids(self.model, [ids[i] for i in todo], opts, batch_tokens)
+        results = [Translation(s, [], []) for s in sentences]
+        for i, hyps in zip(todo, found):
+            results[i] = Translation(
+                sentences[i],
+                self.tokenizer.src_pieces(ids[i]) + ["</s>"],
+                [self._output(h, opts.return_attention) for h in hyps],
+            )
+        return results
+
+    def _output(self, hyp: Hypothesis, with_attention: bool) -> Output:
+        return Output(
+            text=self.tokenizer.decode_tgt([hyp.tokens])[0],
+            log_prob=round(hyp.log_prob, 6),
+            score=round(hyp.score, 6),
+            tokens=self.tokenizer.tgt_pieces(hyp.tokens) + ["</s>"],
+            attention=hyp.attention.tolist()
+            if with_attention and hyp.attention is not None
+            else None,
+        )
+
+
+def check_options(opts: SearchOptions) -> None:
+    if opts.beam_size < 1:
+        raise NmtError(f"--beam-size must be >= 1, got {opts.beam_size}")
+    if not 1 <= opts.nbest <= opts.beam_size:
+        raise NmtError(
+            f"--nbest must be between 1 and --beam-size ({opts.beam_size}), got {opts.nbest}"
+        )
+    if opts.max_len_ratio < 0 or opts.max_len_offset < 0 or opts.min_len < 0:
+        raise NmtError("--max-len-ratio, --max-len-offset and --min-len must be >= 0")
+    lp = opts.length_penalty
+    if lp != "avg" and (isinstance(lp, str) or lp < 0):
+        raise NmtError(f"--length-penalty must be a number >= 0 or avg, got {lp!r}")
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of the Linear and recurrent layers (CPU inference)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(
+            model.eval(),
+            {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell},
+            dtype=torch.qint8,
+        )
+
+
+def read_chunks(
+    stream: IO[bytes],
+    chunk_lines: int,
+    errors: str = "strict",
+    name: str = "<stdin>",
+    skip: int = 0,
+) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, lines) chunks of a binary stream, decoded as UTF-8."""
+    chunk: list[str] = []
+    first = skip + 1
+    for n, raw in enumerate(stream, 1):
+        if n <= skip:
+            continue
+        try:
+            line = decode_line(raw, f"{name}:{n}")
+        except NmtError:
+            if errors != "replace":
+                raise
+            log.warning("%s:%d: invalid UTF-8 replaced", name, n)
+            line = decode_line(raw, f"{name}:{n}", errors="replace")
+        chunk.append(line)
+        if len(chunk) == chunk_lines:
+            yield first, chunk
+            first, chunk = n + 1, []
+    if chunk:
+        yield first, chunk
+
+
+def format_translation(t: Translation, fmt: str, with_attention: bool) -> str:
+    """The output line(s) of one translation, newline included."""
+    if fmt == "jsonl":
+        record = {
+            "source": t.source,
+            "hypotheses": [
+                {"text": h.text, "log_prob": h.log_prob, "score": h.score}
+                | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if with_attention else {})
+                | ({"attention": h.attention} if with_attention else {})
+                for h in t.hypotheses
+            ],
+        }
+        return json.dumps(record, ensure_ascii=False) + "\n"
+    if len(t.hypotheses) <= 1:
+        return t.text.replace("\n", " ") + "\n"
+    # n-best in text: one line per hypothesis, Moses style
+    return "".join(f"{h.text} ||| {h.score:.4f}\n" for h in t.hypotheses)
+
+
+def count_lines(path: Path) -> int:
+    """Complete lines in a partial output; a trailing partial line is cut off."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+    return data[:keep].count(b"\n")
+
+
+def translate_stream(
+    translator: Translator,
+    source: IO[bytes],
+    sink: IO[str],
+    *,
+    chunk_lines: int = 10_000,
+    batch_tokens: int = 4096,
+    fmt: str = "text",
+    errors: str = "strict",
+    name: str = "<stdin>",
+    skip: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_chunk: Callable[[list[Translation], int], None] | None = None,
+    **options: Any,
+) -> int:
+    """Translate a stream chunk by chunk, writing results in input order; memory stays flat
+    in the size of the input. Returns the number of lines translated."""
+    if fmt not in ("text", "jsonl"):
+        raise NmtError(f"--format must be text or jsonl, got {fmt!r}")
+    done = 0
+    with_attention = bool(options.get("return_attention"))
+    for first, lines in read_chunks(source, chunk_lines, errors, name, skip):
+        results = translator.translate(
+            lines,
+            batch_tokens=batch_tokens,
+            line_numbers=range(first, first + len(lines)),
+            **options,
+        )
+        sink.write("".join(format_translation(t, fmt, with_attention) for t in results))
+        sink.flush()
+        if on_chunk is not None:
+            on_chunk(results, first)
+        done += len(lines)
+        if on_progress is not None:
+            on_progress(len(lines), sum(len(t.src_tokens) for t in results))
+    return done
+
+
+def translate_file(
+    translator: Translator,
+    source: IO[bytes],
+    output: Path,
+    resume: bool = False,
+    **kwargs: Any,
+) -> int:
+    """Translate into OUTPUT through OUTPUT.partial, renamed when complete; with `resume`, a
+    partial file left by a killed run is continued after its last complete line."""
+    partial = output.with_name(output.name + ".partial")
+    skip = 0
+    if resume:
+        if kwargs.get("fmt", "text") == "text" and kwargs.get("nbest", 1) > 1:
+            raise NmtError("--resume works with one output line per input line (--nbest 1)")
+        skip = count_lines(partial)
+        if skip:
+            log.info("resuming %s after line %d", output, skip)
+    elif partial.exists():
+        partial.unlink()
+    with partial.open("a" if skip else "w", encoding="utf-8", newline="\n") as sink:
+        n = translate_stream(translator, source, sink, skip=skip, **kwargs)
+        sink.flush()
+        os.fsync(sink.fileno())
+    os.replace(partial, output)
+    return skip + n

@@ -1,0 +1,306 @@
+"""Tests for nmt.plots: every export format, merge_words, training curves, a browser render."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+import xml.etree.ElementTree as ET
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nmt import plots
+from nmt.plots import FORMATS, AttentionMap, merge_words, plot_curves, save_attention
+
+CHROMIUM = "/usr/bin/chromium"
+
+# Tokens that need HTML escaping, a special token and a non-Latin one.
+SRC = ["▁the", "▁re", "d", "▁car", "▁&", '▁"x"', "<unk>", "</s>"]
+TGT = ["▁das", "▁ro", "te", "▁Auto", "▁<b>", "ü", "</s>"]
+
+
+def _weights(n_tgt: int, n_src: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.random((n_tgt, n_src)) + np.eye(n_tgt, n_src) * 3
+    return w / w.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def maps() -> list[AttentionMap]:
+    return [
+        AttentionMap(7, SRC, TGT, _weights(len(TGT), len(SRC))),
+        AttentionMap(12, ["▁hi", "</s>"], ["▁hallo", "</s>"], _weights(2, 2, seed=1)),
+    ]
+
+
+def _no_temp_files(out: Path) -> bool:
+    return not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_import_is_standalone() -> None:
+    code = (
+        "import sys, nmt.plots; "
+        "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_png(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    import matplotlib.image
+
+    paths = save_attention(maps, tmp_path / "out", "png")
+    assert [p.name for p in paths] == ["attention-00007.png", "attention-00012.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = matplotlib.image.imread(p)
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+        assert pixels[..., :3].std() > 0.05
+    # Figure size follows the token counts.
+    big, small = (matplotlib.image.imread(p).shape for p in paths)
+    assert big[0] > small[0] and big[1] > small[1]
+    assert _no_temp_files(tmp_path / "out")
+
+
+def test_svg_and_pdf(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    (svg,) = save_attention(maps[:1], tmp_path, "svg")
+    assert svg.name == "attention-00007.svg"
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    # svg.fonttype "none" keeps labels as text (searchable, browser font fallback).
+    assert "▁car" in svg.read_text(encoding="utf-8")
+
+    (pdf,) = save_attention(maps[:1], tmp_path, "PDF")
+    assert pdf.name == "attention-00007.pdf"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and b"%%EOF" in data[-64:]
+
+
+class _TableParser(HTMLParser):
+    """Collects the text, cell titles/classes and links of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.cells: list[tuple[str, set[str]]] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "td" and a.get("title") is not None:
+            self.cells.append((a["title"] or "", set((a.get("class") or "").split())))
+        if tag == "a":
+            self.links.append(a.get("href") or "")
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(path: Path) -> _TableParser:
+    parser = _TableParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def test_html(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    paths = save_attention(maps, tmp_path, "html")
+    assert [p.name for p in paths] == ["attention-00007.html", "attention-00012.html", "index.html"]
+    for m, page in zip(maps, paths, strict=False):
+        raw = page.read_text(encoding="utf-8")
+        # Self-contained: no scripts, no remote assets.
+        assert "<script" not in raw and "http://" not in raw and "https://" not in raw
+        parsed = _parse(page)
+        for tok in (*m.src_tokens, *m.tgt_tokens):
+            assert escape(tok) in raw
+            assert tok in parsed.text
+        assert "<unk>" not in raw.replace("&lt;unk&gt;", "")
+        n_tgt, n_src = m.weights.shape
+        assert len(parsed.cells) == n_tgt * n_src
+        for k, (title, classes) in enumerate(parsed.cells):
+            i, j = divmod(k, n_src)
+            assert title.endswith(f"{m.weights[i, j]:.3f}")
+            assert ("max" in classes) == (j == int(np.argmax(m.weights[i])))
+    index = _parse(paths[-1])
+    assert index.links == ["attention-00007.html", "attention-00012.html"]
+    assert _no_temp_files(tmp_path)
+
+
+def test_npz_round_trip(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    maps.append(AttentionMap(3, ["a"], ["b"], np.array([[1.0]], dtype=np.float32)))
+    (path,) = save_attention(maps, tmp_path, "npz")
+    assert path.name == "attention.npz"
+    with np.load(path) as data:  # allow_pickle=False
+        for m in maps:
+            w = data[f"weights_{m.index}"]
+            assert w.dtype == m.weights.dtype
+            np.testing.assert_array_equal(w, m.weights)
+            assert data[f"src_{m.index}"].tolist() == m.src_tokens
+            assert data[f"tgt_{m.index}"].tolist() == m.tgt_tokens
+
+
+def test_json_round_trip(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    (path,) = save_attention(maps, tmp_path, "json")
+    assert path.name == "attention.json"
+    records = json.loads(path.read_text(encoding="utf-8"))
+    assert [r["index"] for r in records] == [7, 12]
+    for r, m in zip(records, maps, strict=True):
+        assert r["src_tokens"] == m.src_tokens and r["tgt_tokens"] == m.tgt_tokens
+        np.testing.assert_array_equal(np.array(r["weights"]), m.weights)
+
+
+def test_bad_inputs(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    with pytest.raises(ValueError, match="unknown attention format 'gif'.*png, svg, pdf, html"):
+        save_attention(maps, tmp_path, "gif")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="index 7"):
+        save_attention([maps[0], maps[0]], tmp_path, "json")
+    with pytest.raises(ValueError, match="shape"):
+        AttentionMap(1, ["a", "b"], ["c"], np.ones((2, 1)))
+    assert FORMATS == ("png", "svg", "pdf", "html", "npz", "json")
+
+
+def test_merge_words() -> None:
+    src = ["▁the", "▁re", "d", "▁car", "</s>"]
+    tgt = ["▁das", "▁ro", "te", "▁Auto", "</s>"]
+    w = _weights(len(tgt), len(src), seed=3)
+    merged = merge_words(AttentionMap(4, src, tgt, w))
+    assert merged.index == 4
+    assert merged.src_tokens == ["the", "red", "car", "</s>"]
+    assert merged.tgt_tokens == ["das", "rote", "Auto", "</s>"]
+    assert merged.weights.shape == (4, 4)
+    np.testing.assert_allclose(merged.weights.sum(axis=1), 1.0)
+    # Source pieces are summed, target pieces averaged.
+    np.testing.assert_allclose(merged.weights[0], [w[0, 0], w[0, 1] + w[0, 2], w[0, 3], w[0, 4]])
+    np.testing.assert_allclose(merged.weights[1, 0], (w[1, 0] + w[2, 0]) / 2)
+    np.testing.assert_allclose(merged.weights[1, 1], (w[1, 1] + w[1, 2] + w[2, 1] + w[2, 2]) / 2)
+
+
+def test_merge_words_edge_cases() -> None:
+    # A special token is its own word, also when the next piece has no "▁"; a lone "▁" piece
+    # joins the following piece (sentencepiece does this before CJK and punctuation).
+    pieces = ["x", "▁a", "<unk>", "b", "▁", "東京", "</s>"]
+    amap = AttentionMap(1, pieces, ["▁y"], _weights(1, len(pieces)))
+    merged = merge_words(amap)
+    assert merged.src_tokens == ["x", "a", "<unk>", "b", "東京", "</s>"]
+    np.testing.assert_allclose(merged.weights.sum(axis=1), 1.0)
+    empty = merge_words(AttentionMap(2, [], [], np.zeros((0, 0))))
+    assert empty.weights.shape == (0, 0)
+
+
+def test_cjk_without_font_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plots, "_WARNED", set())
+    cjk = [
+        AttentionMap(i, ["▁東京", "▁へ", "</s>"], ["▁to", "▁Tokyo", "</s>"], _weights(3, 3))
+        for i in (1, 2)
+    ]
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        save_attention(cjk, tmp_path, "png")
+        save_attention(cjk, tmp_path, "png")
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+    ours = [r for r in caplog.records if r.name == "nmt.plots"]
+    if plots._fonts()[1]:
+        assert ours == []
+    else:
+        assert len(ours) == 1 and "CJK" in ours[0].getMessage()
+
+
+def _write_log(run: Path, records: list[dict], extra: str = "") -> None:
+    run.mkdir(parents=True)
+    lines = [json.dumps(r) for r in records]
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n\n" + extra, encoding="utf-8")
+
+
+def _fake_run(run: Path, scale: float, truncated: bool = False) -> None:
+    records: list[dict] = [{"kind": "config", "model": "rnn"}]
+    for step in range(100, 1100, 100):
+        records.append(
+            {"kind": "train", "step": step, "time": step * 0.12, "epoch": 1,
+             "loss": scale * 5 / (1 + step / 300), "lr": 1e-3 * min(1, step / 300),
+             "tokens_per_s": 5000.0, "unknown_key": [1, 2]}
+        )  # fmt: skip
+        if step % 500 == 0:
+            records.append(
+                {"kind": "valid", "step": step, "time": step * 0.12 + 5, "epoch": 2,
+                 "valid_loss": scale * 3 / (1 + step / 500), "valid_ppl": 8.2,
+                 "bleu": 10 + step / 100, "chrf": 40 + step / 50, "lr": 1e-3}
+            )  # fmt: skip
+    # A half-written last line, as while the run is still training.
+    _write_log(run, records, extra='{"kind": "train", "st' if truncated else "")
+
+
+def test_plot_curves(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    _fake_run(tmp_path / "run-a", 1.0)
+    _fake_run(tmp_path / "run-b", 1.3, truncated=True)
+    out = plot_curves([tmp_path / "run-a", str(tmp_path / "run-b")], tmp_path / "figs" / "c.png")
+    assert out == tmp_path / "figs" / "c.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(out)[..., :3].std() > 0.05
+
+    svg = plot_curves([tmp_path / "run-a"], tmp_path / "t.svg", x="time")
+    text = svg.read_text(encoding="utf-8")
+    ET.fromstring(text)
+    assert "time (s)" in text and "run-a" in text and "chrF" in text
+    assert _no_temp_files(tmp_path / "figs")
+
+
+def test_plot_curves_errors(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "ok", 1.0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no log.jsonl.*empty"):
+        plot_curves([tmp_path / "ok", tmp_path / "empty"], tmp_path / "c.png")
+    with pytest.raises(ValueError, match="step|time"):
+        plot_curves([tmp_path / "ok"], tmp_path / "c.png", x="epoch")
+    with pytest.raises(ValueError, match="suffix"):
+        plot_curves([tmp_path / "ok"], tmp_path / "c.gif")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_curves_resumed_run_replaces_steps(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    records = [{"kind": "train", "step": s, "time": s, "loss": 5.0, "lr": 1.0} for s in (1, 2, 3)]
+    records += [{"kind": "train", "step": s, "time": s + 9, "loss": 1.0, "lr": 1.0} for s in (2, 3)]
+    _write_log(run, records)
+    series = plots._read_log(run, "step")
+    assert series[("train", "loss")] == ([1.0, 2.0, 3.0], [5.0, 1.0, 1.0])
+
+
+def test_html_renders_in_chromium(tmp_path: Path, maps: list[AttentionMap]) -> None:
+    import matplotlib.image
+
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    page = save_attention(maps[:1], tmp_path / "html", "html")[0]
+    shot = tmp_path / "shot.png"
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+        "--window-size=800,600", page.resolve().as_uri(),
+    ]  # fmt: skip
+    try:
+        subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    finally:
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    assert shot.exists(), "chromium wrote no screenshot"
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.std() > 0.02
+    # The shaded cells are blue (rgba(30, 90, 200, weight) over white).
+    blue = (pixels[..., 2] - pixels[..., 0]) > 0.15
+    assert blue.sum() > 500
