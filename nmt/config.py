@@ -7,6 +7,7 @@ meaning lives here and nowhere else; README.md lists them (a test keeps the two 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,15 @@ def _coerce(section: str, name: str, kind: type, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif kind is float:
+        if isinstance(value, str):
+            # PyYAML reads 1e-3 (no dot) as a string; it is still the number the user meant
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise NmtError(f"config: {where} must be a finite number, got {value!r}")
             return float(value)
     elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
@@ -120,14 +129,14 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise NmtError(f"config: section {name} must be a mapping")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        unknown = sorted(set(values) - set(fields), key=str)
         if unknown:
             raise NmtError(
                 f"config: unknown key {name}.{unknown[0]}; valid keys: {', '.join(fields)}"
             )
         kinds = {f.name: type(f.default) for f in fields.values()}
         sections[name] = cls(**{k: _coerce(name, k, kinds[k], v) for k, v in values.items()})
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS), key=str)
     if unknown:
         raise NmtError(f"config: unknown section {unknown[0]}; valid sections: data, model, train")
     config = Config(**sections)

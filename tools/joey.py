@@ -49,9 +49,9 @@ SPM_VERSION = "0.2.0"  # Joey 2.3.0 calls SetVocabulary, gone in sentencepiece 0
 JOEY_PACKAGES = [f"joeynmt=={JOEY_VERSION}", "importlib_metadata", f"sentencepiece=={SPM_VERSION}"]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NMT_SHARED", "/work/shared"))
+SHARED = Path(os.environ.get("NMT_SHARED", REPO.parent / "shared"))
 PEERS = SHARED / "peers"
-DEFAULT_DATA = SHARED / "data" / "multi30k"
+DEFAULT_DATA = Path(os.environ.get("MULTI30K_DIR", SHARED / "data" / "multi30k"))
 DEFAULT_CACHE = REPO / ".bench-cache" / "joey"
 TEMPLATE = PEERS / "joey_rnn_m30k_deen.yaml"
 REFERENCE_LOGGING_FREQ = 50

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Multi30k from raw text to a sacreBLEU score: data, sentencepiece, training, beam-5
+# decoding of test_2016_flickr, BLEU and chrF with signatures in RUN_DIR/results.json.
+#
+# usage: recipes/multi30k/run.sh [SRC] [TGT] [CONFIG]     (defaults: de en small)
+#   SRC/TGT: de en | en de | fr en        CONFIG: small | full (recipes/multi30k/CONFIG.yaml)
+# env:   MULTI30K_DIR   folder with {train,val,test_2016_flickr}.{de,en,fr}; when unset the
+#                       de/en data comes from the Hugging Face hub (bentrevett/multi30k)
+#        RUN_DIR        default runs/multi30k-SRC-TGT-CONFIG (relative to the repo root)
+#        NMT            the nmt command (default: nmt on PATH, else .venv/bin/nmt)
+# Restartable: finished steps are skipped, and an interrupted training resumes from last.pt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+src=${1:-de}; tgt=${2:-en}; config=${3:-small}
+run=${RUN_DIR:-$root/runs/multi30k-$src-$tgt-$config}
+nmt=${NMT:-$(command -v nmt || echo "$root/.venv/bin/nmt")}
+python=$(dirname "$nmt")/python
+[ -x "$python" ] || python=python3
+step() { printf '\n[%s] %s\n' "$(date +%T)" "$*" >&2; }
+[ -f "$here/$config.yaml" ] || { echo "no config $here/$config.yaml (small or full)" >&2; exit 2; }
+mkdir -p "$run/data"
+start=$(date +%s)
+
+step "data -> $run/data"
+if [ -n "${MULTI30K_DIR:-}" ]; then
+  for split in train val test_2016_flickr; do
+    for lang in "$src" "$tgt"; do
+      [ -f "$MULTI30K_DIR/$split.$lang" ] || { echo "missing $MULTI30K_DIR/$split.$lang" >&2; exit 2; }
+      ln -sf "$(realpath "$MULTI30K_DIR/$split.$lang")" "$run/data/$split.$lang"
+    done
+  done
+elif [ ! -f "$run/data/test_2016_flickr.$tgt" ]; then
+  # the hub copy has English and German only
+  "$python" - "$run/data" "$src" "$tgt" <<'PY'
+import sys
+out, src, tgt = sys.argv[1:]
+if {src, tgt} != {"de", "en"}:
+    sys.exit(f"the hub copy of Multi30k has de and en only: set MULTI30K_DIR for {src}-{tgt}")
+from datasets import load_dataset
+try:
+    ds = load_dataset("bentrevett/multi30k")
+except Exception as e:  # offline: ConnectionError, OfflineModeIsEnabled, ...
+    sys.exit(f"cannot download Multi30k ({type(e).__name__}); set MULTI30K_DIR to a local copy")
+for split, name in [("train", "train"), ("validation", "val"), ("test", "test_2016_flickr")]:
+    for lang in (src, tgt):
+        with open(f"{out}/{name}.{lang}", "w", encoding="utf-8") as f:
+            f.writelines(s.strip() + "\n" for s in ds[split][lang])
+PY
+fi
+
+step "sentencepiece -> $run/tokenizer"
+[ -f "$run/tokenizer/src.model" ] || "$nmt" tokenizer train \
+  --src "$run/data/train.$src" --tgt "$run/data/train.$tgt" -o "$run/tokenizer" --vocab-size 8000
+
+step "training ($config) -> $run"
+if [ ! -f "$run/train.json" ]; then
+  resume=()
+  [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
+  "$nmt" train --config "$here/$config.yaml" "${resume[@]}" \
+    --set data.train_src="$run/data/train.$src" --set data.train_tgt="$run/data/train.$tgt" \
+    --set data.valid_src="$run/data/val.$src" --set data.valid_tgt="$run/data/val.$tgt" \
+    --set data.tokenizer="$run/tokenizer" --set train.run_dir="$run" > "$run/train.json.tmp"
+  mv "$run/train.json.tmp" "$run/train.json"
+fi
+
+step "beam-5 translation of test_2016_flickr"
+[ -f "$run/test.hyp.$tgt" ] || "$nmt" translate "$run/best.pt" "$run/data/test_2016_flickr.$src" \
+  -o "$run/test.hyp.$tgt" --beam-size 5
+
+step "scoring"
+"$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" | tee "$run/test.score.txt"
+"$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" --json > "$run/test.score.json"
+"$python" - "$run" "$src" "$tgt" "$config" <<'PY'
+import json, os, platform, sys
+run, src, tgt, config = sys.argv[1:]
+scores = {s["name"]: s for s in json.load(open(f"{run}/test.score.json"))}
+log = [json.loads(x) for x in open(f"{run}/log.jsonl") if x.strip()]
+minutes = max((r.get("time", 0) for r in log), default=0) / 60
+cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+result = {"src": src, "tgt": tgt, "config": config, "bleu": scores["BLEU"]["score"],
+          "chrf": scores["chrF2"]["score"], "signature": scores["BLEU"]["signature"],
+          "train_minutes": round(minutes, 1), "hardware": f"{os.cpu_count()} CPU cores, {cpu}"}
+json.dump(result, open(f"{run}/results.json", "w"), indent=2)
+print(json.dumps(result))
+PY
+step "done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,94 @@
+"""Tests for nmt.attention: dot, general and Bahdanau attention over padded sources."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.attention import Attention
+from nmt.batching import padding_mask
+
+KINDS = ["dot", "general", "bahdanau"]
+B, S, D = 4, 7, 6
+
+
+def _setup(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    query_size = D if kind == "dot" else 5  # dot needs query and key of one size
+    att = Attention(kind=kind, query_size=query_size, key_size=D)
+    values = torch.randn(B, S, D)  # (B, S, D)
+    lengths = torch.tensor([7, 3, 1, 5])
+    mask = padding_mask(lengths, S)  # (B, S)
+    query = torch.randn(B, query_size) * 3  # large enough for peaked weights
+    return att, query, values, mask
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_and_normalisation(kind: str) -> None:
+    att, query, values, mask = _setup(kind)
+    keys = att.project_keys(values)
+    assert keys.shape[:2] == (B, S)
+    context, weights = att(query, keys, values, mask)
+    assert context.shape == (B, D)
+    assert weights.shape == (B, S)
+    assert torch.allclose(weights.sum(-1), torch.ones(B), atol=1e-6)
+    assert (weights >= 0).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_gets_exactly_zero_weight(kind: str) -> None:
+    att, query, values, mask = _setup(kind)
+    _, weights = att(query, att.project_keys(values), values, mask)
+    assert (weights[~mask] == 0).all()
+    assert (weights[mask] > 0).all()
+    assert weights[2, 0] == 1  # a one-token source takes all the weight
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_context_is_weighted_sum_of_values(kind: str) -> None:
+    att, query, values, mask = _setup(kind)
+    context, weights = att(query, att.project_keys(values), values, mask)
+    expected = torch.einsum("bs,bsd->bd", weights, values)
+    assert torch.allclose(context, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_content_does_not_matter(kind: str) -> None:
+    att, query, values, mask = _setup(kind)
+    noisy = values.masked_fill(~mask[:, :, None], 1e3)
+    context, weights = att(query, att.project_keys(values), values, mask)
+    context2, weights2 = att(query, att.project_keys(noisy), noisy, mask)
+    assert torch.equal(weights, weights2)
+    assert torch.allclose(context, context2, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sentence_alone_equals_sentence_in_padded_batch(kind: str) -> None:
+    att, query, values, mask = _setup(kind)
+    context, weights = att(query, att.project_keys(values), values, mask)
+    n = int(mask[1].sum())
+    one = values[1:2, :n]
+    c1, w1 = att(query[1:2], att.project_keys(one), one, torch.ones(1, n, dtype=torch.bool))
+    assert torch.allclose(w1[0], weights[1, :n], atol=1e-6)
+    assert torch.allclose(c1[0], context[1], atol=1e-6)
+
+
+def test_scores_follow_each_definition() -> None:
+    # the weights are the softmax of the documented score functions
+    for kind in KINDS:
+        att, query, values, mask = _setup(kind)
+        _, weights = att(query, att.project_keys(values), values, mask)
+        if kind == "dot":
+            scores = torch.einsum("bsd,bd->bs", values, query)
+        elif kind == "general":
+            scores = torch.einsum("bsh,bh->bs", att.key_proj(values), query)
+        else:
+            hidden = torch.tanh(att.key_proj(values) + att.query_proj(query)[:, None])
+            scores = att.energy(hidden).squeeze(-1)
+        expected = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+        assert torch.allclose(weights, expected, atol=1e-6), kind
+
+
+def test_unknown_kind_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown attention"):
+        Attention(kind="cosine", query_size=4, key_size=4)

@@ -1,0 +1,102 @@
+"""Translation speed and BLEU on the 1,000 Multi30k test sentences (de->en), greedy and beam 5,
+each timed as a whole process as a user runs it; with --vs-joey, JoeyNMT's reference model
+translates the same file in the same run.
+
+Models: --ours CKPT and --joey-model DIR (a tools/joey.py cache dir holding model/*.ckpt).
+When missing, each reference config is trained for --steps updates into --cache first, so a
+second run only times. Run it with nothing else busy on the machine.
+
+usage: MULTI30K_DIR=../shared/data/multi30k python tools/bench_translate.py --vs-joey
+       [--ours CKPT] [--joey-model DIR] [--steps 300] [--quantize int8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import joey  # noqa: E402
+from bench_train import REPO, train_ours  # noqa: E402
+
+from nmt.metrics import score  # noqa: E402
+
+
+def bleu_of(hyp: Path, ref: Path) -> float:
+    hyps = hyp.read_text(encoding="utf-8").splitlines()
+    refs = ref.read_text(encoding="utf-8").splitlines()
+    return score(hyps, refs, ("bleu",))[0].score
+
+
+def translate_ours(ckpt: Path, src: Path, out: Path, beam: int, threads: int, quantize: str):
+    cmd = [sys.executable, "-m", "nmt", "translate", str(ckpt), str(src), "-o", str(out)]
+    cmd += ["--beam-size", str(beam), "--threads", str(threads), "--quantize", quantize, "-q"]
+    log = out.with_suffix(".log")
+    code, seconds, rss = joey._timed(
+        cmd, joey._thread_env(threads), None, log, log.with_suffix(".err")
+    )
+    if code != 0:
+        raise SystemExit(f"nmt translate failed:\n{joey._tail(log.with_suffix('.err'))}")
+    return seconds, rss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--ours", type=Path, help="our checkpoint (trained when missing)")
+    ap.add_argument("--joey-model", type=Path, help="tools/joey.py cache dir with a model")
+    ap.add_argument("--vs-joey", action="store_true")
+    ap.add_argument("--steps", type=int, default=300, help="training steps when a model is missing")
+    ap.add_argument("--quantize", default="none", choices=["none", "int8"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
+    args = ap.parse_args()
+    data = Path(os.environ.get("MULTI30K_DIR", joey.DEFAULT_DATA))
+    src, ref = data / "test_2016_flickr.de", data / "test_2016_flickr.en"
+    if not src.is_file():
+        raise SystemExit(f"no Multi30k at {data}: set MULTI30K_DIR")
+    n = sum(1 for _ in src.open(encoding="utf-8"))
+    work = args.cache / "bench_translate"
+    work.mkdir(parents=True, exist_ok=True)
+
+    ours = args.ours
+    if ours is None:
+        ours = work / "nmt" / "run" / "last.pt"
+        if not ours.is_file():
+            print(f"training our reference model for {args.steps} steps", flush=True)
+            train_ours(data, work / "nmt", args.steps, args.threads, [])
+    rows = {}
+    for beam in (1, 5):
+        out = work / f"nmt.beam{beam}.{args.quantize}.en"
+        seconds, rss = translate_ours(ours, src, out, beam, args.threads, args.quantize)
+        rows[("nmt", beam)] = (n / seconds, bleu_of(out, ref), rss)
+        print(
+            f"nmt      beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows['nmt', beam][1]:5.2f}"
+            f"  peak RSS {rss:5.0f} MB  ({seconds:.1f} s)",
+            flush=True,
+        )
+    if not (args.vs_joey or args.joey_model):
+        return
+    cache = args.joey_model or work / "joey"
+    joey.ensure_joey(cache)
+    if not any((cache / "model").glob("*.ckpt")):
+        print(f"training JoeyNMT's reference model for {args.steps} steps", flush=True)
+        joey.ensure_spm(cache, data)
+        joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
+    for beam in (1, 5):
+        out = work / f"joey.beam{beam}.en"
+        r = joey.translate(cache, data, src, beam, out, threads=args.threads)
+        rows[("joey", beam)] = (r["sentences_per_s"], bleu_of(out, ref), r["peak_rss_mb"])
+        print(
+            f"joeynmt  beam {beam}: {r['sentences_per_s']:7.1f} sent/s  BLEU "
+            f"{rows['joey', beam][1]:5.2f}  peak RSS {r['peak_rss_mb']:5.0f} MB  "
+            f"({r['seconds']:.1f} s)",
+            flush=True,
+        )
+    print(f"greedy speedup vs joeynmt: {rows['nmt', 1][0] / rows['joey', 1][0]:.2f}x")
+    print(f"speedup vs joeynmt: {rows['nmt', 5][0] / rows['joey', 5][0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
