@@ -96,7 +96,8 @@ def main() -> None:
     ours = train_ours(data, args.cache / "bench_train_nmt", args.steps, args.threads, args.sets)
     frac = ours["tokens_per_s"] * FLOP_PER_TARGET_TOKEN / (peak * 1e9)
     print(
-        f"nmt      {ours['tokens_per_s']:8,.0f} target tok/s  peak RSS {ours['peak_rss_mb']:6,.0f} MB"
+        f"nmt      {ours['tokens_per_s']:8,.0f} target tok/s  "
+        f"peak RSS {ours['peak_rss_mb']:6,.0f} MB"
         f"  {frac:6.1%} of matmul peak  ({args.steps} steps, {ours['seconds']:.0f} s)",
         flush=True,
     )
