@@ -113,9 +113,16 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
+        self.rank, self.world = init_distributed(self.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         data = read_data(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.tokenizer = get_tokenizer(config, data, self.run_dir)
+        if self.rank == 0:
+            self.tokenizer = get_tokenizer(config, data, self.run_dir)
+        barrier(self.world)
+        if self.rank != 0:
+            self.tokenizer = get_tokenizer(config, data, self.run_dir)
         self.data = data
         self.src_ids, self.tgt_ids = self._encode_train(epoch=0)
         self.valid_src_ids = self.tokenizer.encode_src(data.valid_src)
@@ -129,8 +136,15 @@ class Trainer:
             tgt_vocab=self.tokenizer.tgt_vocab_size,
         ).to(self.device)
         n_params = count_parameters(self.model)
-        # last + best + their temp copies, with the optimizer's two moments in each
-        probe_run_dir(self.run_dir, need_bytes=4 * 3 * 4 * n_params)
+        if self.rank == 0:
+            # last + best + their temp copies, with the optimizer's two moments in each
+            probe_run_dir(self.run_dir, need_bytes=4 * 3 * 4 * n_params)
+        self.forward = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
         log.info("model: %s parameters", f"{n_params:,}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.state: dict[str, Any] = {
@@ -167,6 +181,8 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self, name: str) -> None:
+        if self.rank != 0:
+            return
         state = dict(self.state)
         state["optimizer"] = self.optimizer.state_dict()
         state["rng"] = torch.get_rng_state()
@@ -189,7 +205,8 @@ class Trainer:
         self.optimizer.load_state_dict(state.pop("optimizer"))
         torch.set_rng_state(state.pop("rng"))
         self.state.update(state)
-        self._truncate_log(self.state["step"])
+        if self.rank == 0:
+            self._truncate_log(self.state["step"])
         if self.config.data.sampling_alpha > 0:
             self.src_ids, self.tgt_ids = self._encode_train(self.state["epoch"])
         log.info("resumed from %s at step %d", path, self.state["step"])
@@ -212,6 +229,8 @@ class Trainer:
         write_atomic(path, "".join(k + "\n" for k in kept).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.on_log is not None:
@@ -271,7 +290,7 @@ class Trainer:
                 s["lr_scale"] *= t.lr_decay
                 s["bad_since_decay"] = 0
         self._save("last.pt")
-        if better:
+        if better and self.rank == 0:
             shutil.copyfile(self.run_dir / "last.pt", self.run_dir / ".best.pt.tmp")
             os.replace(self.run_dir / ".best.pt.tmp", self.run_dir / "best.pt")
         return bool(t.patience) and s["bad_valids"] >= t.patience
@@ -307,6 +326,10 @@ class Trainer:
             plan = plan_batches(
                 [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids], t.batch_tokens, gen
             )
+            if self.world > 1:
+                # every rank builds the same plan and takes its share; equal counts per rank
+                # keep the gradient all-reduce from waiting on a rank that has run out
+                plan = plan[: len(plan) // self.world * self.world][self.rank :: self.world]
             for idxs in plan[s["batch_in_epoch"] :]:
                 batch = make_batch(
                     [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
@@ -315,19 +338,31 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits, _ = self.model(
+                    logits, _ = self.forward(
                         batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio
                     )
-                loss = F.cross_entropy(
+                loss_sum = F.cross_entropy(
                     logits.float().flatten(0, 1),
                     batch.tgt_out.flatten(),
                     ignore_index=PAD,
                     label_smoothing=t.label_smoothing,
                     reduction="sum",
-                ) / max(batch.n_tokens, 1)
+                )
+                # global loss and token count: every rank sees the same (non-)finite value
+                totals = all_reduce_sum(
+                    torch.stack(
+                        [loss_sum.detach().float(), loss_sum.new_tensor(float(batch.n_tokens))]
+                    ),
+                    self.world,
+                )
+                n_tokens = int(totals[1])
+                # DDP averages gradients over ranks, hence * world: the update is that of the
+                # mean loss per token of the global batch
+                loss = loss_sum * self.world / max(n_tokens, 1)
+                mean_loss = float(totals[0]) / max(n_tokens, 1)
                 self.optimizer.zero_grad(set_to_none=True)
                 s["batch_in_epoch"] += 1
-                if not torch.isfinite(loss):
+                if not math.isfinite(mean_loss):
                     bad_steps += 1
                     log.warning("step %d: non-finite loss, update skipped", s["step"] + 1)
                     if bad_steps >= t.max_bad_steps:
@@ -343,8 +378,8 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
                 self.optimizer.step()
                 s["step"] += 1
-                window_tokens += batch.n_tokens
-                window_loss += float(loss.detach()) * batch.n_tokens
+                window_tokens += n_tokens
+                window_loss += mean_loss * n_tokens
                 now = time.perf_counter()
                 s["elapsed"] = elapsed0 + now - started
                 if s["step"] % t.log_every == 0:
@@ -362,6 +397,9 @@ class Trainer:
                     window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
                 if s["step"] % t.valid_every == 0:
                     stop = self._validate_and_save()
+                if t.max_minutes and self.world > 1:
+                    # clocks differ: rank 0 decides when time is up
+                    stop = stop or bool(broadcast(self._flag(self._done(started)), self.world))
                     window_start = time.perf_counter()
                 if stop or self._done(started):
                     break
@@ -370,6 +408,10 @@ class Trainer:
                 s["batch_in_epoch"] = 0
         if s["step"] % t.valid_every != 0 or s["step"] == 0:
             self._validate_and_save()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
         return {
             "step": s["step"],
             "epoch": s["epoch"],
@@ -377,10 +419,17 @@ class Trainer:
             "run_dir": str(self.run_dir),
         }
 
+    def _flag(self, value: bool) -> torch.Tensor:
+        return torch.tensor(float(value), device=self.device)
+
     def _validate_and_save(self) -> bool:
+        """Validation and checkpoints happen on rank 0; the others wait for its verdict."""
         s = self.state
+        if self.rank != 0:
+            return bool(broadcast(self._flag(False), self.world))
         metrics = self.validate()
         stop = self._after_validation(metrics)
+        broadcast(self._flag(stop), self.world)
         self._log(
             {
                 "kind": "valid",
@@ -393,6 +442,42 @@ class Trainer:
             }
         )
         return stop
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast(tensor: torch.Tensor, world: int) -> float:
+    """Rank 0's value of a scalar on every rank."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast(tensor, src=0)
+    return float(tensor)
 
 
 def train(config: Config, resume: str | Path | None = None, on_log: Callback | None = None) -> dict:

@@ -1,0 +1,62 @@
+"""Data-parallel training with torchrun (gloo on the CPU), 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import tiny_config
+
+STEPS, EVERY = 60, 10
+
+
+def _losses(run_dir):
+    records = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x]
+    return [r["loss"] for r in records if r["kind"] == "train"]
+
+
+def _run(cmd, env_threads="1"):
+    env = dict(os.environ, OMP_NUM_THREADS=env_threads, MKL_NUM_THREADS=env_threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None
+    and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
+    reason="torchrun not found",
+)
+def test_two_processes_follow_the_one_process_loss_curve(toy_dir, tmp_path):
+    """2 ranks x B tokens learn like 1 rank x 2B tokens: the same global batch size, but not
+    the same sentences in each batch, so the curves agree within sampling noise, not exactly.
+    """
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    runs = {}
+    for name, world, batch in (("single", 1, 2000), ("ddp", 2, 1000)):
+        cfg = tiny_config(toy_dir, tmp_path / name).to_dict()
+        cfg["train"].update(
+            batch_tokens=batch, max_steps=STEPS, valid_every=STEPS, log_every=EVERY, threads=1
+        )
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        if world == 1:
+            cmd = [sys.executable, "-m", "nmt", "train", "-q", "-c", str(path)]
+        else:
+            cmd = [torchrun, "--standalone", f"--nproc_per_node={world}", "-m", "nmt"]
+            cmd += ["train", "-q", "-c", str(path)]
+        _run(cmd)
+        runs[name] = _losses(tmp_path / name)
+        assert (tmp_path / name / "last.pt").is_file()
+    single, ddp = runs["single"], runs["ddp"]
+    assert len(single) == len(ddp) == STEPS // EVERY
+    # both learn: the loss falls by more than a third
+    assert ddp[-1] < 0.66 * ddp[0] and single[-1] < 0.66 * single[0]
+    # and at the same pace: within 15% of each other at every logged step
+    for a, b in zip(single, ddp):
+        assert abs(a - b) / a < 0.15, (single, ddp)
