@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,19 +66,26 @@ def read_state(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise NmtError(f"checkpoint {p} does not exist")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f"it asks for {found.group(1)}" if found else "it is not plain data"
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found:
+            reason = f"loading it would run code (it asks for {found.group(1)})"
+        else:
+            reason = "it is not plain data (loading it might run code, or it is no checkpoint)"
         raise NmtError(
-            f"checkpoint {p} was refused: loading it would run code ({what}); "
-            "nmt checkpoints hold only plain data"
+            f"checkpoint {p} was refused: {reason}; nmt checkpoints hold only plain data"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # a foreign file fails in many ways: KeyError, EOFError, zip errors
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmtError(f"checkpoint {p} is damaged or not a checkpoint ({first[:120]})") from None
     if not isinstance(state, dict) or "format" not in state or "model" not in state:
         raise NmtError(f"checkpoint {p} is not an nmt checkpoint")
+    if not isinstance(state["format"], int) or isinstance(state["format"], bool):
+        raise NmtError(f"checkpoint {p} is not an nmt checkpoint (format {state['format']!r})")
     if state["format"] > FORMAT:
         raise NmtError(
             f"checkpoint {p} has format {state['format']}, newer than this nmt "
@@ -96,8 +103,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
         )
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError) as e:
+    except NmtError as e:
+        raise NmtError(f"checkpoint {path}: {e}") from None
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
     model.to(device).eval()
-    return Checkpoint(model, config, tokenizer, state.get("train_state"), state["versions"])
+    versions = state.get("versions") if isinstance(state.get("versions"), dict) else {}
+    return Checkpoint(model, config, tokenizer, state.get("train_state"), versions)

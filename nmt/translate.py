@@ -255,9 +255,19 @@ def translate_file(
             log.info("resuming %s after line %d", output, skip)
     elif partial.exists():
         partial.unlink()
-    with partial.open("a" if skip else "w", encoding="utf-8", newline="\n") as sink:
-        n = translate_stream(translator, source, sink, skip=skip, **kwargs)
-        sink.flush()
-        os.fsync(sink.fileno())
+    try:
+        sink = partial.open("a" if skip else "w", encoding="utf-8", newline="\n")
+    except OSError as e:
+        raise NmtError(f"cannot write {partial} ({e.strerror or e})") from None
+    try:
+        with sink:
+            n = translate_stream(translator, source, sink, skip=skip, **kwargs)
+            sink.flush()
+            os.fsync(sink.fileno())
+    except NmtError:
+        # bad input or options: nothing half-written is left (a resumed partial is kept)
+        if not skip:
+            partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, output)
     return skip + n

@@ -1,0 +1,307 @@
+"""Config: defaults, YAML, --set overrides, errors that list the valid choices, README sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from nmt import NmtError
+from nmt.config import (
+    SECTIONS,
+    Config,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    parse_override,
+    validate,
+)
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_defaults_validate():
+    validate(Config())
+    assert config_from_dict({}) == Config()
+    assert load_config(None) == Config()
+
+
+def test_yaml_file_is_loaded(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "data:\n  vocab_size: 500\n  joint_vocab: false\n"
+        "model:\n  cell: lstm\n  attention: general\n"
+        "train:\n  lr: 0.0005\n  run_dir: runs/x\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert cfg.data.vocab_size == 500 and cfg.data.joint_vocab is False
+    assert (cfg.model.cell, cfg.model.attention) == ("lstm", "general")
+    assert cfg.train.lr == 0.0005 and cfg.train.run_dir == "runs/x"
+    assert cfg.train.seed == TrainConfig().seed  # untouched keys keep their defaults
+
+
+def test_empty_yaml_and_empty_sections_give_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\nmodel:\n", encoding="utf-8")
+    assert load_config(path) == Config()
+    path.write_text("", encoding="utf-8")
+    assert load_config(path) == Config()
+
+
+def test_overrides_are_yaml_typed_and_win_over_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.1\n  max_steps: 5\n", encoding="utf-8")
+    cfg = load_config(
+        path,
+        [
+            "train.lr=0.0005",
+            "train.max_steps=7",
+            "model.bidirectional=false",
+            "model.cell=lstm",
+            "data.tokenizer=",
+            "train.max_minutes=2",
+        ],
+    )
+    assert cfg.train.lr == 0.0005 and isinstance(cfg.train.lr, float)
+    assert cfg.train.max_steps == 7 and isinstance(cfg.train.max_steps, int)
+    assert cfg.model.bidirectional is False
+    assert cfg.model.cell == "lstm"
+    assert cfg.data.tokenizer == ""
+    assert cfg.train.max_minutes == 2.0 and isinstance(cfg.train.max_minutes, float)
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1.0e-3", "0.001", "1E-3"])
+def test_exponent_without_dot_is_a_float(text):
+    # PyYAML reads 1e-3 as a string; the config must still take it as a number
+    assert load_config(None, [f"train.lr={text}"]).train.lr == pytest.approx(0.001)
+
+
+def test_exponent_in_yaml_file_is_a_float(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  min_lr: 1e-6\n", encoding="utf-8")
+    assert load_config(path).train.min_lr == pytest.approx(1e-6)
+
+
+def test_parse_override():
+    assert parse_override("train.lr=0.5") == ("train", "lr", 0.5)
+    assert parse_override("model.cell=gru") == ("model", "cell", "gru")
+    assert parse_override("data.tokenizer=") == ("data", "tokenizer", "")
+    assert parse_override("train.run_dir=a=b") == ("train", "run_dir", "a=b")
+
+
+@pytest.mark.parametrize("text", ["train.lr", "lr=0.1", "train.=1", "=1"])
+def test_malformed_override(text):
+    with pytest.raises(NmtError, match="section.key=value"):
+        load_config(None, [text])
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(NmtError) as e:
+        load_config(None, ["train.learning_rate=0.1"])
+    msg = str(e.value)
+    assert "train.learning_rate" in msg
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in msg
+    assert "\n" not in msg
+
+
+def test_unknown_key_in_yaml_lists_valid_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  hidden: 3\n", encoding="utf-8")
+    with pytest.raises(NmtError, match=r"model\.hidden.*valid keys:.*hidden_size"):
+        load_config(path)
+
+
+def test_unknown_section_lists_valid_sections(tmp_path):
+    with pytest.raises(NmtError, match=r"unknown section decode.*data, model, train"):
+        load_config(None, ["decode.beam=5"])
+    path = tmp_path / "c.yaml"
+    path.write_text("trian:\n  lr: 1\n", encoding="utf-8")
+    with pytest.raises(NmtError, match=r"unknown section trian.*data, model, train"):
+        load_config(path)
+
+
+def test_non_string_keys_are_reported_not_crashed_on():
+    with pytest.raises(NmtError, match="unknown key"):
+        config_from_dict({"model": {1: 2, "foo": 3}})
+    with pytest.raises(NmtError, match="unknown section"):
+        config_from_dict({1: {}, "foo": {}})
+
+
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("train.max_steps=ten", "train.max_steps"),
+        ("train.max_steps=2.5", "train.max_steps"),
+        ("train.lr=fast", "train.lr"),
+        ("train.lr=true", "train.lr"),
+        ("model.bidirectional=maybe", "model.bidirectional"),
+        ("model.bidirectional=1", "model.bidirectional"),
+        ("model.cell=[gru]", "model.cell"),
+        ("data.vocab_size={a: 1}", "data.vocab_size"),
+    ],
+)
+def test_wrong_types(override, where):
+    with pytest.raises(NmtError, match=re.escape(where)):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.hidden_size=-1", "model.hidden_size must be >= 1"),
+        ("model.embed_dim=0", "model.embed_dim must be >= 1"),
+        ("data.vocab_size=-5", "data.vocab_size"),
+        ("train.batch_tokens=0", "train.batch_tokens"),
+        ("train.max_steps=-1", "train.max_steps must be >= 0"),
+        ("model.dropout=1.5", "model.dropout must be between 0 and 1"),
+        ("train.label_smoothing=-0.1", "train.label_smoothing"),
+        ("train.lr=0", "train.lr must be > 0"),
+        ("train.lr=.nan", "train.lr must be a finite number"),
+        ("train.max_minutes=.inf", "train.max_minutes must be a finite number"),
+        ("train.device=tpu", "train.device must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_impossible_values(override, expected):
+    with pytest.raises(NmtError, match=re.escape(expected)):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override, choices",
+    [
+        ("model.cell=transformer", "rnn, gru, lstm"),
+        ("model.attention=luong", "none, dot, general, bahdanau"),
+        ("train.valid_metric=ter", "bleu, chrf, loss"),
+        ("data.model_type=word", "unigram, bpe"),
+    ],
+)
+def test_bad_choice_lists_the_valid_ones(override, choices):
+    with pytest.raises(NmtError, match=re.escape(choices)):
+        load_config(None, [override])
+
+
+def test_inconsistent_combinations():
+    with pytest.raises(NmtError, match="attention dot"):
+        load_config(None, ["model.attention=dot", "model.hidden_size=100"])
+    # dot is fine when the sizes agree: 2 * 256 (bidirectional) == 512
+    assert load_config(None, ["model.attention=dot"]).model.attention == "dot"
+    with pytest.raises(NmtError, match="share_embeddings needs data.joint_vocab"):
+        load_config(None, ["model.share_embeddings=true", "data.joint_vocab=false"])
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(NmtError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n", encoding="utf-8")
+    with pytest.raises(NmtError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_bytes(b"train:\n  run_dir: \xff\xfe\n")
+    with pytest.raises(NmtError, match="bad.yaml"):
+        load_config(bad)
+    bad.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(NmtError, match="expected a mapping"):
+        load_config(bad)
+    bad.write_text("train: 5\n", encoding="utf-8")
+    with pytest.raises(NmtError, match="section train must be a mapping"):
+        load_config(bad)
+
+
+def test_to_dict_round_trips():
+    cfg = load_config(None, ["model.cell=lstm", "train.lr=0.002"])
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+# -- README sync ------------------------------------------------------------------------
+def render_default(value) -> str:
+    """How README.md writes a default: YAML-ish, as in the dataclass."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def default_matches(cell: str, value) -> bool:
+    """Does a README default cell (backticks stripped) say `value`? Numbers compare by value, so
+    0.001 and 1e-3 both pass; bools must be lowercase; the empty string must be `""`."""
+    if isinstance(value, bool):
+        return cell == render_default(value)
+    if isinstance(value, (int, float)):
+        try:
+            return float(cell) == float(value)
+        except ValueError:
+            return False
+    return cell in (render_default(value), f'"{value}"', f"'{value}'")
+
+
+def readme_problems(text: str) -> list[str]:
+    """Every config field missing from the README table, or listed with another default."""
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.lstrip().startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        for i, cell in enumerate(cells):
+            found = re.fullmatch(r"`([a-z]+\.[a-z_0-9]+)`", cell)
+            if found:
+                rows[found.group(1)] = cells[i + 1 :]
+                break
+    problems = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            key = f"{section}.{f.name}"
+            if key not in rows:
+                problems.append(f"{key}: no row")
+                continue
+            rest = rows[key]
+            cell = rest[0] if rest else ""
+            inner = cell[1:-1] if len(cell) >= 2 and cell[0] == cell[-1] == "`" else cell
+            if not default_matches(inner, f.default):
+                problems.append(f"{key}: default {cell!r}, expected `{render_default(f.default)}`")
+    return problems
+
+
+def generated_table() -> str:
+    lines = ["## Configuration", "", "| option | default | meaning |", "|---|---|---|"]
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            lines.append(f"| `{section}.{f.name}` | `{render_default(f.default)}` | ... |")
+    return "\n".join(lines)
+
+
+def test_readme_checker_accepts_a_complete_table_and_catches_gaps():
+    table = generated_table()
+    assert readme_problems(table) == []
+    assert readme_problems(table.replace("| `0.001` |", "| `1e-3` |")) == []
+    broken = table.replace("| `train.lr` |", "| `train.learning_rate` |")
+    broken = broken.replace("| `model.cell` | `gru` |", "| `model.cell` | `lstm` |")
+    broken = broken.replace("| `model.bidirectional` | `true` |", "| `model.bidirectional` | `True` |")
+    broken = broken.replace('| `data.dataset` | `""` |', "| `data.dataset` | `` |")
+    assert readme_problems(broken) == [
+        "data.dataset: default '``', expected `\"\"`",
+        "model.cell: default '`lstm`', expected `gru`",
+        "model.bidirectional: default '`True`', expected `true`",
+        "train.lr: no row",
+    ]
+
+
+@pytest.mark.skipif(
+    not README.is_file() or "## Configuration" not in README.read_text(encoding="utf-8"),
+    reason="README.md has no '## Configuration' section yet",
+)
+def test_readme_lists_every_option_with_its_default():
+    assert readme_problems(README.read_text(encoding="utf-8")) == []
+
+
+def test_every_field_has_a_typed_default():
+    # the loader infers each option's type from its default: all must be bool/int/float/str
+    for cls in (DataConfig, ModelConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            assert type(f.default) in (bool, int, float, str), f"{cls.__name__}.{f.name}"

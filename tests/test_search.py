@@ -1,0 +1,362 @@
+"""Tests for nmt.search: exactness on scripted log-probabilities, and on a trained model
+beam 1 == greedy, batch-size independence, scores that re-score, n-best and attention."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import zlib
+
+import pytest
+import torch
+
+from nmt.batching import padding_mask, source_tensor
+from nmt.checkpoint import load_checkpoint
+from nmt.decoder import DecoderState, EncoderOut
+from nmt.search import SearchOptions, beam_search, greedy, max_lengths, score_tokens, search_ids
+from nmt.tokenizer import BOS, EOS, PAD, UNK
+
+NEG_INF = float("-inf")
+VOCAB = 6  # pad, unk, bos, eos and two words
+WORDS = (UNK, 4, 5)  # every id a search may output besides EOS
+PENALTIES = [0, 1.0, "avg"]
+
+
+class ScriptedModel:
+    """A stand-in for Seq2Seq whose next-token distribution is a fixed random function of
+    (source, output prefix). The decoder state's hidden carries the prefix.
+
+    PAD and BOS get the highest scores of all, so a search that forgets to mask them shows it;
+    `words` limits which tokens (besides EOS) get a finite log-probability.
+    """
+
+    def __init__(self, seed: int = 0, words: tuple[int, ...] = WORDS, max_steps: int = 32):
+        self.seed, self.words, self.max_steps = seed, words, max_steps
+        self.calls = 0
+
+    def _random(self, key: tuple, n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(repr((self.seed, key)).encode()))
+        return torch.randn(n, generator=g)
+
+    def log_probs(self, src: tuple[int, ...], prefix: tuple[int, ...]) -> torch.Tensor:
+        logits = self._random(("lp", src, prefix), VOCAB) * 2
+        allowed = torch.zeros(VOCAB, dtype=torch.bool)
+        allowed[list(self.words) + [EOS]] = True
+        logits = logits.masked_fill(~allowed, NEG_INF)
+        out = logits.log_softmax(-1)
+        # probability mass on PAD and BOS that search must ignore (not renormalized away)
+        out[PAD] = out[BOS] = 0.0
+        return out
+
+    def attention(self, src: tuple[int, ...], prefix: tuple[int, ...], width: int):
+        scores = torch.full((width,), NEG_INF)
+        scores[: len(src)] = self._random(("att", src, prefix), len(src))
+        return scores.softmax(-1)
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor):
+        mask = padding_mask(src_lengths, src.size(1))
+        enc = EncoderOut(None, src[:, :, None], mask)  # values carry the source ids
+        history = torch.full((1, src.size(0), self.max_steps), -1, dtype=torch.long)
+        return enc, DecoderState(history, torch.zeros(src.size(0), 1))
+
+    def decode_step(self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut):
+        self.calls += 1
+        history = state.hidden.clone()  # (1, R, steps)
+        rows = history.size(1)
+        step = int((history[0, 0] >= 0).sum())
+        history[0, :, step] = prev
+        log_probs, weights = [], []
+        for r in range(rows):
+            src = tuple(enc.values[r, enc.mask[r], 0].tolist())
+            prefix = tuple(t for t in history[0, r, : step + 1].tolist() if t != BOS)
+            log_probs.append(self.log_probs(src, prefix))
+            weights.append(self.attention(src, prefix, enc.mask.size(1)))
+        return torch.stack(log_probs), DecoderState(history, state.att_vec), torch.stack(weights)
+
+    def sequence_log_prob(self, src: tuple[int, ...], tokens: tuple[int, ...]) -> float:
+        lp = 0.0
+        for t in range(len(tokens) + 1):
+            nxt = tokens[t] if t < len(tokens) else EOS
+            lp += float(self.log_probs(src, tokens[:t])[nxt])
+        return lp
+
+
+def _exhaustive(model: ScriptedModel, src: tuple[int, ...], opts: SearchOptions):
+    """Every allowed output ranked by score: [(score, log_prob, tokens)], best first."""
+    limit = int(max_lengths(torch.tensor([len(src) + 1]), opts)[0])
+    ranked = []
+    for n in range(opts.min_len, limit + 1):
+        for tokens in itertools.product(model.words, repeat=n):
+            lp = model.sequence_log_prob(src, tokens)
+            if lp > NEG_INF:
+                ranked.append((float(opts.normalize(torch.tensor(lp), n + 1)), lp, tokens))
+    ranked.sort(key=lambda x: -x[0])
+    return ranked
+
+
+SOURCES = [[4], [5, 4, 4], [4, 5], [5, 5, 5, 4, 1]]
+
+
+def _search(fn, model, sources, opts):
+    src, src_lengths = source_tensor(sources)
+    return fn(model, src, src_lengths, opts)
+
+
+@pytest.mark.parametrize("length_penalty", PENALTIES)
+@pytest.mark.parametrize("min_len", [0, 2])
+def test_large_beam_equals_exhaustive_search(length_penalty, min_len) -> None:
+    model = ScriptedModel(seed=1)
+    # at most 3 output tokens: 40 sequences, so a beam of 40 loses nothing
+    opts = SearchOptions(
+        beam_size=40,
+        nbest=40,
+        length_penalty=length_penalty,
+        max_len_ratio=0.0,
+        max_len_offset=3,
+        min_len=min_len,
+    )
+    results = _search(beam_search, model, SOURCES, opts)
+    for src, hyps in zip(SOURCES, results):
+        ranked = _exhaustive(model, tuple(src + [EOS]), opts)
+        assert len(hyps) == len(ranked)
+        best_score, best_lp, best_tokens = ranked[0]
+        assert tuple(hyps[0].tokens) == best_tokens
+        assert hyps[0].score == pytest.approx(best_score, abs=1e-5)
+        assert hyps[0].log_prob == pytest.approx(best_lp, abs=1e-5)
+        # the whole n-best list is the exhaustive ranking
+        assert [h.score for h in hyps] == pytest.approx([r[0] for r in ranked], abs=1e-5)
+        assert {tuple(h.tokens) for h in hyps} == {r[2] for r in ranked}
+
+
+@pytest.mark.parametrize("length_penalty", PENALTIES)
+@pytest.mark.parametrize("beam_size", [2, 3])
+def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
+    # one word besides EOS: one open hypothesis per step, so nothing is ever pruned by the
+    # beam width and only the stopping rule decides; it must never stop too soon
+    model = ScriptedModel(seed=2, words=(4,))
+    opts = SearchOptions(
+        beam_size=beam_size,
+        nbest=beam_size,
+        length_penalty=length_penalty,
+        max_len_ratio=0.0,
+        max_len_offset=12,
+    )
+    sources = [[4, 5], [5], [1, 4, 4, 5]]
+    model.calls = 0
+    results = _search(beam_search, model, sources, opts)
+    for src, hyps in zip(sources, results):
+        ranked = _exhaustive(model, tuple(src + [EOS]), opts)
+        assert [tuple(h.tokens) for h in hyps] == [r[2] for r in ranked[:beam_size]]
+        assert [h.score for h in hyps] == pytest.approx([r[0] for r in ranked[:beam_size]])
+    if length_penalty == 0:
+        assert model.calls < 13  # raw log-probabilities: it stops before the max length
+
+
+@pytest.mark.parametrize("fn", [greedy, beam_search])
+@pytest.mark.parametrize("min_len", [0, 1, 3, 6])
+def test_min_len_and_special_tokens(fn, min_len) -> None:
+    model = ScriptedModel(seed=3)
+    opts = SearchOptions(beam_size=4, nbest=4, min_len=min_len, max_len_offset=4)
+    results = _search(fn, model, SOURCES, opts)
+    limits = max_lengths(torch.tensor([len(s) + 1 for s in SOURCES]), opts).tolist()
+    for hyps, limit in zip(results, limits):
+        assert hyps
+        for h in hyps:
+            assert min_len <= len(h.tokens) <= limit
+            assert not {PAD, BOS, EOS} & set(h.tokens)
+
+
+def test_greedy_takes_the_most_probable_token() -> None:
+    model = ScriptedModel(seed=4)
+    opts = SearchOptions(beam_size=1, max_len_offset=6, length_penalty=0)
+    for src, hyps in zip(SOURCES, _search(greedy, model, SOURCES, opts)):
+        key, tokens = tuple(src + [EOS]), ()
+        while True:
+            lp = model.log_probs(key, tokens)
+            lp[PAD] = lp[BOS] = NEG_INF
+            if len(tokens) == 6:
+                break
+            nxt = int(lp.argmax())
+            if nxt == EOS:
+                break
+            tokens += (nxt,)
+        assert tuple(hyps[0].tokens) == tokens
+        assert hyps[0].log_prob == pytest.approx(model.sequence_log_prob(key, tokens), abs=1e-5)
+
+
+@pytest.mark.parametrize("fn", [greedy, beam_search])
+@pytest.mark.parametrize("length_penalty", PENALTIES)
+def test_scripted_batch_equals_one_by_one(fn, length_penalty) -> None:
+    # sentences finish at different steps and leave the batch; the rest must not notice
+    model = ScriptedModel(seed=5)
+    sources = [s for s in SOURCES for _ in range(2)] + [[5] * 9, [1]]
+    random.Random(0).shuffle(sources)
+    opts = SearchOptions(beam_size=3, nbest=3, length_penalty=length_penalty, max_len_offset=3)
+    batched = _search(fn, model, sources, opts)
+    for src, hyps in zip(sources, batched):
+        (alone,) = _search(fn, model, [src], opts)
+        assert [h.tokens for h in hyps] == [h.tokens for h in alone]
+        assert [h.score for h in hyps] == [h.score for h in alone]
+
+
+@pytest.mark.parametrize("fn", [greedy, beam_search])
+def test_scripted_attention_belongs_to_the_hypothesis(fn) -> None:
+    model = ScriptedModel(seed=6)
+    opts = SearchOptions(beam_size=3, nbest=3, max_len_offset=4, return_attention=True)
+    for src, hyps in zip(SOURCES, _search(fn, model, SOURCES, opts)):
+        key = tuple(src + [EOS])
+        for h in hyps:
+            expected = torch.stack(
+                [model.attention(key, tuple(h.tokens[:t]), len(key)) for t in range(len(h.tokens) + 1)]
+            )
+            assert h.attention.shape == (len(h.tokens) + 1, len(key))
+            assert torch.allclose(h.attention, expected, atol=1e-6)
+
+
+# ---- on a trained model -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_and_ids(trained, toy_dir):
+    ckpt = load_checkpoint(trained)
+    lines = (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:200]
+    ids = [seq for seq in ckpt.tokenizer.encode_src(lines) if seq]
+    return ckpt.model, ids
+
+
+def _run(fn, model, ids, opts):
+    src, src_lengths = source_tensor(ids)
+    return fn(model, src, src_lengths, opts)
+
+
+def test_beam_one_equals_greedy(model_and_ids) -> None:
+    model, ids = model_and_ids
+    g = _run(greedy, model, ids, SearchOptions(beam_size=1))
+    b = _run(beam_search, model, ids, SearchOptions(beam_size=1, length_penalty=0))
+    assert [h[0].tokens for h in b] == [h[0].tokens for h in g]
+    assert [h[0].log_prob for h in b] == pytest.approx([h[0].log_prob for h in g], abs=1e-4)
+
+
+def _mixed_inputs(ids: list[list[int]]) -> list[list[int]]:
+    """Test sentences with much longer (three joined) and much shorter (one token) ones,
+    shuffled."""
+    rng = random.Random(0)
+    mixed = ids[:40] + [ids[i] + ids[i + 1] + ids[i + 2] for i in range(40, 52, 3)]
+    mixed += [[tok] for tok in ids[60][:4]]
+    rng.shuffle(mixed)
+    return mixed
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_batch_size_does_not_change_results(model_and_ids, beam_size) -> None:
+    model, ids = model_and_ids
+    sentences = _mixed_inputs(ids)
+    opts = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 3))
+    fn = greedy if beam_size == 1 else beam_search
+    runs = []
+    for size in (1, 7, 64):
+        out: list = []
+        for i in range(0, len(sentences), size):
+            out += _run(fn, model, sentences[i : i + size], opts)
+        runs.append(out)
+    # search_ids sorts by length into token-budget batches: another grouping again
+    runs.append(search_ids(model, sentences[::-1], opts, batch_tokens=300)[::-1])
+    reference = runs[0]
+    for other in runs[1:]:
+        for a, b in zip(reference, other):
+            assert [h.tokens for h in a] == [h.tokens for h in b]
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+            assert [h.log_prob for h in a] == pytest.approx([h.log_prob for h in b], abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_log_prob_equals_teacher_forced_rescoring(model_and_ids, beam_size) -> None:
+    model, ids = model_and_ids
+    sentences = ids[:60]
+    fn = greedy if beam_size == 1 else beam_search
+    opts = SearchOptions(beam_size=beam_size, nbest=beam_size)
+    results = _run(fn, model, sentences, opts)
+    src_rows = [s for s, hyps in zip(sentences, results) for _ in hyps]
+    outputs = [h.tokens for hyps in results for h in hyps]
+    src, src_lengths = source_tensor(src_rows)
+    rescored = score_tokens(model, src, src_lengths, outputs)
+    found = [h.log_prob for hyps in results for h in hyps]
+    assert found == pytest.approx(rescored, abs=1e-4)
+
+
+def test_beam_finds_more_probable_outputs_than_greedy(model_and_ids) -> None:
+    model, ids = model_and_ids
+    g = _run(greedy, model, ids, SearchOptions(beam_size=1, length_penalty=0))
+    b = _run(beam_search, model, ids, SearchOptions(beam_size=5, length_penalty=0))
+    mean_g = sum(h[0].log_prob for h in g) / len(g)
+    mean_b = sum(h[0].log_prob for h in b) / len(b)
+    assert mean_b >= mean_g
+    # with raw log-probabilities beam 5 never ranks below the greedy path it also explored
+    assert all(hb[0].log_prob >= hg[0].log_prob - 1e-4 for hb, hg in zip(b, g))
+
+
+@pytest.mark.parametrize("length_penalty", PENALTIES)
+def test_nbest_is_sorted_and_starts_with_the_one_best(model_and_ids, length_penalty) -> None:
+    model, ids = model_and_ids
+    sentences = ids[:50]
+    one = _run(beam_search, model, sentences, SearchOptions(beam_size=5, length_penalty=length_penalty))
+    many = _run(
+        beam_search, model, sentences, SearchOptions(beam_size=5, nbest=5, length_penalty=length_penalty)
+    )
+    for a, hyps in zip(one, many):
+        assert len(a) == 1 and 1 <= len(hyps) <= 5
+        assert hyps[0].tokens == a[0].tokens and hyps[0].score == a[0].score
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == len(hyps)  # no duplicates
+        for h in hyps:
+            expected = SearchOptions(length_penalty=length_penalty).normalize(
+                torch.tensor(h.log_prob), len(h.tokens) + 1
+            )
+            assert h.score == pytest.approx(float(expected), abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_attention_is_that_of_the_returned_output(model_and_ids, beam_size) -> None:
+    model, ids = model_and_ids
+    sentences = ids[:30] + [ids[30] + ids[31]]
+    fn = greedy if beam_size == 1 else beam_search
+    opts = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 3), return_attention=True)
+    results = _run(fn, model, sentences, opts)
+    for src_ids, hyps in zip(sentences, results):
+        src, src_lengths = source_tensor([src_ids])
+        for h in hyps:
+            assert h.attention.shape == (len(h.tokens) + 1, len(src_ids) + 1)
+            assert torch.allclose(h.attention.sum(-1), torch.ones(len(h.tokens) + 1), atol=1e-5)
+            tgt_in = torch.tensor([[BOS] + h.tokens])
+            with torch.inference_mode():
+                _, att = model(src, src_lengths, tgt_in, return_attention=True)
+            assert torch.allclose(h.attention, att[0], atol=1e-4)
+
+
+def test_search_ids_keeps_input_order(model_and_ids) -> None:
+    model, ids = model_and_ids
+    sentences = _mixed_inputs(ids)
+    opts = SearchOptions(beam_size=1)
+    by_batch = search_ids(model, sentences, opts, batch_tokens=200)
+    alone = [_run(greedy, model, [s], opts)[0] for s in sentences[:12]]
+    assert [h[0].tokens for h in by_batch[:12]] == [h[0].tokens for h in alone]
+    assert search_ids(model, [], opts) == []
+
+
+def test_max_lengths_follow_the_options() -> None:
+    opts = SearchOptions(max_len_ratio=1.5, max_len_offset=2, min_len=0)
+    # source lengths include EOS: 1 token -> floor(1.5) + 2
+    assert max_lengths(torch.tensor([2, 1, 11]), opts).tolist() == [3, 2, 17]
+    assert max_lengths(torch.tensor([1]), SearchOptions(max_len_ratio=0, max_len_offset=0)).tolist() == [1]
+    assert max_lengths(torch.tensor([1]), SearchOptions(max_len_offset=0, min_len=5)).tolist() == [5]
+
+
+def test_normalize_follows_the_documented_penalties() -> None:
+    lp = torch.tensor(-6.0)
+    assert float(SearchOptions(length_penalty=0).normalize(lp, 4)) == -6.0
+    assert float(SearchOptions(length_penalty="avg").normalize(lp, 4)) == -1.5
+    gnmt = float(SearchOptions(length_penalty=1.0).normalize(lp, 4))
+    assert gnmt == pytest.approx(-6.0 / ((5 + 4) / 6))
+    assert not math.isnan(float(SearchOptions(length_penalty=0.6).normalize(lp, 1)))

@@ -1,0 +1,103 @@
+"""translate_file with resume: a run killed part-way and resumed gives the uninterrupted output."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from nmt import NmtError
+from nmt.translate import Translator, translate_file
+
+
+@pytest.fixture(scope="module")
+def translator(trained) -> Translator:
+    return Translator(trained)
+
+
+@pytest.fixture(scope="module")
+def source(toy_dir) -> bytes:
+    lines = (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:17]
+    lines[5] = ""  # an empty line keeps its place
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _translate(translator, source: bytes, out: Path, **kwargs) -> str:
+    translate_file(translator, io.BytesIO(source), out, beam_size=3, **kwargs)
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module", params=["text", "jsonl"])
+def reference(request, translator, source, tmp_path_factory) -> tuple[str, str]:
+    out = tmp_path_factory.mktemp("ref") / "out.txt"
+    return request.param, _translate(translator, source, out, fmt=request.param)
+
+
+@pytest.mark.parametrize("done", [0, 1, 6, 16, 17])
+@pytest.mark.parametrize("chunk_lines", [4, 10_000])
+@pytest.mark.parametrize("half_line", [False, True])
+def test_resume_gives_the_uninterrupted_output(
+    translator, source, reference, tmp_path, done, chunk_lines, half_line
+):
+    fmt, full = reference
+    lines = full.splitlines(keepends=True)
+    assert len(lines) == 17
+    out = tmp_path / "out.txt"
+    partial = tmp_path / "out.txt.partial"
+    # what a run killed after `done` lines leaves: complete lines, maybe half of the next one
+    killed = "".join(lines[:done])
+    if half_line and done < len(lines):
+        killed += lines[done][: max(1, len(lines[done]) // 2)].rstrip("\n")
+    partial.write_text(killed, encoding="utf-8")
+
+    resumed = _translate(translator, source, out, fmt=fmt, resume=True, chunk_lines=chunk_lines)
+
+    assert resumed.splitlines() == full.splitlines()
+    assert resumed == full
+    assert not partial.exists()
+    if fmt == "jsonl":
+        sources = [json.loads(line)["source"] for line in resumed.splitlines()]
+        assert sources == source.decode().splitlines()
+
+
+def test_resume_without_a_partial_file_translates_everything(
+    translator, source, reference, tmp_path
+):
+    fmt, full = reference
+    assert _translate(translator, source, tmp_path / "o.txt", fmt=fmt, resume=True) == full
+
+
+def test_a_prefix_run_then_resume_on_the_whole_input(translator, source, reference, tmp_path):
+    """Simulate the kill by translating only the first lines into the partial file."""
+    fmt, full = reference
+    out = tmp_path / "out.txt"
+    prefix = b"".join(source.splitlines(keepends=True)[:9])
+    _translate(translator, prefix, tmp_path / "prefix.txt", fmt=fmt)
+    (tmp_path / "prefix.txt").rename(tmp_path / "out.txt.partial")
+    assert _translate(translator, source, out, fmt=fmt, resume=True) == full
+
+
+def test_without_resume_an_old_partial_is_discarded(translator, source, reference, tmp_path):
+    fmt, full = reference
+    out = tmp_path / "out.txt"
+    (tmp_path / "out.txt.partial").write_text("stale\nlines\n", encoding="utf-8")
+    assert _translate(translator, source, out, fmt=fmt) == full
+
+
+def test_resume_refuses_multi_line_nbest_text(translator, source, tmp_path):
+    with pytest.raises(NmtError, match="--resume"):
+        _translate(translator, source, tmp_path / "o.txt", resume=True, nbest=2)
+
+
+def test_bad_input_leaves_no_partial_file(translator, tmp_path):
+    out = tmp_path / "out.txt"
+    with pytest.raises(NmtError, match=r"in.txt:2"):
+        translate_file(translator, io.BytesIO(b"good\n\xff bad\n"), out, name="in.txt")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_output_in_a_missing_folder_is_an_nmt_error(translator, tmp_path):
+    with pytest.raises(NmtError, match="cannot write"):
+        translate_file(translator, io.BytesIO(b"a\n"), tmp_path / "no" / "out.txt")
