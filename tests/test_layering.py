@@ -1,0 +1,57 @@
+"""Imports flow one way: cli -> train/translate/plots -> search/model -> config."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
+
+# a module may import only modules of a lower rank
+RANK = {
+    "nmt": 0,
+    "atomic": 0,
+    "config": 1,
+    "tokenizer": 1,
+    "toy": 1,
+    "corpus": 1,
+    "metrics": 1,
+    "plots": 1,
+    "batching": 2,
+    "encoder": 2,
+    "attention": 2,
+    "decoder": 3,
+    "model": 4,
+    "search": 5,
+    "checkpoint": 5,
+    "translate": 6,
+    "train": 6,
+    "cli": 7,
+    "__main__": 8,
+}
+
+
+def nmt_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nmt"):
+            found.add(node.module.split(".")[1] if "." in node.module else "nmt")
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.split(".")[1] if "." in a.name else "nmt"
+                for a in node.names
+                if a.name.startswith("nmt")
+            )
+    return found
+
+
+def test_every_module_has_a_rank():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules <= set(RANK), f"give these modules a rank: {modules - set(RANK)}"
+
+
+def test_imports_only_go_down():
+    for path in PACKAGE.glob("*.py"):
+        name = "nmt" if path.stem == "__init__" else path.stem
+        for target in nmt_imports(path) - {name}:
+            assert RANK[target] < RANK[name], f"nmt.{name} imports nmt.{target} (upward)"
