@@ -55,7 +55,9 @@ class Seq2Seq(nn.Module):
         else:
             self.pre_output = None
             self.output = nn.Linear(config.hidden_size, tgt_vocab)
-        for embed in {self.src_embed, self.tgt_embed}:
+        # a fixed order, each matrix once (a set's order follows memory addresses, which
+        # would make the same seed give different weights)
+        for embed in dict.fromkeys((self.src_embed, self.tgt_embed)):
             nn.init.normal_(embed.weight, std=0.1)
             with torch.no_grad():
                 embed.weight[PAD].zero_()

@@ -82,6 +82,8 @@ def greedy(
     step = 0
     while active.numel():
         log_probs, state, weights = model.decode_step(state, prev, enc)  # (N, V)
+        if weights is None:
+            attn = None  # a model without attention has none to return
         _mask_special(log_probs, step, opts.min_len, limits[active] <= step)
         best_lp, prev = log_probs.max(-1)  # (N,)
         log_prob = log_prob + best_lp
@@ -148,6 +150,8 @@ def beam_search(
     while active.numel():
         n = active.numel()
         log_probs, state, weights = model.decode_step(state, prev, enc)  # (R, V)
+        if weights is None:
+            attn_history = None  # a model without attention has none to return
         at_max = (limits[active] <= step).repeat_interleave(k)
         _mask_special(log_probs, step, opts.min_len, at_max)
         vocab = log_probs.size(-1)
@@ -155,8 +159,11 @@ def beam_search(
         top_lp, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)  # (N, 2K)
         top_beam, top_tok = top_idx // vocab, top_idx % vocab
         top_row = top_beam + torch.arange(n, device=device)[:, None] * k  # (N, 2K) rows of R
-        # hypotheses ending in EOS leave the beam
-        is_eos = (top_tok == EOS) & (top_lp > NEG_INF)
+        # hypotheses ending in EOS leave the beam; only the best K candidates may finish (an
+        # EOS ranked below them would be pruned by a beam of K), so beam 1 is greedy search
+        ends = top_tok == EOS
+        is_eos = ends & (top_lp > NEG_INF)
+        is_eos[:, k:] = False
         for i, j in is_eos.nonzero().tolist():
             r = int(top_row[i, j])
             lp = float(top_lp[i, j])
@@ -180,7 +187,7 @@ def beam_search(
             if len(hyps) == k:
                 kth_best[sent] = hyps[-1].score
         # the best K candidates that do not end in EOS stay open
-        open_lp = top_lp.masked_fill(is_eos, NEG_INF)
+        open_lp = top_lp.masked_fill(ends, NEG_INF)
         next_lp, pick = open_lp.topk(k, dim=-1)  # (N, K)
         next_rows = top_row.gather(1, pick).flatten()  # (R,)
         next_tok = top_tok.gather(1, pick).flatten()

@@ -34,7 +34,9 @@ def _config(**overrides) -> ModelConfig:
     model.update(overrides)
     if model.get("attention") == "dot":
         # dot attention compares the decoder state with encoder outputs directly
-        model["hidden_size"] = model["enc_hidden_size"] * (2 if model.get("bidirectional", True) else 1)
+        model["hidden_size"] = model["enc_hidden_size"] * (
+            2 if model.get("bidirectional", True) else 1
+        )
     return config_from_dict({"model": model}).model
 
 
@@ -169,6 +171,21 @@ def test_shared_embeddings_are_one_parameter() -> None:
     fresh.load_state_dict(model.state_dict())
     assert fresh.src_embed.weight is fresh.tgt_embed.weight
     assert torch.equal(fresh.tgt_embed.weight, model.src_embed.weight)
+
+
+@pytest.mark.parametrize("share_embeddings", [False, True])
+def test_same_seed_gives_same_weights(share_embeddings: bool) -> None:
+    config = _config(share_embeddings=share_embeddings)
+    first = None
+    for i in range(10):
+        ballast = [object() for _ in range(i * 7)]  # move later allocations around
+        torch.manual_seed(0)
+        model = Seq2Seq(config, src_vocab=V_SRC, tgt_vocab=V_SRC)
+        weights = model.state_dict()
+        if first is None:
+            first = weights
+        assert all(torch.equal(first[k], weights[k]) for k in first), i
+        del ballast
 
 
 def test_shared_embeddings_need_one_vocabulary() -> None:

@@ -3,6 +3,7 @@ beam 1 == greedy, batch-size independence, scores that re-score, n-best and atte
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -13,7 +14,9 @@ import torch
 
 from nmt.batching import padding_mask, source_tensor
 from nmt.checkpoint import load_checkpoint
+from nmt.config import config_from_dict
 from nmt.decoder import DecoderState, EncoderOut
+from nmt.model import Seq2Seq
 from nmt.search import SearchOptions, beam_search, greedy, max_lengths, score_tokens, search_ids
 from nmt.tokenizer import BOS, EOS, PAD, UNK
 
@@ -185,6 +188,18 @@ def test_greedy_takes_the_most_probable_token() -> None:
         assert hyps[0].log_prob == pytest.approx(model.sequence_log_prob(key, tokens), abs=1e-5)
 
 
+def test_scripted_beam_one_equals_greedy() -> None:
+    # beam search with one beam may finish only its best candidate, as greedy does
+    model = ScriptedModel(seed=7)
+    rng = random.Random(7)
+    sources = [[rng.choice(WORDS) for _ in range(rng.randint(1, 5))] for _ in range(40)]
+    opts = SearchOptions(beam_size=1, length_penalty=0, max_len_offset=5)
+    g = _search(greedy, model, sources, opts)
+    b = _search(beam_search, model, sources, opts)
+    assert [h[0].tokens for h in b] == [h[0].tokens for h in g]
+    assert [h[0].log_prob for h in b] == pytest.approx([h[0].log_prob for h in g], abs=1e-5)
+
+
 @pytest.mark.parametrize("fn", [greedy, beam_search])
 @pytest.mark.parametrize("length_penalty", PENALTIES)
 def test_scripted_batch_equals_one_by_one(fn, length_penalty) -> None:
@@ -208,10 +223,24 @@ def test_scripted_attention_belongs_to_the_hypothesis(fn) -> None:
         key = tuple(src + [EOS])
         for h in hyps:
             expected = torch.stack(
-                [model.attention(key, tuple(h.tokens[:t]), len(key)) for t in range(len(h.tokens) + 1)]
+                [
+                    model.attention(key, tuple(h.tokens[:t]), len(key))
+                    for t in range(len(h.tokens) + 1)
+                ]
             )
             assert h.attention.shape == (len(h.tokens) + 1, len(key))
             assert torch.allclose(h.attention, expected, atol=1e-6)
+
+
+def test_return_attention_without_attention_gives_none() -> None:
+    torch.manual_seed(0)
+    config = config_from_dict({"model": {"attention": "none", "embed_dim": 8, "hidden_size": 8}})
+    model = Seq2Seq(config.model, src_vocab=12, tgt_vocab=12).eval()
+    src, src_lengths = source_tensor([[4, 5, 6], [7]])
+    for fn in (greedy, beam_search):
+        opts = SearchOptions(beam_size=2, nbest=2, max_len_offset=3, return_attention=True)
+        for hyps in fn(model, src, src_lengths, opts):
+            assert hyps and all(h.attention is None for h in hyps)
 
 
 # ---- on a trained model -------------------------------------------------------------------
@@ -239,12 +268,11 @@ def test_beam_one_equals_greedy(model_and_ids) -> None:
 
 
 def _mixed_inputs(ids: list[list[int]]) -> list[list[int]]:
-    """Test sentences with much longer (three joined) and much shorter (one token) ones,
-    shuffled."""
-    rng = random.Random(0)
-    mixed = ids[:40] + [ids[i] + ids[i + 1] + ids[i + 2] for i in range(40, 52, 3)]
-    mixed += [[tok] for tok in ids[60][:4]]
-    rng.shuffle(mixed)
+    """64 test sentences, shuffled, among them much longer (three joined) and much shorter
+    (one token) ones."""
+    mixed = ids[:56] + [ids[i] + ids[i + 1] + ids[i + 2] for i in range(60, 72, 3)]
+    mixed += [[tok] for tok in ids[80][:4]]
+    random.Random(0).shuffle(mixed)
     return mixed
 
 
@@ -256,12 +284,16 @@ def test_batch_size_does_not_change_results(model_and_ids, beam_size) -> None:
     fn = greedy if beam_size == 1 else beam_search
     runs = []
     for size in (1, 7, 64):
-        out: list = []
-        for i in range(0, len(sentences), size):
-            out += _run(fn, model, sentences[i : i + size], opts)
-        runs.append(out)
+        # another order for every batch size
+        order = list(range(len(sentences)))
+        random.Random(size).shuffle(order)
+        shuffled = [sentences[i] for i in order]
+        out = []
+        for i in range(0, len(shuffled), size):
+            out += _run(fn, model, shuffled[i : i + size], opts)
+        runs.append([out[order.index(i)] for i in range(len(sentences))])
     # search_ids sorts by length into token-budget batches: another grouping again
-    runs.append(search_ids(model, sentences[::-1], opts, batch_tokens=300)[::-1])
+    runs.append(search_ids(model, sentences, opts, batch_tokens=300))
     reference = runs[0]
     for other in runs[1:]:
         for a, b in zip(reference, other):
@@ -292,18 +324,15 @@ def test_beam_finds_more_probable_outputs_than_greedy(model_and_ids) -> None:
     mean_g = sum(h[0].log_prob for h in g) / len(g)
     mean_b = sum(h[0].log_prob for h in b) / len(b)
     assert mean_b >= mean_g
-    # with raw log-probabilities beam 5 never ranks below the greedy path it also explored
-    assert all(hb[0].log_prob >= hg[0].log_prob - 1e-4 for hb, hg in zip(b, g))
 
 
 @pytest.mark.parametrize("length_penalty", PENALTIES)
 def test_nbest_is_sorted_and_starts_with_the_one_best(model_and_ids, length_penalty) -> None:
     model, ids = model_and_ids
-    sentences = ids[:50]
-    one = _run(beam_search, model, sentences, SearchOptions(beam_size=5, length_penalty=length_penalty))
-    many = _run(
-        beam_search, model, sentences, SearchOptions(beam_size=5, nbest=5, length_penalty=length_penalty)
-    )
+    sentences = ids[:25]
+    opts = SearchOptions(beam_size=5, length_penalty=length_penalty)
+    one = _run(beam_search, model, sentences, opts)
+    many = _run(beam_search, model, sentences, dataclasses.replace(opts, nbest=5))
     for a, hyps in zip(one, many):
         assert len(a) == 1 and 1 <= len(hyps) <= 5
         assert hyps[0].tokens == a[0].tokens and hyps[0].score == a[0].score
@@ -311,16 +340,14 @@ def test_nbest_is_sorted_and_starts_with_the_one_best(model_and_ids, length_pena
         assert scores == sorted(scores, reverse=True)
         assert len({tuple(h.tokens) for h in hyps}) == len(hyps)  # no duplicates
         for h in hyps:
-            expected = SearchOptions(length_penalty=length_penalty).normalize(
-                torch.tensor(h.log_prob), len(h.tokens) + 1
-            )
+            expected = opts.normalize(torch.tensor(h.log_prob), len(h.tokens) + 1)
             assert h.score == pytest.approx(float(expected), abs=1e-5)
 
 
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_attention_is_that_of_the_returned_output(model_and_ids, beam_size) -> None:
     model, ids = model_and_ids
-    sentences = ids[:30] + [ids[30] + ids[31]]
+    sentences = ids[:12] + [ids[12] + ids[13]]
     fn = greedy if beam_size == 1 else beam_search
     opts = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 3), return_attention=True)
     results = _run(fn, model, sentences, opts)
@@ -349,8 +376,11 @@ def test_max_lengths_follow_the_options() -> None:
     opts = SearchOptions(max_len_ratio=1.5, max_len_offset=2, min_len=0)
     # source lengths include EOS: 1 token -> floor(1.5) + 2
     assert max_lengths(torch.tensor([2, 1, 11]), opts).tolist() == [3, 2, 17]
-    assert max_lengths(torch.tensor([1]), SearchOptions(max_len_ratio=0, max_len_offset=0)).tolist() == [1]
-    assert max_lengths(torch.tensor([1]), SearchOptions(max_len_offset=0, min_len=5)).tolist() == [5]
+    # at least one token, and at least min_len
+    no_room = SearchOptions(max_len_ratio=0, max_len_offset=0)
+    assert max_lengths(torch.tensor([1]), no_room).tolist() == [1]
+    long_min = SearchOptions(max_len_offset=0, min_len=5)
+    assert max_lengths(torch.tensor([1]), long_min).tolist() == [5]
 
 
 def test_normalize_follows_the_documented_penalties() -> None:

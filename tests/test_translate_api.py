@@ -1,0 +1,79 @@
+"""Tests for the in-memory Translator on the trained checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmt.checkpoint import load_checkpoint, save_checkpoint
+from nmt.translate import Translator
+
+
+@pytest.fixture(scope="module")
+def translator(trained) -> Translator:
+    return Translator(trained)
+
+
+@pytest.fixture(scope="module")
+def sentences(toy_dir) -> list[str]:
+    return (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:12]
+
+
+def _summary(results) -> list[list[tuple[str, float, float]]]:
+    return [[(h.text, h.log_prob, h.score) for h in t.hypotheses] for t in results]
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_batch_equals_one_at_a_time(translator, sentences, beam_size) -> None:
+    batch = translator.translate(sentences, beam_size=beam_size, nbest=min(beam_size, 2))
+    alone = [
+        translator.translate([s], beam_size=beam_size, nbest=min(beam_size, 2))[0]
+        for s in sentences
+    ]
+    assert [t.source for t in batch] == sentences
+    summary, expected = _summary(batch), _summary(alone)
+    for got, want in zip(summary, expected):
+        assert [h[0] for h in got] == [h[0] for h in want]
+        assert [h[1] for h in got] == pytest.approx([h[1] for h in want], abs=1e-5)
+        assert [h[2] for h in got] == pytest.approx([h[2] for h in want], abs=1e-5)
+    assert all(t.text for t in batch)
+
+
+def test_empty_strings_give_empty_outputs(translator, sentences) -> None:
+    mixed = ["", sentences[0], "", "   ", sentences[1], ""]
+    results = translator.translate(mixed, beam_size=3)
+    assert len(results) == len(mixed)
+    for source, t in zip(mixed, results):
+        assert t.source == source
+        if source.strip():
+            assert t.text and t.hypotheses
+        else:
+            assert t.text == "" and t.hypotheses == [] and t.src_tokens == []
+    alone = translator.translate(sentences[:2], beam_size=3)
+    assert [results[1].text, results[4].text] == [t.text for t in alone]
+    assert translator.translate([], beam_size=3) == []
+    assert [t.text for t in translator.translate(["", ""])] == ["", ""]
+
+
+def test_outputs_carry_tokens_and_attention(translator, sentences) -> None:
+    (t,) = translator.translate(sentences[:1], beam_size=3, return_attention=True)
+    h = t.hypotheses[0]
+    assert t.src_tokens[-1] == "</s>" and h.tokens[-1] == "</s>"
+    assert len(h.attention) == len(h.tokens)
+    assert all(len(row) == len(t.src_tokens) for row in h.attention)
+    assert all(abs(sum(row) - 1) < 1e-4 for row in h.attention)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(
+    trained, translator, sentences, tmp_path
+) -> None:
+    ckpt = load_checkpoint(trained)
+    copy = tmp_path / "copy.pt"
+    save_checkpoint(copy, model=ckpt.model, config=ckpt.config, tokenizer=ckpt.tokenizer)
+    reloaded = load_checkpoint(copy)
+    assert reloaded.config == ckpt.config
+    original, again = ckpt.model.state_dict(), reloaded.model.state_dict()
+    assert original.keys() == again.keys()
+    assert all((original[k] == again[k]).all() for k in original)
+    before = translator.translate(sentences, beam_size=3, nbest=2)
+    after = Translator(copy).translate(sentences, beam_size=3, nbest=2)
+    assert _summary(before) == _summary(after)
