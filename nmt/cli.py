@@ -62,6 +62,12 @@ def user_errors():
         raise typer.Exit(0) from None
 
 
+def _at_least(option: str, value: int, low: int) -> None:
+    # checked here rather than with typer's min=: one line on stderr like every other error
+    if value < low:
+        raise NmtError(f"{option} must be >= {low}, got {value}")
+
+
 def _quiet(quiet: bool) -> None:
     if quiet:
         logging.getLogger().setLevel(logging.ERROR)
@@ -86,7 +92,7 @@ def data_toy(
             counts = write_corpus(out, size=size, seed=seed)
         except ValueError as e:
             raise NmtError(f"--size: {e}") from None
-    err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), soft_wrap=True)
 
 
 # -- tokenizer -------------------------------------------------------------------------
@@ -95,7 +101,7 @@ def tokenizer_train(
     src: Annotated[Path, typer.Option(help="Source training text.")],
     tgt: Annotated[Path, typer.Option(help="Target training text.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the sentencepiece models.")],
-    vocab_size: Annotated[int, typer.Option(min=8, help="Vocabulary size (per model).")] = 8000,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size (per model, >= 8).")] = 8000,
     model_type: Annotated[str, typer.Option(help="unigram or bpe.")] = "unigram",
     joint: Annotated[
         bool, typer.Option("--joint/--separate", help="One model for both sides.")
@@ -106,6 +112,7 @@ def tokenizer_train(
     from nmt.tokenizer import train_tokenizer
 
     with user_errors():
+        _at_least("--vocab-size", vocab_size, 8)
         if model_type not in ("unigram", "bpe"):
             raise NmtError(f"--model-type must be unigram or bpe, got {model_type!r}")
         src_lines, tgt_lines = read_parallel(src, tgt)
@@ -113,7 +120,8 @@ def tokenizer_train(
         tok.save(out)
     err.print(
         f"wrote {out}: {'joint' if joint else 'separate'} {model_type}, "
-        f"vocab {tok.src_vocab_size}/{tok.tgt_vocab_size}"
+        f"vocab {tok.src_vocab_size}/{tok.tgt_vocab_size}",
+        soft_wrap=True,
     )
 
 
@@ -140,6 +148,11 @@ def train(
     _quiet(quiet)
     with user_errors():
         cfg = load_config(config, overrides or [])
+        if resume is not None:
+            from nmt.checkpoint import read_state
+
+            # refuse a bad checkpoint before the run dir, tokenizer and logs are touched
+            read_state(resume)
         with _train_progress(cfg.train.max_steps, quiet) as on_log:
             result = run_training(cfg, resume=resume, on_log=on_log)
     print(json.dumps(result))
@@ -168,13 +181,14 @@ def _train_progress(total: int, quiet: bool):
                 f"ppl {record['valid_ppl']:.2f} BLEU {record['bleu']:.2f} "
                 f"chrF {record['chrf']:.2f}",
                 highlight=False,
+                soft_wrap=True,
             )
             return
         status = (
             f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
         )
         if progress.disable:
-            err.print(f"step {record['step']}: {status}", highlight=False)
+            err.print(f"step {record['step']}: {status}", highlight=False, soft_wrap=True)
         else:
             progress.update(task, completed=record["step"], status=status)
 
@@ -211,7 +225,7 @@ def translate(
     ] = 1.5,
     max_len_offset: Annotated[int, typer.Option(help="See --max-len-ratio.")] = 10,
     min_len: Annotated[int, typer.Option(help="No EOS before this many tokens.")] = 0,
-    batch_tokens: Annotated[int, typer.Option(min=1, help="Source tokens per batch.")] = 4096,
+    batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch.")] = 4096,
     fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text",
     with_attention: Annotated[bool, typer.Option(help="jsonl: add tokens and attention.")] = False,
     attention_dir: Annotated[
@@ -224,13 +238,15 @@ def translate(
         bool, typer.Option(help="Continue a killed run into the same -o file.")
     ] = False,
     quantize: Annotated[str, typer.Option(help="none or int8 (CPU).")] = "none",
-    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: torch default).")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch default).")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
     _quiet(quiet)
     with user_errors():
+        _at_least("--batch-tokens", batch_tokens, 1)
+        _at_least("--threads", threads, 0)
         if errors not in ("strict", "replace"):
             raise NmtError(f"--errors must be strict or replace, got {errors!r}")
         if resume and output is None:

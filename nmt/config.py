@@ -6,6 +6,7 @@ meaning lives here and nowhere else; README.md lists them (a test keeps the two 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -106,10 +107,8 @@ def _coerce(section: str, name: str, kind: type, value: Any) -> Any:
     elif kind is float:
         if isinstance(value, str):
             # PyYAML reads 1e-3 (no dot) as a string; it is still the number the user meant
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise NmtError(f"config: {where} must be a finite number, got {value!r}")

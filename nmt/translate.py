@@ -146,11 +146,17 @@ def read_chunks(
     name: str = "<stdin>",
     skip: int = 0,
 ) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, lines) chunks of a binary stream, decoded as UTF-8."""
+    """(first line number, lines) chunks of a binary stream, decoded as UTF-8.
+
+    Chunks always start at line 1 + k * chunk_lines; `skip` only drops the chunks before the
+    one holding line skip + 1, so a resumed run batches (and scores) that chunk exactly as an
+    uninterrupted run would.
+    """
     chunk: list[str] = []
-    first = skip + 1
+    start = skip - skip % chunk_lines
+    first = start + 1
     for n, raw in enumerate(stream, 1):
-        if n <= skip:
+        if n <= start:
             continue
         try:
             line = decode_line(raw, f"{name}:{n}")
@@ -226,6 +232,9 @@ def translate_stream(
             line_numbers=range(first, first + len(lines)),
             **options,
         )
+        if first <= skip:  # resuming inside this chunk: its first lines are already written
+            results, lines = results[skip - first + 1 :], lines[skip - first + 1 :]
+            first = skip + 1
         sink.write("".join(format_translation(t, fmt, with_attention) for t in results))
         sink.flush()
         if on_chunk is not None:

@@ -282,7 +282,9 @@ def test_readme_checker_accepts_a_complete_table_and_catches_gaps():
     assert readme_problems(table.replace("| `0.001` |", "| `1e-3` |")) == []
     broken = table.replace("| `train.lr` |", "| `train.learning_rate` |")
     broken = broken.replace("| `model.cell` | `gru` |", "| `model.cell` | `lstm` |")
-    broken = broken.replace("| `model.bidirectional` | `true` |", "| `model.bidirectional` | `True` |")
+    broken = broken.replace(
+        "| `model.bidirectional` | `true` |", "| `model.bidirectional` | `True` |"
+    )
     broken = broken.replace('| `data.dataset` | `""` |', "| `data.dataset` | `` |")
     assert readme_problems(broken) == [
         "data.dataset: default '``', expected `\"\"`",

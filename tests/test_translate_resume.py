@@ -29,19 +29,37 @@ def _translate(translator, source: bytes, out: Path, **kwargs) -> str:
     return out.read_text(encoding="utf-8")
 
 
+@pytest.fixture(scope="module")
+def references(translator, source, tmp_path_factory):
+    """Uninterrupted outputs, by (format, chunk_lines)."""
+    cache: dict[tuple[str, int], str] = {}
+
+    def get(fmt: str, chunk_lines: int = 10_000) -> str:
+        if (fmt, chunk_lines) not in cache:
+            out = tmp_path_factory.mktemp("ref") / "out.txt"
+            cache[fmt, chunk_lines] = _translate(
+                translator, source, out, fmt=fmt, chunk_lines=chunk_lines
+            )
+        return cache[fmt, chunk_lines]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=["text", "jsonl"])
-def reference(request, translator, source, tmp_path_factory) -> tuple[str, str]:
-    out = tmp_path_factory.mktemp("ref") / "out.txt"
-    return request.param, _translate(translator, source, out, fmt=request.param)
+def reference(request, references) -> tuple[str, str]:
+    return request.param, references(request.param)
 
 
 @pytest.mark.parametrize("done", [0, 1, 6, 16, 17])
 @pytest.mark.parametrize("chunk_lines", [4, 10_000])
 @pytest.mark.parametrize("half_line", [False, True])
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
 def test_resume_gives_the_uninterrupted_output(
-    translator, source, reference, tmp_path, done, chunk_lines, half_line
+    translator, source, references, tmp_path, fmt, done, chunk_lines, half_line
 ):
-    fmt, full = reference
+    # same chunking as the uninterrupted run: scores in jsonl are batch-dependent in the last
+    # digit, and resume re-batches the interrupted chunk exactly as that run did
+    full = references(fmt, chunk_lines)
     lines = full.splitlines(keepends=True)
     assert len(lines) == 17
     out = tmp_path / "out.txt"
@@ -69,14 +87,15 @@ def test_resume_without_a_partial_file_translates_everything(
     assert _translate(translator, source, tmp_path / "o.txt", fmt=fmt, resume=True) == full
 
 
-def test_a_prefix_run_then_resume_on_the_whole_input(translator, source, reference, tmp_path):
-    """Simulate the kill by translating only the first lines into the partial file."""
-    fmt, full = reference
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_a_prefix_run_then_resume_on_the_whole_input(translator, source, references, tmp_path, fmt):
+    """Simulate the kill by translating only the first two chunks into the partial file."""
+    full = references(fmt, 4)
     out = tmp_path / "out.txt"
-    prefix = b"".join(source.splitlines(keepends=True)[:9])
-    _translate(translator, prefix, tmp_path / "prefix.txt", fmt=fmt)
+    prefix = b"".join(source.splitlines(keepends=True)[:8])
+    _translate(translator, prefix, tmp_path / "prefix.txt", fmt=fmt, chunk_lines=4)
     (tmp_path / "prefix.txt").rename(tmp_path / "out.txt.partial")
-    assert _translate(translator, source, out, fmt=fmt, resume=True) == full
+    assert _translate(translator, source, out, fmt=fmt, resume=True, chunk_lines=4) == full
 
 
 def test_without_resume_an_old_partial_is_discarded(translator, source, reference, tmp_path):

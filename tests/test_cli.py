@@ -1,0 +1,588 @@
+"""The `nmt` command through typer's CliRunner: each command works, and bad input is one line
+on stderr naming the culprit, exit code 2, no traceback and nothing half-written."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+from typer.testing import CliRunner
+
+from nmt.cli import app
+
+runner = CliRunner()
+
+SENTENCES = ["The red cat sees the dog.", "", "Two big houses.", "The girl reads a book."]
+
+
+def nmt(*args: str | Path, input: str | bytes | None = None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def user_error(result, *mentions: str) -> str:
+    """Exit 2, exactly one line on stderr that mentions each of `mentions`, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in mentions:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path
+
+
+# -- fixtures ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok_dir(toy_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tok")
+    r = nmt(
+        "tokenizer", "train", "--src", toy_dir / "train.en", "--tgt", toy_dir / "train.pt",
+        "--out", out, "--vocab-size", "200", "--model-type", "bpe",
+    )  # fmt: skip
+    ok(r)
+    return out
+
+
+def write_config(path: Path, toy_dir: Path, run_dir: Path, tok_dir: Path, **train) -> Path:
+    cfg = tiny_config(toy_dir, run_dir, embed_dim=16, enc_hidden_size=16, hidden_size=32)
+    raw = cfg.to_dict()
+    raw["data"]["tokenizer"] = str(tok_dir)
+    raw["train"].update(max_steps=20, valid_every=20, log_every=10, **train)
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_run(toy_dir, tok_dir, tmp_path_factory):
+    """A tiny model trained for 20 steps through `nmt train`: (config, run dir, stdout)."""
+    base = tmp_path_factory.mktemp("cli")
+    config = write_config(base / "c.yaml", toy_dir, base / "run", tok_dir)
+    r = nmt("train", "--config", config, "--quiet")
+    ok(r)
+    return config, base / "run", r.stdout
+
+
+@pytest.fixture(scope="module")
+def no_attention_ckpt(cli_run, tmp_path_factory) -> Path:
+    """A checkpoint of a model with attention none (untrained: only its config matters)."""
+    from nmt.checkpoint import load_checkpoint, save_checkpoint
+    from nmt.config import config_from_dict
+    from nmt.model import Seq2Seq
+
+    ckpt = load_checkpoint(cli_run[1] / "last.pt")
+    raw = ckpt.config.to_dict()
+    raw["model"]["attention"] = "none"
+    config = config_from_dict(raw)
+    model = Seq2Seq(
+        config.model,
+        src_vocab=ckpt.tokenizer.src_vocab_size,
+        tgt_vocab=ckpt.tokenizer.tgt_vocab_size,
+    )
+    path = tmp_path_factory.mktemp("noatt") / "none.pt"
+    save_checkpoint(path, model=model, config=config, tokenizer=ckpt.tokenizer)
+    return path
+
+
+# -- data -------------------------------------------------------------------------------
+def test_data_toy(tmp_path):
+    out = tmp_path / "toy"
+    r = nmt("data", "toy", "--out", out, "--size", "200", "--seed", "3")
+    ok(r)
+    assert r.stdout == ""
+    for split in ("train", "valid", "test"):
+        src = (out / f"{split}.en").read_text(encoding="utf-8").splitlines()
+        tgt = (out / f"{split}.pt").read_text(encoding="utf-8").splitlines()
+        assert len(src) == len(tgt) > 0
+    assert len((out / "train.en").read_text(encoding="utf-8").splitlines()) == 200
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_data_toy_bad_size(tmp_path, size):
+    user_error(nmt("data", "toy", "--out", tmp_path / "toy", "--size", size), "--size")
+    assert not (tmp_path / "toy" / "train.en").exists()
+
+
+# -- tokenizer --------------------------------------------------------------------------
+def test_tokenizer_train_joint(tok_dir):
+    assert (tok_dir / "src.model").is_file()
+    assert not (tok_dir / "tgt.model").exists()
+    meta = json.loads((tok_dir / "tokenizer.json").read_text())
+    assert meta["joint"] is True
+    assert (meta["pad_id"], meta["unk_id"], meta["bos_id"], meta["eos_id"]) == (0, 1, 2, 3)
+
+
+def test_tokenizer_train_separate(toy_dir, tmp_path):
+    out = tmp_path / "tok"
+    r = nmt(
+        "tokenizer", "train", "--src", toy_dir / "train.en", "--tgt", toy_dir / "train.pt",
+        "--out", out, "--vocab-size", "150", "--model-type", "bpe", "--separate",
+    )  # fmt: skip
+    ok(r)
+    assert (out / "src.model").is_file() and (out / "tgt.model").is_file()
+    assert json.loads((out / "tokenizer.json").read_text())["joint"] is False
+    assert "separate bpe" in r.stderr
+
+
+@pytest.fixture
+def pair(tmp_path):
+    def make(src: str | bytes, tgt: str | bytes) -> tuple[Path, Path]:
+        return write(tmp_path / "a.src", src), write(tmp_path / "a.tgt", tgt)
+
+    return make
+
+
+def test_tokenizer_bad_inputs(pair, tmp_path):
+    out = tmp_path / "tok"
+
+    def train(src, tgt, *extra):
+        return nmt("tokenizer", "train", "--src", src, "--tgt", tgt, "--out", out, *extra)
+
+    src, tgt = pair("a b\nc d\n", "x y\n")
+    user_error(train(tmp_path / "missing.src", tgt), "missing.src", "does not exist")
+    user_error(train(src, tgt), "a.src has 2 lines", "a.tgt has 1")
+    src, tgt = pair("good\nbad \xff line\n".encode("latin-1"), "ok\nok\n")
+    user_error(train(src, tgt), "a.src:2", "UTF-8")
+    src, tgt = pair("", "")
+    user_error(train(src, tgt), "empty")
+    src, tgt = pair("a\n", "b\n")
+    user_error(train(src, tgt, "--model-type", "word"), "--model-type", "unigram or bpe")
+    user_error(train(src, tgt, "--vocab-size", "-1"), "--vocab-size", ">= 8")
+    assert not out.exists()
+
+
+# -- train ------------------------------------------------------------------------------
+def test_train(cli_run):
+    _, run_dir, stdout = cli_run
+    result = json.loads(stdout)
+    assert result["step"] == 20 and result["run_dir"] == str(run_dir)
+    assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [10, 20]
+    assert [r["step"] for r in records if r["kind"] == "valid"] == [20]
+
+
+def test_train_resume_continues(cli_run, tmp_path):
+    config, run_dir, _ = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    r = nmt(
+        "train", "--config", config, "--set", f"train.run_dir={copy}",
+        "--set", "train.max_steps=30", "--resume", copy / "last.pt", "--quiet",
+    )  # fmt: skip
+    ok(r)
+    assert json.loads(r.stdout)["step"] == 30
+    records = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [10, 20, 30]
+    from nmt.checkpoint import load_checkpoint
+
+    assert load_checkpoint(copy / "last.pt").train_state["step"] == 30
+
+
+@pytest.fixture
+def train_config(toy_dir, tok_dir, tmp_path):
+    """Write a config whose data section can be swapped; returns (config path, run dir)."""
+
+    def make(**data) -> tuple[Path, Path]:
+        run_dir = tmp_path / "run"
+        path = write_config(tmp_path / "c.yaml", toy_dir, run_dir, tok_dir)
+        raw = yaml.safe_load(path.read_text())
+        raw["data"].update({k: str(v) for k, v in data.items()})
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return path, run_dir
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "override, mentions",
+    [
+        ("train.learning_rate=0.1", ["train.learning_rate", "valid keys:", "lr, warmup_steps"]),
+        ("decoder.beam=2", ["decoder", "data, model, train"]),
+        ("model.cell=transformer", ["model.cell", "rnn, gru, lstm"]),
+        ("model.hidden_size=-4", ["model.hidden_size", ">= 1"]),
+        ("data.vocab_size=-1", ["data.vocab_size"]),
+        ("train.lr=fast", ["train.lr", "float"]),
+        ("train.max_steps=1.5", ["train.max_steps", "int"]),
+        ("trainlr=1", ["section.key=value"]),
+    ],
+)
+def test_train_bad_config(train_config, override, mentions):
+    config, run_dir = train_config()
+    user_error(nmt("train", "--config", config, "--set", override), *mentions)
+    assert not run_dir.exists()
+
+
+def test_train_unknown_key_in_file(train_config):
+    config, run_dir = train_config()
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["hiden_size"] = 3
+    config.write_text(yaml.safe_dump(raw))
+    user_error(nmt("train", "--config", config), "model.hiden_size", "hidden_size")
+    assert not run_dir.exists()
+
+
+def test_train_missing_config_file(tmp_path):
+    user_error(nmt("train", "--config", tmp_path / "nope.yaml"), "nope.yaml", "does not exist")
+
+
+def test_train_bad_data(train_config, tmp_path):
+    missing = tmp_path / "missing.en"
+    config, run_dir = train_config(train_src=missing)
+    user_error(nmt("train", "--config", config), "missing.en", "does not exist")
+
+    short = write(tmp_path / "short.en", "one line\n")
+    config, run_dir = train_config(train_src=short)
+    user_error(nmt("train", "--config", config), "short.en has 1 lines", "train.pt has")
+
+    bad = write(tmp_path / "bad.en", b"fine\nstill fine\nnot \xc3( fine\n")
+    good = write(tmp_path / "good.pt", "a\nb\nc\n")
+    config, run_dir = train_config(train_src=bad, train_tgt=good)
+    user_error(nmt("train", "--config", config), "bad.en:3", "UTF-8")
+
+    empty_src, empty_tgt = write(tmp_path / "e.en", ""), write(tmp_path / "e.pt", "")
+    config, run_dir = train_config(train_src=empty_src, train_tgt=empty_tgt)
+    user_error(nmt("train", "--config", config), "training set is empty")
+
+    blank_src, blank_tgt = write(tmp_path / "b.en", "\n \n"), write(tmp_path / "b.pt", "\n\n")
+    config, run_dir = train_config(train_src=blank_src, train_tgt=blank_tgt)
+    user_error(nmt("train", "--config", config), "training set is empty")
+    assert not run_dir.exists()
+
+
+def test_train_resume_from_a_foreign_file(train_config, tmp_path):
+    config, run_dir = train_config()
+    bogus = write(tmp_path / "bogus.pt", os.urandom(3000))
+    user_error(nmt("train", "--config", config, "--resume", bogus), "bogus.pt", "refused")
+    user_error(nmt("train", "--config", config, "--resume", tmp_path / "no.pt"), "no.pt")
+    assert not run_dir.exists()
+
+
+# -- translate --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference_lines(trained) -> list[str]:
+    from nmt.translate import Translator
+
+    results = Translator(trained).translate(SENTENCES, beam_size=5)
+    return [t.text for t in results]
+
+
+def test_translate_file_to_file(trained, reference_lines, tmp_path):
+    src = write(tmp_path / "in.txt", "\n".join(SENTENCES) + "\n")
+    out = tmp_path / "out.txt"
+    r = nmt("translate", trained, src, "-o", out)
+    ok(r)
+    assert r.stdout == ""
+    assert out.read_text(encoding="utf-8").split("\n") == [*reference_lines, ""]
+    assert reference_lines[1] == "" and all(reference_lines[i] for i in (0, 2, 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_translate_stdin_to_stdout(trained, reference_lines):
+    r = nmt("translate", trained, input="\n".join(SENTENCES) + "\n")
+    ok(r)
+    assert r.stdout.split("\n") == [*reference_lines, ""]
+
+
+def test_translate_crlf_and_no_final_newline(trained, reference_lines):
+    r = nmt("translate", trained, input="\r\n".join(SENTENCES))
+    ok(r)
+    assert r.stdout.split("\n") == [*reference_lines, ""]
+    assert "\r" not in r.stdout
+
+
+def test_translate_empty_lines_are_kept(trained):
+    r = nmt("translate", trained, "-b", "1", input="\n\nThe cat.\n\n \n")
+    ok(r)
+    lines = r.stdout.split("\n")
+    assert len(lines) == 6 and lines[:2] == ["", ""] and lines[3:] == ["", "", ""]
+    assert lines[2]
+
+
+def test_translate_quiet_has_empty_stderr(trained, tmp_path):
+    r = nmt("translate", trained, "--quiet", input="The red cat.\n")
+    ok(r)
+    assert r.stderr == ""
+    assert r.stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize("with_attention", [False, True])
+def test_translate_jsonl(trained, reference_lines, with_attention):
+    args = ["--with-attention"] if with_attention else []
+    r = nmt("translate", trained, "--format", "jsonl", *args, input="\n".join(SENTENCES))
+    ok(r)
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["source"] for rec in records] == SENTENCES
+    assert records[1]["hypotheses"] == []
+    for rec, text in zip(records, reference_lines):
+        if not rec["source"]:
+            continue
+        (hyp,) = rec["hypotheses"]
+        assert hyp["text"] == text
+        assert hyp["log_prob"] <= 0 and isinstance(hyp["score"], float)
+        if with_attention:
+            att, tokens, src_tokens = hyp["attention"], hyp["tokens"], hyp["src_tokens"]
+            assert tokens[-1] == "</s>" and src_tokens[-1] == "</s>"
+            assert len(att) == len(tokens) and all(len(row) == len(src_tokens) for row in att)
+            assert all(abs(sum(row) - 1) < 1e-4 for row in att)
+        else:
+            assert "attention" not in hyp and "tokens" not in hyp
+
+
+def test_translate_nbest_jsonl(trained):
+    r = nmt(
+        "translate", trained, "--nbest", "2", "-b", "3", "--format", "jsonl", input="The cat.\n"
+    )
+    ok(r)
+    (record,) = [json.loads(line) for line in r.stdout.splitlines()]
+    hyps = record["hypotheses"]
+    assert len(hyps) == 2
+    assert hyps[0]["score"] >= hyps[1]["score"]
+    assert hyps[0]["text"] != hyps[1]["text"]
+
+
+def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
+    src = write(tmp_path / "in.txt", "\n".join(SENTENCES) + "\n")
+    out = tmp_path / "out.txt"
+    write(tmp_path / "out.txt.partial", reference_lines[0] + "\n" + "half a li")
+    ok(nmt("translate", trained, src, "-o", out, "--resume"))
+    assert out.read_text(encoding="utf-8").split("\n") == [*reference_lines, ""]
+    assert not (tmp_path / "out.txt.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "args, mentions",
+    [
+        (["-b", "0"], ["--beam-size", ">= 1"]),
+        (["-b", "-3"], ["--beam-size"]),
+        (["-b", "2", "--nbest", "3"], ["--nbest", "--beam-size (2)"]),
+        (["--nbest", "0"], ["--nbest"]),
+        (["--format", "xml"], ["--format", "text or jsonl"]),
+        (["--errors", "ignore"], ["--errors", "strict or replace"]),
+        (["--length-penalty", "long"], ["--length-penalty", "avg"]),
+        (["--length-penalty", "-1"], ["--length-penalty"]),
+        (["--min-len", "-1"], ["--min-len"]),
+        (["--max-len-offset", "-2"], ["--max-len-offset"]),
+        (["--quantize", "int4"], ["--quantize", "none, int8"]),
+        (["--batch-tokens", "0"], ["--batch-tokens", ">= 1"]),
+        (["--threads", "-1"], ["--threads", ">= 0"]),
+    ],
+)
+def test_translate_bad_options(trained, tmp_path, args, mentions):
+    src = write(tmp_path / "in.txt", "The cat.\n")
+    out = tmp_path / "out.txt"
+    user_error(nmt("translate", trained, src, "-o", out, *args), *mentions)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_option_that_is_not_a_number_is_a_usage_error(trained):
+    # typer's own parse errors: a boxed usage message, still exit 2 and no traceback
+    r = nmt("translate", trained, "-b", "many", input="a\n")
+    assert r.exit_code == 2 and "--beam-size" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout and r.stdout == ""
+
+
+def test_translate_resume_needs_output(trained):
+    user_error(nmt("translate", trained, "--resume", input="a\n"), "--resume", "--output")
+
+
+def test_translate_missing_files(trained, tmp_path):
+    out = tmp_path / "out.txt"
+    user_error(nmt("translate", tmp_path / "none.pt", input="a\n"), "none.pt", "does not exist")
+    user_error(nmt("translate", trained, tmp_path / "in.txt", "-o", out), "in.txt", "not exist")
+    src = write(tmp_path / "in.txt", "a\n")
+    user_error(nmt("translate", trained, src, "-o", tmp_path / "no" / "out.txt"), "out.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_translate_invalid_utf8_names_file_and_line(trained, tmp_path):
+    src = write(tmp_path / "in.txt", b"The cat.\nThe dog.\nBad \xff byte.\n")
+    out = tmp_path / "out.txt"
+    user_error(nmt("translate", trained, src, "-o", out), "in.txt:3", "UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    r = nmt("translate", trained, input=b"ok\n\xc3(\n")
+    user_error(r, "<stdin>:2", "UTF-8")
+    assert r.stdout == ""
+
+
+def test_failed_translate_keeps_the_old_output(trained, tmp_path):
+    src = write(tmp_path / "in.txt", b"The cat.\n\xff\n")
+    out = write(tmp_path / "out.txt", "previous run\n")
+    user_error(nmt("translate", trained, src, "-o", out), "in.txt:2")
+    assert out.read_text() == "previous run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_translate_invalid_utf8_replaced(trained, tmp_path):
+    src = write(tmp_path / "in.txt", b"The cat.\nBad \xff byte.\n\n")
+    r = nmt("translate", trained, src, "--errors", "replace", "-q")
+    ok(r)
+    assert r.stdout.count("\n") == 3
+
+
+# -- checkpoints that are not ours ------------------------------------------------------
+class WritesAFile:
+    target = ""
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+class RunsAShell:
+    target = ""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def _bad_checkpoint(kind: str, trained: Path, tmp_path: Path) -> bytes:
+    if kind == "random":
+        return os.urandom(4000)
+    if kind == "empty":
+        return b""
+    if kind == "truncated":
+        data = trained.read_bytes()
+        return data[: len(data) // 3]
+    buf = io.BytesIO()
+    if kind == "foreign":
+        torch.save({"weights": torch.zeros(4), "epoch": 3}, buf)
+    elif kind in ("open", "system"):
+        payload = WritesAFile() if kind == "open" else RunsAShell()
+        payload.target = str(tmp_path / "pwned")
+        torch.save({"format": 1, "model": payload}, buf)
+    elif kind == "open-pickle":
+        payload = WritesAFile()
+        payload.target = str(tmp_path / "pwned")
+        return pickle.dumps(payload, protocol=2)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "kind, mention",
+    [
+        ("random", "bad.pt"),
+        ("empty", "damaged or not a checkpoint"),
+        ("truncated", "damaged or not a checkpoint"),
+        ("foreign", "not an nmt checkpoint"),
+        ("open", "would run code"),
+        ("system", "would run code"),
+        ("open-pickle", "would run code"),
+    ],
+)
+@pytest.mark.parametrize("command", ["translate", "attention"])
+def test_checkpoint_not_ours(trained, tmp_path, kind, mention, command):
+    ckpt = write(tmp_path / "bad.pt", _bad_checkpoint(kind, trained, tmp_path))
+    out = tmp_path / "out"
+    if command == "translate":
+        r = nmt("translate", ckpt, "-o", out, input="The cat.\n")
+    else:
+        r = nmt("attention", ckpt, "--text", "The cat.", "-o", out)
+    user_error(r, "bad.pt", mention)
+    assert not (tmp_path / "pwned").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+# -- score ------------------------------------------------------------------------------
+def test_score_identical_files(tmp_path):
+    text = "the red cat sees the dog\nthe girl reads a big book today\n"
+    hyp, ref = write(tmp_path / "hyp.txt", text), write(tmp_path / "ref.txt", text)
+    r = nmt("score", "--hyp", hyp, "--ref", ref)
+    ok(r)
+    lines = r.stdout.splitlines()
+    assert [line.split("|")[0] for line in lines] == ["BLEU", "chrF2", "TER"]
+    assert "nrefs:1" in lines[0] and " = 100.0" in lines[0]
+
+    r = nmt("score", "--hyp", hyp, "--ref", ref, "--json")
+    ok(r)
+    scores = {s["name"]: s for s in json.loads(r.stdout)}
+    assert scores["BLEU"]["score"] == 100.0
+    assert scores["chrF2"]["score"] == 100.0
+    assert scores["TER"]["score"] == 0.0
+    assert scores["BLEU"]["signature"].startswith("nrefs:1")
+
+
+def test_score_bad_inputs(tmp_path):
+    hyp = write(tmp_path / "hyp.txt", "a\nb\n")
+    ref = write(tmp_path / "ref.txt", "a\n")
+    user_error(nmt("score", "--hyp", hyp, "--ref", ref), "hyp.txt has 2 lines", "ref.txt has 1")
+    user_error(nmt("score", "--hyp", hyp, "--ref", tmp_path / "x.txt"), "x.txt", "not exist")
+    bad = write(tmp_path / "bad.txt", b"a\n\xfe\n")
+    user_error(nmt("score", "--hyp", bad, "--ref", hyp), "bad.txt:2", "UTF-8")
+
+
+# -- attention and plots ----------------------------------------------------------------
+def test_attention_png(trained, tmp_path):
+    out = tmp_path / "att"
+    r = nmt("attention", trained, "--text", "The red cat sees the dog.", "-o", out, "-b", "2")
+    ok(r)
+    paths = [Path(p) for p in r.stdout.splitlines()]
+    assert len(paths) == 1 and paths[0].suffix == ".png" and paths[0].parent == out
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_attention_from_input_lines(trained, tmp_path):
+    src = write(tmp_path / "in.txt", "\n".join(SENTENCES) + "\n")
+    out = tmp_path / "att"
+    r = nmt("attention", trained, "-i", src, "--lines", "3-4", "-o", out, "--format", "json")
+    ok(r)
+    assert [Path(p).parent for p in r.stdout.splitlines()] == [out]
+
+
+def test_attention_of_a_model_without_attention(no_attention_ckpt, tmp_path):
+    out = tmp_path / "att"
+    r = nmt("attention", no_attention_ckpt, "--text", "The cat.", "-o", out)
+    user_error(r, "none.pt", "attention none")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, mentions",
+    [
+        (["--text", "a", "--format", "gif"], ["--format", "png"]),
+        ([], ["--text", "--input"]),
+        (["--text", "a", "-i", "x.txt"], ["--text", "--input"]),
+        (["-i", "in.txt", "--lines", "5-2"], ["--lines"]),
+        (["-i", "in.txt", "--lines", "a-b"], ["--lines"]),
+        (["-i", "in.txt", "--lines", "40-50"], ["in.txt", "--lines"]),
+        (["-i", "missing.txt"], ["missing.txt"]),
+    ],
+)
+def test_attention_bad_options(trained, tmp_path, args, mentions):
+    write(tmp_path / "in.txt", "The cat.\n")
+    args = [str(tmp_path / a) if a.endswith(".txt") else a for a in args]
+    out = tmp_path / "att"
+    user_error(nmt("attention", trained, "-o", out, *args), *mentions)
+    assert not out.exists()
+
+
+def test_plot_run_dir(cli_run, tmp_path):
+    out = tmp_path / "curves.png"
+    r = nmt("plot", cli_run[1], "-o", out)
+    ok(r)
+    assert r.stdout.strip() == str(out)
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_bad_inputs(tmp_path):
+    user_error(nmt("plot", tmp_path / "norun", "-o", tmp_path / "c.png"), "norun")
+    (tmp_path / "run").mkdir()
+    user_error(nmt("plot", tmp_path / "run", "-o", tmp_path / "c.gif"), "gif")
+    assert not (tmp_path / "c.png").exists() and not (tmp_path / "c.gif").exists()
