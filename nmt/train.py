@@ -57,7 +57,8 @@ def read_data(config: Config) -> TrainData:
         train = read_parallel(d.train_src, d.train_tgt)
         valid = read_parallel(d.valid_src, d.valid_tgt)
     if not any(s.strip() and t.strip() for s, t in zip(*train)):
-        raise NmtError("the training set is empty")
+        where = d.dataset or f"{d.train_src} and {d.train_tgt}"
+        raise NmtError(f"the training set is empty: {where} hold no pair with two non-empty sides")
     return TrainData(*train, *valid)
 
 
