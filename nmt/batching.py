@@ -80,8 +80,9 @@ def plan_batches(
     src_t = torch.as_tensor(src_lens, dtype=torch.long) + 1  # + EOS
     tgt_t = torch.as_tensor(tgt_lens, dtype=torch.long) + 1  # + BOS/EOS
     tie = torch.rand(n, generator=generator) if generator is not None else torch.zeros(n)
-    # lexicographic sort on (source length, target length, random tie-break)
-    key = (src_t * 4096 + tgt_t).double() + tie.double() * 0.5
+    # lexicographic sort on (target length, source length, random tie-break): the decoder
+    # steps through every padded target position, while packing spares the encoder padding
+    key = (tgt_t * 4096 + src_t).double() + tie.double() * 0.5
     order = torch.argsort(key).tolist()
     src_l, tgt_l = src_t.tolist(), tgt_t.tolist()
     batches: list[list[int]] = []

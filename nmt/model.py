@@ -86,9 +86,11 @@ class Seq2Seq(nn.Module):
         tgt_in: torch.Tensor,
         teacher_forcing_ratio: float = 1.0,
         return_attention: bool = False,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced decoding of tgt_in (B, T) -> logits (B, T, V) and, when asked,
-        attention (B, T, S).
+        attention (B, T, S). With `keep` (B, T) bool, logits only at those positions (N, V):
+        training skips the output layer, the largest matmul, at padded positions.
 
         With teacher_forcing_ratio < 1 each step feeds, per sentence, the model's own
         greedy guess instead of the reference token with probability 1 - ratio.
@@ -111,8 +113,13 @@ class Seq2Seq(nn.Module):
                 step_logits.append(self.logits(state.att_vec))
             if return_attention and w is not None:
                 weights.append(w)
-        # one large output projection over all steps instead of T small ones
-        logits = torch.stack(step_logits, 1) if sampling else self.logits(torch.stack(att_vecs, 1))
+        if sampling:
+            logits = torch.stack(step_logits, 1)  # (B, T, V)
+            logits = logits if keep is None else logits[keep]
+        else:
+            # one large output projection over all steps instead of T small ones
+            att_vecs = torch.stack(att_vecs, 1)  # (B, T, H)
+            logits = self.logits(att_vecs if keep is None else att_vecs[keep])
         return logits, (torch.stack(weights, 1) if weights else None)
 
     def decode_step(

@@ -339,12 +339,17 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    keep = batch.tgt_out != PAD  # (B, T)
                     logits, _ = self.forward(
-                        batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio
-                    )
+                        batch.src,
+                        batch.src_lengths,
+                        batch.tgt_in,
+                        t.teacher_forcing_ratio,
+                        keep=keep,
+                    )  # (N, V) at real target tokens
                 loss_sum = F.cross_entropy(
-                    logits.float().flatten(0, 1),
-                    batch.tgt_out.flatten(),
+                    logits.float(),
+                    batch.tgt_out[keep],
                     ignore_index=PAD,
                     label_smoothing=t.label_smoothing,
                     reduction="sum",

@@ -131,6 +131,18 @@ def test_padding_tokens_do_not_reach_the_output() -> None:
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_keep_mask_gives_the_logits_of_the_kept_positions() -> None:
+    # training computes the output layer at real target tokens only
+    model = _model(attention="bahdanau")
+    batch = make_batch(SRC, TGT)
+    keep = batch.tgt_out != PAD
+    with torch.no_grad():
+        full, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+        kept, _ = model(batch.src, batch.src_lengths, batch.tgt_in, keep=keep)
+    assert kept.shape == (int(keep.sum()), V_TGT)
+    torch.testing.assert_close(kept, full[keep])
+
+
 def test_tied_output_uses_the_target_embedding() -> None:
     model = _model(tie_output=True)
     assert model.output is None
