@@ -118,8 +118,8 @@ class Trainer:
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         data = read_data(config)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
+            probe_run_dir(self.run_dir, need_bytes=0)
             self.tokenizer = get_tokenizer(config, data, self.run_dir)
         barrier(self.world)
         if self.rank != 0:

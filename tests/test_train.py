@@ -1,0 +1,132 @@
+"""The training loop: determinism, filtering, non-finite losses, unusable run dirs, datasets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+import nmt.train
+from nmt import NmtError
+from nmt.checkpoint import load_checkpoint, read_state
+from nmt.corpus import filter_pairs
+from nmt.train import train
+
+
+def _config(toy_dir, run_dir, **train_options):
+    cfg = tiny_config(toy_dir, run_dir)
+    cfg.train.max_steps, cfg.train.valid_every, cfg.train.log_every = 6, 3, 1
+    cfg.train.batch_tokens = 800
+    for key, value in train_options.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def _log(run_dir):
+    return [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x]
+
+
+def test_same_seed_same_model(toy_dir, tmp_path):
+    train(_config(toy_dir, tmp_path / "a"))
+    train(_config(toy_dir, tmp_path / "b"))
+    train(_config(toy_dir, tmp_path / "c", seed=2))
+    a, b, c = (read_state(tmp_path / n / "last.pt")["model"] for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_log_records_training_and_validation(toy_dir, tmp_path):
+    train(_config(toy_dir, tmp_path))
+    log = _log(tmp_path)
+    assert [r["step"] for r in log if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    valid = [r for r in log if r["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [3, 6]
+    assert {"valid_loss", "valid_ppl", "bleu", "chrf", "lr"} <= set(valid[0])
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
+
+
+def test_filter_counts_empty_and_long_pairs():
+    src = [[5, 6], [], [5] * 10, [7]]
+    tgt = [[5], [6], [6], []]
+    keep, stats = filter_pairs(src, tgt, max_len=5)
+    assert keep == [0]
+    assert (stats.kept, stats.empty, stats.too_long) == (1, 2, 1)
+
+
+def _nan_after(calls_ok, monkeypatch, only_once=False):
+    real = F.cross_entropy
+    calls = {"n": 0}
+
+    def fake(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        bad = calls["n"] > calls_ok and (not only_once or calls["n"] == calls_ok + 1)
+        # only training losses carry label smoothing here; validation stays finite
+        if bad and kwargs.get("label_smoothing"):
+            return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(nmt.train.F, "cross_entropy", fake)
+
+
+def test_a_non_finite_loss_skips_that_update(toy_dir, tmp_path, monkeypatch, caplog):
+    _nan_after(2, monkeypatch, only_once=True)
+    result = train(_config(toy_dir, tmp_path))
+    assert result["step"] == 6  # the bad batch was not counted as an update
+    assert "non-finite loss" in caplog.text
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert all(torch.isfinite(p).all() for p in ckpt.model.parameters())
+
+
+def test_repeated_non_finite_losses_stop_with_the_last_good_checkpoint(
+    toy_dir, tmp_path, monkeypatch
+):
+    cfg = _config(toy_dir, tmp_path, max_bad_steps=3)
+    _nan_after(4, monkeypatch)  # steps 1-3 fine (checkpoint at 3), then only NaN
+    with pytest.raises(NmtError, match="3 non-finite losses in a row"):
+        train(cfg)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt.train_state["step"] == 3
+    assert all(torch.isfinite(p).all() for p in ckpt.model.parameters())
+
+
+def test_an_unwritable_run_dir_fails_before_training(toy_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(NmtError, match="not writable"):
+        train(_config(toy_dir, blocker / "run"))
+
+
+def test_a_full_disk_fails_before_training(toy_dir, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(NmtError, match="MiB free"):
+        train(_config(toy_dir, tmp_path / "run"))
+    assert not list((tmp_path / "run").glob("*.pt"))
+
+
+def test_trains_from_a_saved_hugging_face_dataset(toy_dir, tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    def split(name):
+        en = (toy_dir / f"{name}.en").read_text(encoding="utf-8").splitlines()
+        pt = (toy_dir / f"{name}.pt").read_text(encoding="utf-8").splitlines()
+        return Dataset.from_dict({"translation": [{"en": a, "pt": b} for a, b in zip(en, pt)]})
+
+    DatasetDict({"train": split("train"), "validation": split("valid")}).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    cfg = _config(toy_dir, tmp_path / "run", max_steps=3)
+    d = cfg.data
+    d.train_src = d.train_tgt = d.valid_src = d.valid_tgt = ""
+    d.dataset, d.src_lang, d.tgt_lang = str(tmp_path / "ds"), "en", "pt"
+    assert train(cfg)["step"] == 3
+    with pytest.raises(NmtError, match="set data.src_lang"):
+        d.src_lang = "de"
+        train(cfg)
