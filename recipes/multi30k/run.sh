@@ -2,8 +2,9 @@
 # Multi30k from raw text to a sacreBLEU score: data, sentencepiece, training, beam-5
 # decoding of test_2016_flickr, BLEU and chrF with signatures in RUN_DIR/results.json.
 #
-# usage: recipes/multi30k/run.sh [SRC] [TGT] [CONFIG]     (defaults: de en small)
+# usage: recipes/multi30k/run.sh [SRC] [TGT] [CONFIG] [--set section.key=value ...]
 #   SRC/TGT: de en | en de | fr en        CONFIG: small | full (recipes/multi30k/CONFIG.yaml)
+#   defaults: de en small; --set options go to `nmt train`
 # env:   MULTI30K_DIR   folder with {train,val,test_2016_flickr}.{de,en,fr}; when unset the
 #                       de/en data comes from the Hugging Face hub (bentrevett/multi30k)
 #        RUN_DIR        default runs/multi30k-SRC-TGT-CONFIG (relative to the repo root)
@@ -13,6 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 src=${1:-de}; tgt=${2:-en}; config=${3:-small}
+extra=("${@:4}")
 run=${RUN_DIR:-$root/runs/multi30k-$src-$tgt-$config}
 nmt=${NMT:-$(command -v nmt || echo "$root/.venv/bin/nmt")}
 python=$(dirname "$nmt")/python
@@ -60,7 +62,8 @@ if [ ! -f "$run/train.json" ]; then
   "$nmt" train --config "$here/$config.yaml" "${resume[@]}" \
     --set data.train_src="$run/data/train.$src" --set data.train_tgt="$run/data/train.$tgt" \
     --set data.valid_src="$run/data/val.$src" --set data.valid_tgt="$run/data/val.$tgt" \
-    --set data.tokenizer="$run/tokenizer" --set train.run_dir="$run" > "$run/train.json.tmp"
+    --set data.tokenizer="$run/tokenizer" --set train.run_dir="$run" "${extra[@]}" \
+    > "$run/train.json.tmp"
   mv "$run/train.json.tmp" "$run/train.json"
 fi
 

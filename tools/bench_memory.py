@@ -1,0 +1,59 @@
+"""Peak memory of `nmt translate` against input size: streaming keeps it flat.
+
+Builds inputs of each size by cycling the lines of a source file, translates each with the
+same checkpoint as a whole process, and prints lines, seconds and peak RSS.
+
+usage: python tools/bench_memory.py CKPT SOURCE [--lines 10000 100000 1000000] [--beam-size 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def make_input(source: Path, n: int, out: Path) -> None:
+    lines = [x for x in source.read_text(encoding="utf-8").splitlines() if x.strip()]
+    with out.open("w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in itertools.islice(itertools.cycle(lines), n))
+
+
+def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("source", type=Path)
+    ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--beam-size", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path(".bench-cache/bench_memory"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    for n in args.lines:
+        src = args.work / f"in.{n}.txt"
+        if not src.exists():
+            make_input(args.source, n, src)
+        out = args.work / f"out.{n}.txt"
+        cmd = [sys.executable, "-m", "nmt", "translate", str(args.checkpoint), str(src)]
+        cmd += ["-o", str(out), "-q", "--beam-size", str(args.beam_size)]
+        seconds, rss = peak_rss_mb(cmd)
+        produced = sum(1 for _ in out.open(encoding="utf-8"))
+        assert produced == n, f"{produced} output lines for {n} input lines"
+        print(f"{n:>9,} lines  {seconds:8.1f} s  peak RSS {rss:7.1f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

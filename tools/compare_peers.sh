@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# JoeyNMT's reference RNN and nmt's `small` recipe on Multi30k de->en, the same wall-clock
+# training budget each, one after the other in one run; prints both test BLEU scores.
+# JoeyNMT goes into a venv of its own under .bench-cache/ (nothing of it enters the repo).
+#
+# usage: MULTI30K_DIR=../shared/data/multi30k tools/compare_peers.sh [MINUTES]   (default 35)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+minutes=${1:-35}
+data=${MULTI30K_DIR:?set MULTI30K_DIR to the Multi30k folder}
+cache=$root/.bench-cache/compare-$minutes
+py=$root/.venv/bin/python
+mkdir -p "$cache"
+say() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+say "JoeyNMT: $minutes minutes of training"
+"$py" - "$root/tools" "$cache/joey" "$data" "$minutes" <<'PY'
+import json, subprocess, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import joey
+cache, data, minutes = Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
+joey.ensure_joey(cache)
+joey.ensure_spm(cache, data)
+cfg = joey.write_config(cache, data)
+py = joey.venv_python(cache)
+if not (cache / "model" / "best.ckpt").exists():
+    with open(cache / "train.log", "wb") as log:
+        try:
+            subprocess.run([str(py), "-m", "joeynmt", "train", str(cfg), "--skip-test"],
+                           stdout=log, stderr=log, timeout=minutes * 60,
+                           env=joey._thread_env(2))
+        except subprocess.TimeoutExpired:
+            pass  # the budget is spent; Joey keeps its best checkpoint by validation BLEU
+src = data / "test_2016_flickr.de"
+r = joey.translate(cache, data, src, 5, cache / "test.beam5.en", threads=2)
+s = joey.sacrebleu(cache, cache / "test.beam5.en", data / "test_2016_flickr.en")
+json.dump({"bleu": s["bleu"], "chrf": s["chrf"]}, open(cache / "result.json", "w"))
+PY
+
+say "nmt small: $minutes minutes of training"
+RUN_DIR=$cache/nmt MULTI30K_DIR=$data NMT=$root/.venv/bin/nmt \
+  bash "$root/recipes/multi30k/run.sh" de en small --set "train.max_minutes=$minutes" >/dev/null
+
+"$py" - "$cache" "$minutes" <<'PY'
+import json, sys
+cache, minutes = sys.argv[1], sys.argv[2]
+j = json.load(open(f"{cache}/joey/result.json"))
+n = json.load(open(f"{cache}/nmt/results.json"))
+print(f"test_2016_flickr de->en, beam 5, {minutes} min of training on this machine")
+print(f"joeynmt  BLEU {j['bleu']:5.2f}  chrF {j['chrf']:5.2f}")
+print(f"nmt      BLEU {n['bleu']:5.2f}  chrF {n['chrf']:5.2f}")
+PY
