@@ -33,6 +33,8 @@ def bleu_of(hyp: Path, ref: Path) -> float:
 def translate_ours(ckpt: Path, src: Path, out: Path, beam: int, threads: int, quantize: str):
     cmd = [sys.executable, "-m", "nmt", "translate", str(ckpt), str(src), "-o", str(out)]
     cmd += ["--beam-size", str(beam), "--threads", str(threads), "--quantize", quantize, "-q"]
+    # the reference config's decoding limit (max_output_length 80), so both stop alike
+    cmd += ["--max-len-ratio", "0", "--max-len-offset", "80"]
     log = out.with_suffix(".log")
     code, seconds, rss = joey._timed(
         cmd, joey._thread_env(threads), None, log, log.with_suffix(".err")
