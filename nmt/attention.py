@@ -41,7 +41,7 @@ class Attention(nn.Module):
         context (B, D) and weights (B, S), exactly 0 at padded positions, rows summing to 1."""
         if self.kind == "bahdanau":
             energy = torch.tanh(keys + self.query_proj(query).unsqueeze(1))  # (B, S, A)
-            scores = torch.matmul(energy, self.energy.weight[0])  # (B, S)
+            scores = self.energy(energy).squeeze(2)  # (B, S)
         else:
             scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S)
         scores = scores.masked_fill(~mask, float("-inf"))

@@ -77,3 +77,12 @@ def test_checkpoint_round_trip_gives_identical_outputs(
     before = translator.translate(sentences, beam_size=3, nbest=2)
     after = Translator(copy).translate(sentences, beam_size=3, nbest=2)
     assert _summary(before) == _summary(after)
+
+
+def test_int8_quantization_keeps_the_translations(trained, translator, sentences) -> None:
+    quantized = Translator(trained, quantize="int8")
+    a = [t.text for t in translator.translate(sentences, beam_size=4)]
+    b = [t.text for t in quantized.translate(sentences, beam_size=4)]
+    assert len(a) == len(b)
+    same = sum(x == y for x, y in zip(a, b)) / len(a)
+    assert same >= 0.8, f"only {same:.0%} of int8 outputs match float32"
