@@ -304,7 +304,7 @@ class Trainer:
 
     def _done(self, started: float) -> bool:
         t, s = self.config.train, self.state
-        minutes = (s["elapsed"] + time.perf_counter() - started) / 60
+        minutes = (self._elapsed0 + time.perf_counter() - started) / 60
         return (
             (t.max_steps and s["step"] >= t.max_steps)
             or (t.max_epochs and s["epoch"] >= t.max_epochs)
@@ -315,7 +315,7 @@ class Trainer:
         t, s = self.config.train, self.state
         self.model.train()
         started = time.perf_counter()
-        elapsed0 = s["elapsed"]
+        elapsed0 = self._elapsed0 = s["elapsed"]  # training time before this process
         window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
         bad_steps = 0
         autocast = self.device.type == "cuda"

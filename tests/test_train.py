@@ -130,3 +130,19 @@ def test_trains_from_a_saved_hugging_face_dataset(toy_dir, tmp_path):
     with pytest.raises(NmtError, match="set data.src_lang"):
         d.src_lang = "de"
         train(cfg)
+
+
+def test_max_minutes_counts_training_time_once(toy_dir, tmp_path, monkeypatch):
+    # a clock that advances one second per reading: the budget is spent after ~30 readings
+    clock = {"now": 0.0}
+
+    def tick():
+        clock["now"] += 1.0
+        return clock["now"]
+
+    monkeypatch.setattr(nmt.train.time, "perf_counter", tick)
+    cfg = _config(toy_dir, tmp_path, max_steps=0, valid_every=1000, max_minutes=0.5)
+    train(cfg)
+    log = _log(tmp_path)
+    elapsed = log[-1]["time"]
+    assert 30 <= elapsed <= 40, elapsed
