@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
+from nmt.atomic import write_atomic
 from nmt.batching import make_batch, plan_batches
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import Config
@@ -225,8 +226,6 @@ class Trainer:
                     kept.append(ln)
             except json.JSONDecodeError:
                 break
-        from nmt.atomic import write_atomic
-
         write_atomic(path, "".join(k + "\n" for k in kept).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
