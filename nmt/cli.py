@@ -270,7 +270,8 @@ def translate(
             return_attention=with_attention or attention_dir is not None,
         )
         if attention_dir is not None:
-            kwargs["on_chunk"] = _attention_writer(attention_dir, "png")
+            attention_dir.mkdir(parents=True, exist_ok=True)
+            kwargs["on_chunk"] = lambda results, first: _save_maps(results, first, attention_dir)
         with _translate_progress(quiet) as on_progress:
             kwargs["on_progress"] = on_progress
             source = input.open("rb") if input else sys.stdin.buffer
@@ -309,33 +310,27 @@ def _translate_progress(quiet: bool):
         yield on_progress
 
 
-def _attention_writer(out_dir: Path, fmt: str):
-    from nmt.plots import AttentionMap, save_attention
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    collected: list = []
-
-    def on_chunk(results, first: int) -> None:
-        maps = [
-            AttentionMap(first + i, t.src_tokens, h.tokens, np_array(h.attention))
-            for i, t in enumerate(results)
-            if t.hypotheses
-            for h in t.hypotheses[:1]
-            if h.attention is not None
-        ]
-        if fmt in ("npz", "json", "html"):
-            collected.extend(maps)  # one file for the whole run: written when complete
-            save_attention(collected, out_dir, fmt)
-        else:
-            save_attention(maps, out_dir, fmt)
-
-    return on_chunk
-
-
-def np_array(rows):
+def _attention_maps(results, first: int, words: bool = False) -> list:
+    """The 1-best attention of each translation, numbered from line `first`."""
     import numpy as np
 
-    return np.asarray(rows, dtype=np.float32)
+    from nmt.plots import AttentionMap, merge_words
+
+    maps = []
+    for i, t in enumerate(results):
+        if t.hypotheses and t.hypotheses[0].attention is not None:
+            h = t.hypotheses[0]
+            amap = AttentionMap(
+                first + i, t.src_tokens, h.tokens, np.asarray(h.attention, dtype=np.float32)
+            )
+            maps.append(merge_words(amap) if words else amap)
+    return maps
+
+
+def _save_maps(results, first: int, out_dir: Path) -> None:
+    from nmt.plots import save_attention
+
+    save_attention(_attention_maps(results, first), out_dir, "png")
 
 
 # -- score -----------------------------------------------------------------------------
@@ -386,7 +381,7 @@ def attention(
     """Translate and write one attention heatmap per sentence."""
     with user_errors():
         from nmt.corpus import read_lines
-        from nmt.plots import FORMATS, AttentionMap, merge_words, save_attention
+        from nmt.plots import FORMATS, save_attention
         from nmt.translate import Translator
 
         if fmt not in FORMATS:
@@ -406,13 +401,7 @@ def attention(
                 f"{checkpoint} was trained with attention none: there is no attention to plot"
             )
         results = translator.translate(sentences, beam_size=beam_size, return_attention=True)
-        maps = []
-        for i, t in enumerate(results):
-            if not t.hypotheses:
-                continue
-            h = t.hypotheses[0]
-            amap = AttentionMap(first + i, t.src_tokens, h.tokens, np_array(h.attention))
-            maps.append(merge_words(amap) if words else amap)
+        maps = _attention_maps(results, first, words)
         out.mkdir(parents=True, exist_ok=True)
         paths = save_attention(maps, out, fmt)
     for p in paths:

@@ -46,7 +46,7 @@ class Seq2Seq(nn.Module):
             input_feeding=config.input_feeding,
             dropout=config.dropout,
         )
-        self.embed_dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
         if config.tie_output:
             # the output layer reuses the target embedding: project H down to E first
             self.pre_output = nn.Linear(config.hidden_size, config.embed_dim, bias=False)
@@ -64,7 +64,7 @@ class Seq2Seq(nn.Module):
 
     def logits(self, att_vec: torch.Tensor) -> torch.Tensor:
         """att_vec (..., H) -> logits (..., V)."""
-        att_vec = self.embed_dropout(att_vec)
+        att_vec = self.dropout(att_vec)
         if self.output is not None:
             return self.output(att_vec)
         return F.linear(self.pre_output(att_vec), self.tgt_embed.weight, self.output_bias)
@@ -96,7 +96,7 @@ class Seq2Seq(nn.Module):
         greedy guess instead of the reference token with probability 1 - ratio.
         """
         enc, state = self.encode(src, src_lengths)
-        embedded = self.embed_dropout(self.tgt_embed(tgt_in))  # (B, T, E)
+        embedded = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
         sampling = self.training and teacher_forcing_ratio < 1.0
         att_vecs, weights, step_logits = [], [], []
         for t in range(tgt_in.size(1)):
@@ -104,9 +104,7 @@ class Seq2Seq(nn.Module):
             if sampling and t > 0:
                 guess = step_logits[-1].argmax(-1)  # (B,)
                 use_guess = torch.rand(guess.shape, device=guess.device) >= teacher_forcing_ratio
-                emb_t = torch.where(
-                    use_guess[:, None], self.embed_dropout(self.tgt_embed(guess)), emb_t
-                )
+                emb_t = torch.where(use_guess[:, None], self.dropout(self.tgt_embed(guess)), emb_t)
             state, w = self.decoder.step(state, emb_t, enc)
             att_vecs.append(state.att_vec)
             if sampling:

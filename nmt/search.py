@@ -38,8 +38,8 @@ class SearchOptions:
     min_len: int = 0  # EOS is not allowed before this many tokens
     return_attention: bool = False
 
-    def normalize(self, log_prob: torch.Tensor, length: torch.Tensor | int) -> torch.Tensor:
-        """Length-normalized score; `length` counts the EOS."""
+    def normalize(self, log_prob, length):
+        """Length-normalized score of a float or a tensor; `length` counts the EOS."""
         if self.length_penalty == "avg":
             return log_prob / length
         if not self.length_penalty:
@@ -98,7 +98,7 @@ def greedy(
                 Hypothesis(
                     tokens[r, :-1].tolist(),
                     lp,
-                    float(opts.normalize(torch.tensor(lp), step + 1)),
+                    opts.normalize(lp, step + 1),
                     _trim(hyp_attn, src_lengths[int(active[r])]),
                 )
             ]
@@ -164,24 +164,17 @@ def beam_search(
         ends = top_tok == EOS
         is_eos = ends & (top_lp > NEG_INF)
         is_eos[:, k:] = False
-        for i, j in is_eos.nonzero().tolist():
-            r = int(top_row[i, j])
-            lp = float(top_lp[i, j])
+        # one transfer to Python lists per step, not one per finished hypothesis
+        finishing = is_eos.nonzero().tolist()
+        if finishing:
+            rows_l, lp_l, active_l = top_row.tolist(), top_lp.tolist(), active.tolist()
+        for i, j in finishing:
+            r, lp, sent = rows_l[i][j], lp_l[i][j], active_l[i]
             hyp_attn = None
             if attn_history is not None:
-                hyp_attn = _trim(
-                    torch.cat([attn_history[r], weights[r][None]]), src_lengths[int(active[i])]
-                )
-            sent = int(active[i])
+                hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[sent])
             hyps = finished[sent]
-            hyps.append(
-                Hypothesis(
-                    history[r].tolist(),
-                    lp,
-                    float(opts.normalize(torch.tensor(lp), step + 1)),
-                    hyp_attn,
-                )
-            )
+            hyps.append(Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn))
             hyps.sort(key=lambda h: -h.score)
             del hyps[k:]
             if len(hyps) == k:
@@ -193,9 +186,7 @@ def beam_search(
         next_tok = top_tok.gather(1, pick).flatten()
         # done: k finished ones that the best open hypothesis cannot beat, or nothing open
         best_open = next_lp[:, 0]
-        bound = opts.normalize(best_open, limits[active].double().add(1).to(best_open.dtype))
-        if not opts.length_penalty:
-            bound = best_open
+        bound = opts.normalize(best_open, limits[active].add(1).to(best_open.dtype))
         done = (kth_best[active] >= bound) | (best_open == NEG_INF)
         keep = (~done).nonzero().flatten()  # (N',)
         keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).flatten()
