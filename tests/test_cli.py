@@ -538,6 +538,24 @@ def test_attention_png(trained, tmp_path):
     assert paths[0].read_bytes().startswith(b"\x89PNG")
 
 
+def test_translate_writes_attention_alongside(trained, tmp_path):
+    out = tmp_path / "att"
+    r = nmt(
+        "translate",
+        trained,
+        "--attention-dir",
+        out,
+        "-b",
+        "2",
+        "-q",
+        input="The red cat sees the dog.\n\nTwo girls have a book.\n",
+    )
+    ok(r)
+    assert len(r.stdout.splitlines()) == 3
+    # one heatmap per non-empty line, named by its line number
+    assert sorted(p.name for p in out.iterdir()) == ["attention-00001.png", "attention-00003.png"]
+
+
 def test_attention_from_input_lines(trained, tmp_path):
     src = write(tmp_path / "in.txt", "\n".join(SENTENCES) + "\n")
     out = tmp_path / "att"
