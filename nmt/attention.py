@@ -28,7 +28,11 @@ class Attention(nn.Module):
 
     def project_keys(self, enc_outputs: torch.Tensor) -> torch.Tensor:
         """enc_outputs (B, S, D) -> keys (B, S, A)."""
-        return enc_outputs if self.kind == "dot" else self.key_proj(enc_outputs)
+        if self.kind == "dot":
+            return enc_outputs
+        keys = self.key_proj(enc_outputs)
+        # Bahdanau keys are kept doubled: forward computes tanh through a sigmoid of 2x
+        return 2 * keys if self.kind == "bahdanau" else keys
 
     def forward(
         self,
@@ -40,8 +44,11 @@ class Attention(nn.Module):
         """query (B, H), keys (B, S, A), values (B, S, D), mask (B, S) True at real tokens ->
         context (B, D) and weights (B, S), exactly 0 at padded positions, rows summing to 1."""
         if self.kind == "bahdanau":
-            energy = torch.tanh(keys + self.query_proj(query).unsqueeze(1))  # (B, S, A)
-            scores = self.energy(energy).squeeze(2)  # (B, S)
+            # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v), and the constant cancels in the
+            # softmax: the same weights, but sigmoid costs half of tanh on these CPUs and
+            # this (B, S, A) pass is the largest elementwise work of a decoder step
+            hidden = torch.sigmoid(keys + 2 * self.query_proj(query).unsqueeze(1))  # (B, S, A)
+            scores = 2 * self.energy(hidden).squeeze(2)  # (B, S)
         else:
             scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S)
         scores = scores.masked_fill(~mask, float("-inf"))

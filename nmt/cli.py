@@ -225,6 +225,13 @@ def translate(
     ] = 1.5,
     max_len_offset: Annotated[int, typer.Option(help="See --max-len-ratio.")] = 10,
     min_len: Annotated[int, typer.Option(help="No EOS before this many tokens.")] = 0,
+    stopping: Annotated[
+        str,
+        typer.Option(
+            help="Beam done at K finished that the best open one does not beat if it ended "
+            "now (early), or at any length up to the max (exact: slower, provably best)."
+        ),
+    ] = "early",
     batch_tokens: Annotated[int, typer.Option(help="Source tokens per batch.")] = 4096,
     fmt: Annotated[str, typer.Option("--format", help="text or jsonl.")] = "text",
     with_attention: Annotated[bool, typer.Option(help="jsonl: add tokens and attention.")] = False,
@@ -263,6 +270,7 @@ def translate(
             max_len_ratio=max_len_ratio,
             max_len_offset=max_len_offset,
             min_len=min_len,
+            stopping=stopping,
             batch_tokens=batch_tokens,
             fmt=fmt,
             errors=errors,

@@ -64,10 +64,12 @@ class Seq2Seq(nn.Module):
 
     def logits(self, att_vec: torch.Tensor) -> torch.Tensor:
         """att_vec (..., H) -> logits (..., V)."""
-        att_vec = self.dropout(att_vec)
-        if self.output is not None:
-            return self.output(att_vec)
-        return F.linear(self.pre_output(att_vec), self.tgt_embed.weight, self.output_bias)
+        x = self.dropout(att_vec)
+        if self.pre_output is not None:
+            x = self.pre_output(x)  # (..., E)
+        if self.output is not None:  # untied, or an int8 copy of the tied matrix
+            return self.output(x)
+        return F.linear(x, self.tgt_embed.weight, self.output_bias)
 
     def encode(
         self, src: torch.Tensor, src_lengths: torch.Tensor

@@ -75,7 +75,8 @@ class Translator:
         **options: Any,
     ) -> list[Translation]:
         """Translate in memory; `options` are the fields of `SearchOptions` (nbest,
-        length_penalty, max_len_ratio, max_len_offset, min_len, return_attention)."""
+        length_penalty, max_len_ratio, max_len_offset, min_len, stopping,
+        return_attention)."""
         opts = SearchOptions(beam_size=beam_size, **options)
         check_options(opts)
         ids = self.tokenizer.encode_src(sentences)
@@ -121,22 +122,42 @@ def check_options(opts: SearchOptions) -> None:
         )
     if opts.max_len_ratio < 0 or opts.max_len_offset < 0 or opts.min_len < 0:
         raise NmtError("--max-len-ratio, --max-len-offset and --min-len must be >= 0")
+    if opts.stopping not in ("early", "exact"):
+        raise NmtError(f"--stopping must be early or exact, got {opts.stopping!r}")
     lp = opts.length_penalty
     if lp != "avg" and (isinstance(lp, str) or lp < 0):
         raise NmtError(f"--length-penalty must be a number >= 0 or avg, got {lp!r}")
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of the Linear and recurrent layers (CPU inference)."""
+    """Dynamic int8 quantization of the Linear and recurrent layers (CPU inference).
+
+    A tied output layer multiplies by the embedding matrix directly, which quantization
+    would not see: it gets an int8 copy of its own, as it is the largest matmul of a step.
+    Bahdanau's energy (A -> 1) stays float: quantizing its (B, S, A) input at every step
+    costs more than the product it would speed up.
+    """
+    import copy
     import warnings
 
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    model = copy.deepcopy(model).eval()
+    if getattr(model, "output", 1) is None:
+        weight = model.tgt_embed.weight  # (V, E)
+        model.output = torch.nn.Linear(weight.size(1), weight.size(0))
+        with torch.no_grad():
+            model.output.weight.copy_(weight)
+            model.output.bias.copy_(model.output_bias)
+    kinds = (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
+    spec = {
+        name: default_dynamic_qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, kinds) and not name.endswith("attention.energy")
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            model.eval(),
-            {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell},
-            dtype=torch.qint8,
-        )
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def read_chunks(

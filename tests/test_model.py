@@ -302,3 +302,23 @@ def test_tiny_model_overfits_eight_pairs(overrides) -> None:
     hyps = greedy(model, batch.src, batch.src_lengths, SearchOptions(beam_size=1))
     assert [h[0].tokens for h in hyps] == [t for _, t in PAIRS]
     assert all(EOS not in h[0].tokens for h in hyps)
+
+
+@pytest.mark.parametrize("tie_output", [False, True])
+def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
+    from nmt.translate import quantize_int8
+
+    torch.manual_seed(0)
+    model = _model(attention="bahdanau", tie_output=tie_output, share_embeddings=False).eval()
+    quantized = quantize_int8(model)
+    quantized_linear = torch.ao.nn.quantized.dynamic.Linear
+    assert isinstance(quantized.output, quantized_linear)  # tied: an int8 copy of its own
+    assert isinstance(quantized.decoder.cells[0], torch.ao.nn.quantized.dynamic.GRUCell)
+    assert type(quantized.decoder.attention.energy) is torch.nn.Linear  # stays float
+    assert (model.output is None) == tie_output  # the float model is left as it was
+    b = make_batch(SRC, TGT)
+    with torch.inference_mode():
+        expected, _ = model(b.src, b.src_lengths, b.tgt_in)
+        got, _ = quantized(b.src, b.src_lengths, b.tgt_in)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()

@@ -118,6 +118,7 @@ def test_large_beam_equals_exhaustive_search(length_penalty, min_len) -> None:
         max_len_ratio=0.0,
         max_len_offset=3,
         min_len=min_len,
+        stopping="exact",
     )
     results = _search(beam_search, model, SOURCES, opts)
     for src, hyps in zip(SOURCES, results):
@@ -144,6 +145,7 @@ def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
         length_penalty=length_penalty,
         max_len_ratio=0.0,
         max_len_offset=12,
+        stopping="exact",
     )
     sources = [[4, 5], [5], [1, 4, 4, 5]]
     model.calls = 0
@@ -154,6 +156,31 @@ def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
         assert [h.score for h in hyps] == pytest.approx([r[0] for r in ranked[:beam_size]])
     if length_penalty == 0:
         assert model.calls < 13  # raw log-probabilities: it stops before the max length
+
+
+@pytest.mark.parametrize("beam_size", [2, 5])
+def test_early_stopping_is_exact_without_length_penalty(beam_size) -> None:
+    # without a length penalty an open hypothesis can only get worse, so "early" loses nothing
+    model = ScriptedModel(seed=3)
+    opts = dict(beam_size=beam_size, nbest=beam_size, length_penalty=0, max_len_offset=8)
+    early = _search(beam_search, model, SOURCES, SearchOptions(**opts, stopping="early"))
+    exact = _search(beam_search, model, SOURCES, SearchOptions(**opts, stopping="exact"))
+
+    def tokens(results):
+        return [[h.tokens for h in hyps] for hyps in results]
+
+    assert tokens(early) == tokens(exact)
+
+
+def test_early_stopping_stops_sooner_with_a_length_penalty() -> None:
+    model = ScriptedModel(seed=2, words=(4,))
+    opts = dict(beam_size=2, length_penalty=1.0, max_len_ratio=0.0, max_len_offset=12)
+    calls = {}
+    for stopping in ("early", "exact"):
+        model.calls = 0
+        _search(beam_search, model, [[4, 5]], SearchOptions(**opts, stopping=stopping))
+        calls[stopping] = model.calls
+    assert calls["early"] < calls["exact"]
 
 
 @pytest.mark.parametrize("fn", [greedy, beam_search])
