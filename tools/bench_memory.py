@@ -1,9 +1,12 @@
 """Peak memory of `nmt translate` against input size: streaming keeps it flat.
 
 Builds inputs of each size by cycling the lines of a source file, translates each with the
-same checkpoint as a whole process, and prints lines, seconds and peak RSS.
+same checkpoint as a whole process, and prints lines, seconds and peak RSS. Options after
+`--` go to `nmt translate`: a short output limit (`--max-len-ratio 0 --max-len-offset 3`)
+makes a million lines affordable on a CPU, and the streaming is what is measured.
 
-usage: python tools/bench_memory.py CKPT SOURCE [--lines 10000 100000 1000000] [--beam-size 1]
+usage: python tools/bench_memory.py CKPT SOURCE [--lines 10000 1000000] [--beam-size 1]
+       [-- TRANSLATE OPTIONS]
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("source", type=Path)
-    ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 1_000_000])
     ap.add_argument("--beam-size", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path(".bench-cache/bench_memory"))
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = ap.parse_args(argv[: len(argv) - len(extra) - (1 if extra else 0)])
     args.work.mkdir(parents=True, exist_ok=True)
     for n in args.lines:
         src = args.work / f"in.{n}.txt"
@@ -48,7 +53,7 @@ def main() -> None:
             make_input(args.source, n, src)
         out = args.work / f"out.{n}.txt"
         cmd = [sys.executable, "-m", "nmt", "translate", str(args.checkpoint), str(src)]
-        cmd += ["-o", str(out), "-q", "--beam-size", str(args.beam_size)]
+        cmd += ["-o", str(out), "-q", "--beam-size", str(args.beam_size), *extra]
         seconds, rss = peak_rss_mb(cmd)
         produced = sum(1 for _ in out.open(encoding="utf-8"))
         assert produced == n, f"{produced} output lines for {n} input lines"
