@@ -24,6 +24,11 @@ from bench_train import REPO, train_ours  # noqa: E402
 from nmt.metrics import score  # noqa: E402
 
 
+def words(path: Path) -> int:
+    """Output size: a model that writes longer outputs needs more decoder steps."""
+    return len(path.read_text(encoding="utf-8").split())
+
+
 def bleu_of(hyp: Path, ref: Path) -> float:
     hyps = hyp.read_text(encoding="utf-8").splitlines()
     refs = ref.read_text(encoding="utf-8").splitlines()
@@ -75,7 +80,7 @@ def main() -> None:
         rows[("nmt", beam)] = (n / seconds, bleu_of(out, ref), rss)
         print(
             f"nmt      beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows['nmt', beam][1]:5.2f}"
-            f"  peak RSS {rss:5.0f} MB  ({seconds:.1f} s)",
+            f"  {words(out):,} words  peak RSS {rss:5.0f} MB  ({seconds:.1f} s)",
             flush=True,
         )
     if not (args.vs_joey or args.joey_model):
@@ -92,8 +97,8 @@ def main() -> None:
         rows[("joey", beam)] = (r["sentences_per_s"], bleu_of(out, ref), r["peak_rss_mb"])
         print(
             f"joeynmt  beam {beam}: {r['sentences_per_s']:7.1f} sent/s  BLEU "
-            f"{rows['joey', beam][1]:5.2f}  peak RSS {r['peak_rss_mb']:5.0f} MB  "
-            f"({r['seconds']:.1f} s)",
+            f"{rows['joey', beam][1]:5.2f}  {words(out):,} words  "
+            f"peak RSS {r['peak_rss_mb']:5.0f} MB  ({r['seconds']:.1f} s)",
             flush=True,
         )
     print(f"greedy speedup vs joeynmt: {rows['nmt', 1][0] / rows['joey', 1][0]:.2f}x")
