@@ -132,7 +132,7 @@ def beam_search(
     the sentence's max length: provably nothing better is left, but with a length penalty
     that bound is loose and most sentences run to the max length. Stopping "early" (the
     default, and Hugging Face's) compares with its score if it ended at the next step: the
-    same rule without a length penalty, and on Multi30k a quarter fewer decoder steps than
+    same rule without a length penalty, and on Multi30k a fifth fewer decoder steps than
     "exact" for the same BLEU.
     """
     k, device = opts.beam_size, src.device
