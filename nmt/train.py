@@ -301,9 +301,10 @@ class Trainer:
         warm = min(1.0, (s["step"] + 1) / t.warmup_steps) if t.warmup_steps else 1.0
         return max(t.lr * s["lr_scale"], t.min_lr) * warm
 
-    def _done(self, started: float) -> bool:
+    def _done(self, elapsed0: float, started: float) -> bool:
+        """elapsed0: training seconds before this process, which started at `started`."""
         t, s = self.config.train, self.state
-        minutes = (self._elapsed0 + time.perf_counter() - started) / 60
+        minutes = (elapsed0 + time.perf_counter() - started) / 60
         return (
             (t.max_steps and s["step"] >= t.max_steps)
             or (t.max_epochs and s["epoch"] >= t.max_epochs)
@@ -314,12 +315,12 @@ class Trainer:
         t, s = self.config.train, self.state
         self.model.train()
         started = time.perf_counter()
-        elapsed0 = self._elapsed0 = s["elapsed"]  # training time before this process
+        elapsed0 = s["elapsed"]  # training time before this process
         window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
         bad_steps = 0
         autocast = self.device.type == "cuda"
         stop = False
-        while not stop and not self._done(started):
+        while not stop and not self._done(elapsed0, started):
             gen = torch.Generator().manual_seed(t.seed * 1000 + s["epoch"])
             if s["batch_in_epoch"] == 0 and s["epoch"] > 0 and self.config.data.sampling_alpha:
                 self.src_ids, self.tgt_ids = self._encode_train(s["epoch"])
@@ -348,8 +349,7 @@ class Trainer:
                     )  # (N, V) at real target tokens
                 loss_sum = F.cross_entropy(
                     logits.float(),
-                    batch.tgt_out[keep],
-                    ignore_index=PAD,
+                    batch.tgt_out[keep],  # (N,): no PAD left to ignore
                     label_smoothing=t.label_smoothing,
                     reduction="sum",
                 )
@@ -404,9 +404,10 @@ class Trainer:
                     stop = self._validate_and_save()
                 if t.max_minutes and self.world > 1:
                     # clocks differ: rank 0 decides when time is up
-                    stop = stop or bool(broadcast(self._flag(self._done(started)), self.world))
+                    time_up = self._flag(self._done(elapsed0, started))
+                    stop = stop or bool(broadcast(time_up, self.world))
                     window_start = time.perf_counter()
-                if stop or self._done(started):
+                if stop or self._done(elapsed0, started):
                     break
             else:
                 s["epoch"] += 1

@@ -158,7 +158,7 @@ def quantize_int8(model: Seq2Seq) -> Seq2Seq:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, spec, dtype=torch.qint8)
+        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)  # on the copy
 
 
 def read_chunks(

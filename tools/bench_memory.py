@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import joey  # noqa: E402
 
 
 def make_input(source: Path, n: int, out: Path) -> None:
@@ -26,26 +26,17 @@ def make_input(source: Path, n: int, out: Path) -> None:
         f.writelines(line + "\n" for line in itertools.islice(itertools.cycle(lines), n))
 
 
-def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("source", type=Path)
     ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 1_000_000])
     ap.add_argument("--beam-size", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(".bench-cache/bench_memory"))
     argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = ap.parse_args(argv[: len(argv) - len(extra) - (1 if extra else 0)])
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = ap.parse_args(argv[:cut]), argv[cut + 1 :]
     args.work.mkdir(parents=True, exist_ok=True)
     for n in args.lines:
         src = args.work / f"in.{n}.txt"
@@ -54,7 +45,10 @@ def main() -> None:
         out = args.work / f"out.{n}.txt"
         cmd = [sys.executable, "-m", "nmt", "translate", str(args.checkpoint), str(src)]
         cmd += ["-o", str(out), "-q", "--beam-size", str(args.beam_size), *extra]
-        seconds, rss = peak_rss_mb(cmd)
+        log, err = args.work / f"translate.{n}.log", args.work / f"translate.{n}.err"
+        code, seconds, rss = joey._timed(cmd, joey._thread_env(args.threads), None, log, err)
+        if code != 0:
+            raise SystemExit(f"nmt translate failed:\n{joey._tail(err)}")
         produced = sum(1 for _ in out.open(encoding="utf-8"))
         assert produced == n, f"{produced} output lines for {n} input lines"
         print(f"{n:>9,} lines  {seconds:8.1f} s  peak RSS {rss:7.1f} MB", flush=True)
