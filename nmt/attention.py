@@ -41,17 +41,22 @@ class Attention(nn.Module):
         values: torch.Tensor,
         mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """query (B, H), keys (B, S, A), values (B, S, D), mask (B, S) True at real tokens ->
-        context (B, D) and weights (B, S), exactly 0 at padded positions, rows summing to 1."""
+        """query (B * K, H), keys (B, S, A), values (B, S, D), mask (B, S) True at real tokens
+        -> context (B * K, D) and weights (B * K, S), exactly 0 at padded positions, rows
+        summing to 1. K queries a sentence (the beams of beam search; 1 otherwise) read its
+        keys and values once, without copies of them per beam."""
+        b, s = mask.shape
+        q = query.view(b, -1, query.size(-1))  # (B, K, H)
         if self.kind == "bahdanau":
             # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v), and the constant cancels in the
             # softmax: the same weights, but sigmoid costs half of tanh on these CPUs and
-            # this (B, S, A) pass is the largest elementwise work of a decoder step
-            hidden = torch.sigmoid(keys + 2 * self.query_proj(query).unsqueeze(1))  # (B, S, A)
-            scores = 2 * self.energy(hidden).squeeze(2)  # (B, S)
+            # this (B, K, S, A) pass is the largest elementwise work of a decoder step
+            q = 2 * self.query_proj(q).unsqueeze(2)  # (B, K, 1, A)
+            hidden = torch.sigmoid(keys.unsqueeze(1) + q)  # (B, K, S, A)
+            scores = 2 * self.energy(hidden).squeeze(3)  # (B, K, S)
         else:
-            scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # (B, S)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, S)
-        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, D)
-        return context, weights
+            scores = torch.bmm(q, keys.transpose(1, 2))  # (B, K, S)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, K, S)
+        context = torch.bmm(weights, values)  # (B, K, D)
+        return context.view(-1, values.size(-1)), weights.view(-1, s)

@@ -245,7 +245,12 @@ def translate(
         bool, typer.Option(help="Continue a killed run into the same -o file.")
     ] = False,
     quantize: Annotated[str, typer.Option(help="none or int8 (CPU).")] = "none",
-    threads: Annotated[int, typer.Option(help="CPU threads (0: torch default).")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads (0: torch default; 1 a worker with --workers).")
+    ] = 0,
+    workers: Annotated[
+        int, typer.Option(help="CPU processes translating batches side by side.")
+    ] = 1,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
@@ -254,6 +259,7 @@ def translate(
     with user_errors():
         _at_least("--batch-tokens", batch_tokens, 1)
         _at_least("--threads", threads, 0)
+        _at_least("--workers", workers, 1)
         if errors not in ("strict", "replace"):
             raise NmtError(f"--errors must be strict or replace, got {errors!r}")
         if resume and output is None:
@@ -262,7 +268,9 @@ def translate(
             raise NmtError(f"{input}: file does not exist")
         from nmt.translate import Translator, translate_file, translate_stream
 
-        translator = Translator(checkpoint, device=device, quantize=quantize, threads=threads)
+        translator = Translator(
+            checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
+        )
         kwargs = dict(
             beam_size=beam_size,
             nbest=nbest,

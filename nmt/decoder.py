@@ -111,7 +111,8 @@ class Decoder(nn.Module):
         self, state: DecoderState, embedded: torch.Tensor, enc: EncoderOut
     ) -> tuple[DecoderState, torch.Tensor | None]:
         """embedded (B, E) previous token -> new state (att_vec (B, H) predicts the next token)
-        and attention weights (B, S), or None without attention."""
+        and attention weights (B, S), or None without attention. In beam search the state
+        and tokens have K rows a sentence, `enc` one (B / K rows): see Attention.forward."""
         x = torch.cat([embedded, state.att_vec], dim=-1) if self.input_feeding else embedded
         x = self.dropout(x)
         lstm = isinstance(state.hidden, tuple)

@@ -9,6 +9,7 @@ Shapes: N sentences still active, K beam size, R = N * K rows, S source length, 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -138,18 +139,16 @@ def beam_search(
     k, device = opts.beam_size, src.device
     batch = src.size(0)
     enc, state = model.encode(src, src_lengths)
-    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (R,)
-    enc, state = select(enc, rows), select(state, rows)
     limits = max_lengths(src_lengths, opts).to(device)  # (B,)
     active = torch.arange(batch, device=device)  # (N,) sentence ids
-    # only the first beam of each sentence is live at the start, so no duplicates are kept
-    beam_lp = torch.full((batch, k), NEG_INF, device=device)
-    beam_lp[:, 0] = 0.0
-    beam_lp = beam_lp.flatten()  # (R,)
-    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
-    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # (R, t)
+    # every beam starts from the same BOS state, so the first step runs one row per sentence
+    # and the beam widens to K after it; `width` is the number of rows per sentence
+    width = 1
+    beam_lp = torch.zeros(batch, device=device)  # (R,)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=device)
+    history = torch.empty(batch, 0, dtype=torch.long, device=device)  # (R, t)
     attn_history = (
-        torch.empty(batch * k, 0, src.size(1), device=device) if opts.return_attention else None
+        torch.empty(batch, 0, src.size(1), device=device) if opts.return_attention else None
     )
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     kth_best = torch.full((batch,), NEG_INF, device=device)  # k-th best finished score
@@ -159,13 +158,13 @@ def beam_search(
         log_probs, state, weights = model.decode_step(state, prev, enc)  # (R, V)
         if weights is None:
             attn_history = None  # a model without attention has none to return
-        at_max = (limits[active] <= step).repeat_interleave(k)
+        at_max = (limits[active] <= step).repeat_interleave(width)
         _mask_special(log_probs, step, opts.min_len, at_max)
         vocab = log_probs.size(-1)
-        cand = (beam_lp[:, None] + log_probs).view(n, k * vocab)  # (N, K*V)
-        top_lp, top_idx = cand.topk(min(2 * k, k * vocab), dim=-1)  # (N, 2K)
+        cand = (beam_lp[:, None] + log_probs).view(n, width * vocab)  # (N, W*V)
+        top_lp, top_idx = cand.topk(min(2 * k, width * vocab), dim=-1)  # (N, 2K)
         top_beam, top_tok = top_idx // vocab, top_idx % vocab
-        top_row = top_beam + torch.arange(n, device=device)[:, None] * k  # (N, 2K) rows of R
+        top_row = top_beam + torch.arange(n, device=device)[:, None] * width  # (N, 2K) rows of R
         # hypotheses ending in EOS leave the beam; only the best K candidates may finish (an
         # EOS ranked below them would be pruned by a beam of K), so beam 1 is greedy search
         ends = top_tok == EOS
@@ -188,7 +187,7 @@ def beam_search(
                 kth_best[sent] = hyps[-1].score
         # the best K candidates that do not end in EOS stay open
         open_lp = top_lp.masked_fill(ends, NEG_INF)
-        next_lp, pick = open_lp.topk(k, dim=-1)  # (N, K)
+        next_lp, pick = open_lp.topk(min(k, open_lp.size(1)), dim=-1)  # (N, K)
         next_rows = top_row.gather(1, pick).flatten()  # (R,)
         next_tok = top_tok.gather(1, pick).flatten()
         # done: k finished ones that the best open hypothesis cannot beat, or nothing open
@@ -200,11 +199,13 @@ def beam_search(
         bound = opts.normalize(best_open, ends_at)
         done = (kth_best[active] >= bound) | (best_open == NEG_INF)
         keep = (~done).nonzero().flatten()  # (N',)
-        keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).flatten()
+        kept = next_lp.size(1)  # K, fewer only if the vocabulary is smaller than the beam
+        keep_rows = (keep[:, None] * kept + torch.arange(kept, device=device)).flatten()
         src_rows = next_rows.index_select(0, keep_rows)
         state = select(state, src_rows)
         if keep.numel() < n:
-            enc = select(enc, keep_rows)
+            enc = select(enc, keep)  # one row a sentence, read by all its beams
+        width = kept
         history = torch.cat(
             [history.index_select(0, src_rows), next_tok.index_select(0, keep_rows)[:, None]], 1
         )
@@ -245,21 +246,34 @@ def score_tokens(
     return lp.sum(1).tolist()
 
 
+def search_batch(model, src_ids: list[list[int]], opts: SearchOptions) -> list[list[Hypothesis]]:
+    """One batch of id sequences (EOS not included) -> their hypotheses."""
+    device = next(model.parameters()).device
+    src, src_lengths = source_tensor(src_ids)
+    return translate_batch(model, src.to(device), src_lengths, opts)
+
+
 def search_ids(
     model,
     src_ids: list[list[int]],
     opts: SearchOptions,
     batch_tokens: int = 4096,
+    map_batches: Callable[[list[list[list[int]]], SearchOptions], Iterable] | None = None,
 ) -> list[list[Hypothesis]]:
     """Translate id sequences in length-sorted token-budget batches; results in input order.
 
     `batch_tokens` bounds sentences x longest source in a batch (beams multiply it by K).
+    `map_batches(batches, opts)`, when given, searches the batches elsewhere (worker
+    processes) and yields their results in order; by default they run here, one by one.
     """
-    device = next(model.parameters()).device
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    lengths = [len(s) for s in src_ids]
-    for idxs in plan_batches(lengths, [0] * len(src_ids), batch_tokens):
-        src, src_lengths = source_tensor([src_ids[i] for i in idxs])
-        for i, hyps in zip(idxs, translate_batch(model, src.to(device), src_lengths, opts)):
-            results[i] = hyps
+    plan = plan_batches([len(s) for s in src_ids], [0] * len(src_ids), batch_tokens)
+    batches = [[src_ids[i] for i in idxs] for idxs in plan]
+    if map_batches is None:
+        found = (search_batch(model, b, opts) for b in batches)
+    else:
+        found = map_batches(batches, opts)
+    for idxs, hyps in zip(plan, found):
+        for i, h in zip(idxs, hyps):
+            results[i] = h
     return results

@@ -92,3 +92,19 @@ def test_scores_follow_each_definition() -> None:
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown attention"):
         Attention(kind="cosine", query_size=4, key_size=4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_several_queries_a_sentence_equal_copies_of_its_keys(kind: str) -> None:
+    # beam search keeps one row of keys a sentence for its K beam rows
+    att, _, values, mask = _setup(kind)
+    k = 3
+    query = torch.randn(B * k, D if kind == "dot" else 5)
+    keys = att.project_keys(values)
+    context, weights = att(query, keys, values, mask)
+    rows = torch.arange(B).repeat_interleave(k)
+    want_context, want_weights = att(query, keys[rows], values[rows], mask[rows])
+    assert context.shape == (B * k, D) and weights.shape == (B * k, S)
+    assert torch.allclose(context, want_context, atol=1e-6)
+    assert torch.allclose(weights, want_weights, atol=1e-6)
+    assert (weights[~mask[rows]] == 0).all()

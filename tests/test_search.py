@@ -67,11 +67,12 @@ class ScriptedModel:
         self.calls += 1
         history = state.hidden.clone()  # (1, R, steps)
         rows = history.size(1)
+        per = rows // enc.values.size(0)  # beam search: enc has one row a sentence
         step = int((history[0, 0] >= 0).sum())
         history[0, :, step] = prev
         log_probs, weights = [], []
         for r in range(rows):
-            src = tuple(enc.values[r, enc.mask[r], 0].tolist())
+            src = tuple(enc.values[r // per, enc.mask[r // per], 0].tolist())
             prefix = tuple(t for t in history[0, r, : step + 1].tolist() if t != BOS)
             log_probs.append(self.log_probs(src, prefix))
             weights.append(self.attention(src, prefix, enc.mask.size(1)))

@@ -86,3 +86,35 @@ def test_int8_quantization_keeps_the_translations(trained, translator, sentences
     assert len(a) == len(b)
     same = sum(x == y for x, y in zip(a, b)) / len(a)
     assert same >= 0.8, f"only {same:.0%} of int8 outputs match float32"
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_worker_processes_give_the_same_translations(
+    trained, translator, sentences, beam_size
+) -> None:
+    # small batches so that both workers get several; input order must survive the pool
+    options = dict(beam_size=beam_size, nbest=min(beam_size, 2), return_attention=True)
+    mixed = ["", *sentences, ""]
+    alone = translator.translate(mixed, batch_tokens=60, **options)
+    parallel = Translator(trained, workers=2)
+    try:
+        together = parallel.translate(mixed, batch_tokens=60, **options)
+    finally:
+        parallel.close()
+    assert [t.source for t in together] == mixed
+    for got, want in zip(_summary(together), _summary(alone)):
+        assert [h[0] for h in got] == [h[0] for h in want]
+        assert [h[2] for h in got] == pytest.approx([h[2] for h in want], abs=1e-5)
+    for got, want in zip(together[1:-1], alone[1:-1]):
+        a, b = got.hypotheses[0].attention, want.hypotheses[0].attention
+        assert len(a) == len(b)
+        assert sum(a, []) == pytest.approx(sum(b, []), abs=1e-5)
+
+
+def test_workers_option_is_checked(trained) -> None:
+    from nmt import NmtError
+
+    with pytest.raises(NmtError, match="--workers must be >= 1"):
+        Translator(trained, workers=0)
+    with pytest.raises(NmtError, match="CPU only"):
+        Translator(trained, device="cuda", workers=2)
