@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from nmt import NmtError
+from nmt.heap import reuse_freed_memory
 
 app = typer.Typer(
     name="nmt",
@@ -47,6 +48,7 @@ def main(
     )
     for noisy in ("datasets", "huggingface_hub", "fsspec", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    reuse_freed_memory()
 
 
 @contextmanager
