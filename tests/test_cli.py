@@ -296,6 +296,14 @@ def test_translate_file_to_file(trained, reference_lines, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
 
 
+def test_translate_with_worker_processes(trained, reference_lines, tmp_path):
+    lines = SENTENCES * 20  # several batches for each worker
+    src = write(tmp_path / "in.txt", "\n".join(lines) + "\n")
+    out = tmp_path / "out.txt"
+    ok(nmt("translate", trained, src, "-o", out, "--workers", "2", "--threads", "1"))
+    assert out.read_text(encoding="utf-8").splitlines() == reference_lines * 20
+
+
 def test_translate_stdin_to_stdout(trained, reference_lines):
     r = nmt("translate", trained, input="\n".join(SENTENCES) + "\n")
     ok(r)
@@ -384,6 +392,8 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
         (["--quantize", "int4"], ["--quantize", "none, int8"]),
         (["--batch-tokens", "0"], ["--batch-tokens", ">= 1"]),
         (["--threads", "-1"], ["--threads", ">= 0"]),
+        (["--workers", "0"], ["--workers", ">= 1"]),
+        (["--workers", "2", "--device", "cuda"], ["--workers", "CPU only"]),
     ],
 )
 def test_translate_bad_options(trained, tmp_path, args, mentions):

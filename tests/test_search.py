@@ -37,6 +37,7 @@ class ScriptedModel:
     def __init__(self, seed: int = 0, words: tuple[int, ...] = WORDS, max_steps: int = 32):
         self.seed, self.words, self.max_steps = seed, words, max_steps
         self.calls = 0
+        self.rows: list[tuple[int, int]] = []  # (decoder rows, encoder rows) of each step
 
     def _random(self, key: tuple, n: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(zlib.crc32(repr((self.seed, key)).encode()))
@@ -67,6 +68,7 @@ class ScriptedModel:
         self.calls += 1
         history = state.hidden.clone()  # (1, R, steps)
         rows = history.size(1)
+        self.rows.append((rows, enc.values.size(0)))
         per = rows // enc.values.size(0)  # beam search: enc has one row a sentence
         step = int((history[0, 0] >= 0).sum())
         history[0, :, step] = prev
@@ -171,6 +173,17 @@ def test_early_stopping_is_exact_without_length_penalty(beam_size) -> None:
         return [[h.tokens for h in hyps] for hyps in results]
 
     assert tokens(early) == tokens(exact)
+
+
+def test_beam_rows_one_a_sentence_at_first_then_k_over_one_encoder_row() -> None:
+    model = ScriptedModel(seed=5)
+    opts = SearchOptions(beam_size=3, max_len_ratio=0.0, max_len_offset=6)
+    _search(beam_search, model, SOURCES, opts)
+    n = len(SOURCES)
+    assert model.rows[0] == (n, n)  # the beams of a sentence start from one BOS state
+    for rows, enc_rows in model.rows[1:]:
+        assert rows == 3 * enc_rows  # K rows a sentence, its encoder outputs held once
+    assert model.rows[1] == (3 * n, n)
 
 
 def test_early_stopping_stops_sooner_with_a_length_penalty() -> None:

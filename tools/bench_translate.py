@@ -8,6 +8,7 @@ second run only times. Run it with nothing else busy on the machine.
 
 usage: MULTI30K_DIR=../shared/data/multi30k python tools/bench_translate.py --vs-joey
        [--ours CKPT] [--joey-model DIR] [--steps 300] [--quantize int8] [--threads 2]
+       [--workers N]   (ours: N processes of threads/N threads each; default one a thread)
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ def bleu_of(hyp: Path, ref: Path) -> float:
     return score(hyps, refs, ("bleu",))[0].score
 
 
-def translate_ours(ckpt: Path, src: Path, out: Path, beam: int, threads: int, quantize: str):
+def translate_ours(
+    ckpt: Path, src: Path, out: Path, beam: int, threads: int, workers: int, quantize: str
+):
+    # the same cores as the peer: `workers` processes sharing `threads` threads
     cmd = [sys.executable, "-m", "nmt", "translate", str(ckpt), str(src), "-o", str(out)]
-    cmd += ["--beam-size", str(beam), "--threads", str(threads), "--quantize", quantize, "-q"]
+    cmd += ["--beam-size", str(beam), "--quantize", quantize, "-q"]
+    cmd += ["--workers", str(workers), "--threads", str(max(1, threads // workers))]
     # the reference config's decoding limit (max_output_length 80), so both stop alike
     cmd += ["--max-len-ratio", "0", "--max-len-offset", "80"]
     log = out.with_suffix(".log")
@@ -56,7 +61,8 @@ def main() -> None:
     ap.add_argument("--vs-joey", action="store_true")
     ap.add_argument("--steps", type=int, default=300, help="training steps when a model is missing")
     ap.add_argument("--quantize", default="none", choices=["none", "int8"])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads of each toolkit")
+    ap.add_argument("--workers", type=int, default=0, help="our processes (0: --threads)")
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     args = ap.parse_args()
     data = Path(os.environ.get("MULTI30K_DIR", joey.DEFAULT_DATA))
@@ -76,7 +82,8 @@ def main() -> None:
     rows = {}
     for beam in (1, 5):
         out = work / f"nmt.beam{beam}.{args.quantize}.en"
-        seconds, rss = translate_ours(ours, src, out, beam, args.threads, args.quantize)
+        workers = args.workers or args.threads
+        seconds, rss = translate_ours(ours, src, out, beam, args.threads, workers, args.quantize)
         rows[("nmt", beam)] = (n / seconds, bleu_of(out, ref), rss)
         print(
             f"nmt      beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows['nmt', beam][1]:5.2f}"
