@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
 RANK = {
     "nmt": 0,
     "atomic": 0,
+    "heap": 0,
     "config": 1,
     "tokenizer": 1,
     "toy": 1,
