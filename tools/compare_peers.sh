@@ -32,6 +32,9 @@ if not (cache / "model" / "best.ckpt").exists():
                            env=joey._thread_env(2))
         except subprocess.TimeoutExpired:
             pass  # the budget is spent; Joey keeps its best checkpoint by validation BLEU
+if not (cache / "model" / "best.ckpt").exists():
+    sys.exit(f"JoeyNMT saved no checkpoint in {minutes:g} minutes (it saves at its validations, "
+             "every 300 updates, about 12 minutes here): give a longer budget")
 src = data / "test_2016_flickr.de"
 r = joey.translate(cache, data, src, 5, cache / "test.beam5.en", threads=2)
 s = joey.sacrebleu(cache, cache / "test.beam5.en", data / "test_2016_flickr.en")
