@@ -80,9 +80,9 @@ def main() -> None:
             print(f"training our reference model for {args.steps} steps", flush=True)
             train_ours(data, work / "nmt", args.steps, args.threads, [])
     rows = {}
+    workers = args.workers or args.threads
     for beam in (1, 5):
         out = work / f"nmt.beam{beam}.{args.quantize}.en"
-        workers = args.workers or args.threads
         seconds, rss = translate_ours(ours, src, out, beam, args.threads, workers, args.quantize)
         rows[("nmt", beam)] = (n / seconds, bleu_of(out, ref), rss)
         print(
