@@ -1,3 +1,3 @@
-from nmt.cli import app
+from nmt.cli import run
 
-app(prog_name="nmt")
+run()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,30 @@ def main(
     for noisy in ("datasets", "huggingface_hub", "fsspec", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     reuse_freed_memory()
+
+
+def run() -> None:
+    """The `nmt` command: run the app, flush, and leave without the interpreter's teardown.
+
+    Once a command is done, Python's shutdown still frees torch's many thousands of objects
+    one by one: 0.4 to 0.6 s on these CPUs, a tenth of translating the 1,000 Multi30k test
+    sentences greedily. Every command has closed its files (outputs are renamed into place)
+    and stopped its worker processes by the time it returns, so os._exit loses nothing.
+    Errors that escape a command take the usual way out, traceback included.
+    """
+    try:
+        app(prog_name="nmt")
+        code: int | str | None = 0
+    except SystemExit as e:
+        code = e.code
+    if isinstance(code, str):  # what sys.exit("message") would print
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe or stream: nothing to deliver
+            stream.flush()
+    os._exit(code or 0)
 
 
 @contextmanager
@@ -299,6 +324,7 @@ def translate(
                 else:
                     translate_file(translator, source, output, resume=resume, **kwargs)
             finally:
+                translator.close()
                 if input:
                     source.close()
 

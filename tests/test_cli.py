@@ -616,3 +616,25 @@ def test_plot_bad_inputs(tmp_path):
     (tmp_path / "run").mkdir()
     user_error(nmt("plot", tmp_path / "run", "-o", tmp_path / "c.gif"), "gif")
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "c.gif").exists()
+
+
+def test_the_nmt_process_delivers_all_output_and_its_exit_code(trained, tmp_path) -> None:
+    """`nmt` leaves through os._exit (nmt.cli.run): stdout must still arrive complete (here
+    from two worker processes) and error codes must be kept."""
+    import subprocess
+    import sys
+
+    from nmt.translate import Translator
+
+    lines = SENTENCES * 30
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "nmt", "translate", str(trained), str(tmp_path / "in.txt")]
+    cmd += ["-b", "2", "-q", "--workers", "2", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected = [t.text for t in Translator(trained).translate(lines, beam_size=2)]
+    assert proc.stdout.splitlines() == expected
+    missing = tmp_path / "missing.txt"
+    proc = subprocess.run(cmd[:4] + [str(trained), str(missing)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr.replace("\n", "")

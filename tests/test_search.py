@@ -17,7 +17,17 @@ from nmt.checkpoint import load_checkpoint
 from nmt.config import config_from_dict
 from nmt.decoder import DecoderState, EncoderOut
 from nmt.model import Seq2Seq
-from nmt.search import SearchOptions, beam_search, greedy, max_lengths, score_tokens, search_ids
+from nmt.search import (
+    SearchOptions,
+    beam_search,
+    best_in_rows,
+    block_size,
+    greedy,
+    max_lengths,
+    score_tokens,
+    search_ids,
+    top_candidates,
+)
 from nmt.tokenizer import BOS, EOS, PAD, UNK
 
 NEG_INF = float("-inf")
@@ -434,3 +444,49 @@ def test_normalize_follows_the_documented_penalties() -> None:
     gnmt = float(SearchOptions(length_penalty=1.0).normalize(lp, 4))
     assert gnmt == pytest.approx(-6.0 / ((5 + 4) / 6))
     assert not math.isnan(float(SearchOptions(length_penalty=0.6).normalize(lp, 1)))
+
+
+@pytest.mark.parametrize("vocab", [1, 2, 7, 12, 97, 8000])
+def test_block_size_divides_the_vocabulary_from_its_square_root_up(vocab) -> None:
+    size = block_size(vocab)
+    assert vocab % size == 0
+    assert size * size >= vocab
+    assert all(vocab % b for b in range(math.isqrt(vocab - 1) + 1, size))
+
+
+@pytest.mark.parametrize("vocab", [1, 5, 31, 64, 8000])
+def test_best_in_rows_equals_max_first_index(vocab) -> None:
+    gen = torch.Generator().manual_seed(vocab)
+    x = torch.randn(40, vocab, generator=gen)
+    x[0] = 0.0  # all tied: the first index wins, as with max
+    x[1] = float("-inf")
+    x[2, -1] = x[2].max() + 1  # the best in the last block
+    x[3, : vocab // 2] = float("-inf")
+    x[4] = torch.randint(0, 3, (vocab,), generator=gen).float()  # ties across blocks
+    best, idx = best_in_rows(x)
+    ref_best, _ = x.max(-1)
+    ref_idx = torch.tensor([int((row == row.max()).nonzero()[0]) for row in x])
+    assert torch.equal(best, ref_best)
+    assert torch.equal(idx, ref_idx)
+
+
+@pytest.mark.parametrize(
+    ("vocab", "width", "count"), [(8000, 5, 10), (31, 4, 8), (6, 3, 40), (9, 1, 4)]
+)
+def test_top_candidates_equal_top_k_over_all_sums(vocab, width, count) -> None:
+    gen = torch.Generator().manual_seed(vocab + width)
+    n = 30
+    log_probs = torch.randn(n * width, vocab, generator=gen).log_softmax(-1)
+    log_probs[3] = float("-inf")  # a row at its max length, say: only -inf candidates
+    log_probs[4, 1:] = float("-inf")
+    beam_lp = -5 * torch.rand(n * width, generator=gen)
+    top_lp, rows, tokens = top_candidates(log_probs, beam_lp, width, count)
+    sums = (beam_lp[:, None] + log_probs).view(n, width * vocab)
+    ref_lp, ref_idx = sums.topk(min(count, width * vocab), dim=-1)
+    assert torch.equal(top_lp, ref_lp)
+    # the same candidates (random floats: no ties above -inf), and each is its sum
+    finite = ref_lp > float("-inf")
+    ref_rows = ref_idx // vocab + torch.arange(n)[:, None] * width
+    assert torch.equal(rows[finite], ref_rows[finite])
+    assert torch.equal(tokens[finite], (ref_idx % vocab)[finite])
+    assert torch.equal(top_lp, beam_lp[rows] + log_probs[rows, tokens])
