@@ -104,9 +104,10 @@ class Translator:
         todo = [i for i, seq in enumerate(ids) if seq]
         todo_ids = [ids[i] for i in todo]
         if self.workers > 1:
-            # at least two batches a worker, so that none waits long on the last one
+            # several batches a worker, so that none waits long for the last one to finish
             tokens = sum(len(seq) + 1 for seq in todo_ids)
-            batch_tokens = max(1, min(batch_tokens, -(-tokens // (2 * self.workers))))
+            split = BATCHES_PER_WORKER * self.workers
+            batch_tokens = max(1, min(batch_tokens, -(-tokens // split)))
         found = search_ids(self.model, todo_ids, opts, batch_tokens, self._map_batches())
         # one detokenizer call for all hypotheses: each sentencepiece batch call has a fixed
         # cost (0.45 ms measured here), which a call per sentence paid on every line
@@ -120,7 +121,7 @@ class Translator:
             )
         return results
 
-    def _map_batches(self):
+    def _map_batches(self) -> Callable[[list[list[list[int]]], SearchOptions], list] | None:
         """Batches to the worker processes, results in order; None: search in this process."""
         if self.workers == 1:
             return None
@@ -134,7 +135,17 @@ class Translator:
             # while the modules terminate() needs are still there
             self._stop_pool = weakref.finalize(self, self._pool.terminate)
         pool = self._pool
-        return lambda batches, opts: pool.imap(_worker_search, [(b, opts) for b in batches])
+
+        def map_batches(batches: list[list[list[int]]], opts: SearchOptions) -> list:
+            # the largest batches first, so that the small ones fill the gaps at the end
+            order = sorted(range(len(batches)), key=lambda i: -_padded_tokens(batches[i]))
+            found = pool.imap(_worker_search, [(batches[i], opts) for i in order])
+            results: list = [None] * len(batches)
+            for i, hyps in zip(order, found):
+                results[i] = hyps
+            return results
+
+        return map_batches
 
     def close(self) -> None:
         """Stop the worker processes (also done when the Translator is garbage-collected)."""
@@ -158,6 +169,13 @@ class Translator:
 # small matmuls and elementwise passes that two threads on a CPU speed up far less than
 # twice, while two processes each on its own core come closer (see README, Performance).
 _worker_model: Seq2Seq | None = None
+# beam 5 over the 1,000 Multi30k test sentences with 2 workers, mean of 4 runs: 9.2 s with
+# 2 batches a worker, 8.3 s with 4, 8.1 s with 6 (smaller batches use the cores less well)
+BATCHES_PER_WORKER = 4
+
+
+def _padded_tokens(batch: list[list[int]]) -> int:
+    return len(batch) * (max(map(len, batch)) + 1)
 
 
 def _worker_init(model: Seq2Seq, threads: int) -> None:
