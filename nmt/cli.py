@@ -6,6 +6,7 @@ stderr and exit code 2. Heavy imports (torch) happen inside the commands so `--h
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -298,6 +299,10 @@ def translate(
         translator = Translator(
             checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
         )
+        # torch, the model and everything loaded so far live as long as the process: kept out
+        # of the cyclic garbage collector, whose full passes over them (170k objects, 0.09 s
+        # each) otherwise run every few hundred translated sentences
+        gc.freeze()
         kwargs = dict(
             beam_size=beam_size,
             nbest=nbest,
