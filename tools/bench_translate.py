@@ -9,12 +9,14 @@ second run only times. Run it with nothing else busy on the machine.
 usage: MULTI30K_DIR=../shared/data/multi30k python tools/bench_translate.py --vs-joey
        [--ours CKPT] [--joey-model DIR] [--steps 300] [--quantize int8] [--threads 2]
        [--workers N]   (ours: N processes of threads/N threads each; default one a thread)
+       [--repeat 3]    (rounds alternating the toolkits; each figure is the median)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of each toolkit")
     ap.add_argument("--workers", type=int, default=0, help="our processes (0: --threads)")
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; figures are medians")
     args = ap.parse_args()
     data = Path(os.environ.get("MULTI30K_DIR", joey.DEFAULT_DATA))
     src, ref = data / "test_2016_flickr.de", data / "test_2016_flickr.en"
@@ -79,35 +82,46 @@ def main() -> None:
         if not ours.is_file():
             print(f"training our reference model for {args.steps} steps", flush=True)
             train_ours(data, work / "nmt", args.steps, args.threads, [])
-    rows = {}
     workers = args.workers or args.threads
-    for beam in (1, 5):
-        out = work / f"nmt.beam{beam}.{args.quantize}.en"
-        seconds, rss = translate_ours(ours, src, out, beam, args.threads, workers, args.quantize)
-        rows[("nmt", beam)] = (n / seconds, bleu_of(out, ref), rss)
+    cache = None
+    if args.vs_joey or args.joey_model:
+        cache = args.joey_model or work / "joey"
+        joey.ensure_joey(cache)
+        if not any((cache / "model").glob("*.ckpt")):
+            print(f"training JoeyNMT's reference model for {args.steps} steps", flush=True)
+            joey.ensure_spm(cache, data)
+            joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
+    # rounds alternate the toolkits, so that a slow spell of this shared machine falls on
+    # both; each figure is the median of the rounds
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    outputs = {("nmt", b): work / f"nmt.beam{b}.{args.quantize}.en" for b in (1, 5)}
+    outputs |= {("joey", b): work / f"joey.beam{b}.en" for b in (1, 5)}
+    for r in range(args.repeat):
+        for beam in (1, 5):
+            out = outputs["nmt", beam]
+            took = translate_ours(ours, src, out, beam, args.threads, workers, args.quantize)
+            runs.setdefault(("nmt", beam), []).append(took)
+            print(f"round {r + 1} nmt     beam {beam}: {took[0]:.2f} s", flush=True)
+            if cache is None:
+                continue
+            res = joey.translate(cache, data, src, beam, outputs["joey", beam], args.threads)
+            runs.setdefault(("joey", beam), []).append((res["seconds"], res["peak_rss_mb"]))
+            print(f"round {r + 1} joeynmt beam {beam}: {res['seconds']:.2f} s", flush=True)
+    rows = {}
+    for (name, beam), timings in runs.items():
+        seconds = statistics.median(t for t, _ in timings)
+        rss = max(m for _, m in timings)
+        out = outputs[name, beam]
+        rows[name, beam] = (n / seconds, bleu_of(out, ref), rss)
         print(
-            f"nmt      beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows['nmt', beam][1]:5.2f}"
-            f"  {words(out):,} words  peak RSS {rss:5.0f} MB  ({seconds:.1f} s)",
+            f"{name:8s} beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows[name, beam][1]:5.2f}"
+            f"  {words(out):,} words  peak RSS {rss:5.0f} MB  (median {seconds:.1f} s of "
+            + ", ".join(f"{t:.1f}" for t, _ in timings)
+            + ")",
             flush=True,
         )
-    if not (args.vs_joey or args.joey_model):
+    if cache is None:
         return
-    cache = args.joey_model or work / "joey"
-    joey.ensure_joey(cache)
-    if not any((cache / "model").glob("*.ckpt")):
-        print(f"training JoeyNMT's reference model for {args.steps} steps", flush=True)
-        joey.ensure_spm(cache, data)
-        joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
-    for beam in (1, 5):
-        out = work / f"joey.beam{beam}.en"
-        r = joey.translate(cache, data, src, beam, out, threads=args.threads)
-        rows[("joey", beam)] = (r["sentences_per_s"], bleu_of(out, ref), r["peak_rss_mb"])
-        print(
-            f"joeynmt  beam {beam}: {r['sentences_per_s']:7.1f} sent/s  BLEU "
-            f"{rows['joey', beam][1]:5.2f}  {words(out):,} words  "
-            f"peak RSS {r['peak_rss_mb']:5.0f} MB  ({r['seconds']:.1f} s)",
-            flush=True,
-        )
     print(f"greedy speedup vs joeynmt: {rows['nmt', 1][0] / rows['joey', 1][0]:.2f}x")
     print(f"speedup vs joeynmt: {rows['nmt', 5][0] / rows['joey', 5][0]:.2f}x")
 
