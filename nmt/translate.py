@@ -222,10 +222,12 @@ def quantize_int8(model: Seq2Seq, copy: bool = True) -> Seq2Seq:
     model.eval()
     if model.output is None:
         weight = model.tgt_embed.weight  # (V, E)
-        model.output = torch.nn.Linear(weight.size(1), weight.size(0))
-        with torch.no_grad():
-            model.output.weight.copy_(weight)
-            model.output.bias.copy_(model.output_bias)
+        # built empty and given the tied weights: a Linear(E, V) would first draw V x E
+        # random numbers only to overwrite them
+        output = model.output = torch.nn.Linear(0, 0)
+        output.in_features, output.out_features = weight.size(1), weight.size(0)
+        output.weight = torch.nn.Parameter(weight.detach().clone())
+        output.bias = torch.nn.Parameter(model.output_bias.detach().clone())
     kinds = (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
     spec = {
         name: default_dynamic_qconfig
