@@ -220,22 +220,24 @@ def quantize_int8(model: Seq2Seq, copy: bool = True) -> Seq2Seq:
     if copy:  # otherwise `model` itself becomes the quantized one
         model = deepcopy(model)
     model.eval()
-    if model.output is None:
-        weight = model.tgt_embed.weight  # (V, E)
-        # built empty and given the tied weights: a Linear(E, V) would first draw V x E
-        # random numbers only to overwrite them
-        output = model.output = torch.nn.Linear(0, 0)
-        output.in_features, output.out_features = weight.size(1), weight.size(0)
-        output.weight = torch.nn.Parameter(weight.detach().clone())
-        output.bias = torch.nn.Parameter(model.output_bias.detach().clone())
-    kinds = (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
-    spec = {
-        name: default_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, kinds) and not name.endswith("attention.energy")
-    }
+    # torch.ao.quantization warns that it is deprecated, and an empty Linear that its init
+    # does nothing: both are known here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if model.output is None:
+            weight = model.tgt_embed.weight  # (V, E)
+            # built empty and given the tied weights: a Linear(E, V) would first draw
+            # V x E random numbers only to overwrite them
+            output = model.output = torch.nn.Linear(0, 0)
+            output.in_features, output.out_features = weight.size(1), weight.size(0)
+            output.weight = torch.nn.Parameter(weight.detach().clone())
+            output.bias = torch.nn.Parameter(model.output_bias.detach().clone())
+        kinds = (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
+        spec = {
+            name: default_dynamic_qconfig
+            for name, module in model.named_modules()
+            if isinstance(module, kinds) and not name.endswith("attention.energy")
+        }
         return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
 
 

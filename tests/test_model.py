@@ -3,6 +3,8 @@ shares, decodes step by step as it does teacher-forced, and a tiny model learns.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -310,7 +312,9 @@ def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
 
     torch.manual_seed(0)
     model = _model(attention="bahdanau", tie_output=tie_output, share_embeddings=False).eval()
-    quantized = quantize_int8(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing reaches the user's terminal
+        quantized = quantize_int8(model)
     quantized_linear = torch.ao.nn.quantized.dynamic.Linear
     assert isinstance(quantized.output, quantized_linear)  # tied: an int8 copy of its own
     assert isinstance(quantized.decoder.cells[0], torch.ao.nn.quantized.dynamic.GRUCell)
@@ -322,3 +326,7 @@ def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
         got, _ = quantized(b.src, b.src_lengths, b.tgt_in)
     assert got.shape == expected.shape
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    in_place = quantize_int8(model, copy=False)
+    assert in_place is model and isinstance(model.output, quantized_linear)
+    with torch.inference_mode():
+        assert torch.equal(model(b.src, b.src_lengths, b.tgt_in)[0], got)
