@@ -108,13 +108,14 @@ def main() -> None:
             runs.setdefault(("joey", beam), []).append((res["seconds"], res["peak_rss_mb"]))
             print(f"round {r + 1} joeynmt beam {beam}: {res['seconds']:.2f} s", flush=True)
     rows = {}
+    label = {"nmt": "nmt", "joey": "joeynmt"}
     for (name, beam), timings in runs.items():
         seconds = statistics.median(t for t, _ in timings)
         rss = max(m for _, m in timings)
         out = outputs[name, beam]
         rows[name, beam] = (n / seconds, bleu_of(out, ref), rss)
         print(
-            f"{name:8s} beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows[name, beam][1]:5.2f}"
+            f"{label[name]:8s} beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows[name, beam][1]:5.2f}"
             f"  {words(out):,} words  peak RSS {rss:5.0f} MB  (median {seconds:.1f} s of "
             + ", ".join(f"{t:.1f}" for t, _ in timings)
             + ")",
