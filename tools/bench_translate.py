@@ -115,10 +115,9 @@ def main() -> None:
         out = outputs[name, beam]
         rows[name, beam] = (n / seconds, bleu_of(out, ref), rss)
         print(
-            f"{label[name]:8s} beam {beam}: {n / seconds:7.1f} sent/s  BLEU {rows[name, beam][1]:5.2f}"
-            f"  {words(out):,} words  peak RSS {rss:5.0f} MB  (median {seconds:.1f} s of "
-            + ", ".join(f"{t:.1f}" for t, _ in timings)
-            + ")",
+            f"{label[name]:8s} beam {beam}: {n / seconds:7.1f} sent/s  "
+            f"BLEU {rows[name, beam][1]:5.2f}  {words(out):,} words  peak RSS {rss:5.0f} MB  "
+            f"(median {seconds:.1f} s of " + ", ".join(f"{t:.1f}" for t, _ in timings) + ")",
             flush=True,
         )
     if cache is None:
