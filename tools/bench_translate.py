@@ -1,6 +1,7 @@
 """Translation speed and BLEU on the 1,000 Multi30k test sentences (de->en), greedy and beam 5,
 each timed as a whole process as a user runs it; with --vs-joey, JoeyNMT's reference model
-translates the same file in the same run.
+translates the same file in the same run. Start-up alone (the same command on one sentence)
+is timed too, and the ratio without it printed.
 
 Models: --ours CKPT and --joey-model DIR (a tools/joey.py cache dir holding model/*.ckpt).
 When missing, each reference config is trained for --steps updates into --cache first, so a
@@ -92,25 +93,33 @@ def main() -> None:
             joey.ensure_spm(cache, data)
             joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
     # rounds alternate the toolkits, so that a slow spell of this shared machine falls on
-    # both; each figure is the median of the rounds
+    # both; each figure is the median of the rounds. "beam 0" is start-up alone: the same
+    # command on the first test sentence (greedy), to tell start-up from translating.
+    one = work / "first_sentence.de"
+    one.write_text(src.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    outputs = {("nmt", b): work / f"nmt.beam{b}.{args.quantize}.en" for b in (1, 5)}
-    outputs |= {("joey", b): work / f"joey.beam{b}.en" for b in (1, 5)}
+    outputs = {("nmt", b): work / f"nmt.beam{b}.{args.quantize}.en" for b in (0, 1, 5)}
+    outputs |= {("joey", b): work / f"joey.beam{b}.en" for b in (0, 1, 5)}
     for r in range(args.repeat):
-        for beam in (1, 5):
+        for beam in (0, 1, 5):
+            source, k = (one, 1) if beam == 0 else (src, beam)
             out = outputs["nmt", beam]
-            took = translate_ours(ours, src, out, beam, args.threads, workers, args.quantize)
+            took = translate_ours(ours, source, out, k, args.threads, workers, args.quantize)
             runs.setdefault(("nmt", beam), []).append(took)
             print(f"round {r + 1} nmt     beam {beam}: {took[0]:.2f} s", flush=True)
             if cache is None:
                 continue
-            res = joey.translate(cache, data, src, beam, outputs["joey", beam], args.threads)
+            res = joey.translate(cache, data, source, k, outputs["joey", beam], args.threads)
             runs.setdefault(("joey", beam), []).append((res["seconds"], res["peak_rss_mb"]))
             print(f"round {r + 1} joeynmt beam {beam}: {res['seconds']:.2f} s", flush=True)
     rows = {}
     label = {"nmt": "nmt", "joey": "joeynmt"}
+    median = {key: statistics.median(t for t, _ in timings) for key, timings in runs.items()}
     for (name, beam), timings in runs.items():
-        seconds = statistics.median(t for t, _ in timings)
+        seconds = median[name, beam]
+        if beam == 0:
+            print(f"{label[name]:8s} start-up: {seconds:.2f} s (one sentence, median)")
+            continue
         rss = max(m for _, m in timings)
         out = outputs[name, beam]
         rows[name, beam] = (n / seconds, bleu_of(out, ref), rss)
@@ -122,6 +131,11 @@ def main() -> None:
         )
     if cache is None:
         return
+    ratios = [
+        (median["joey", b] - median["joey", 0]) / (median["nmt", b] - median["nmt", 0])
+        for b in (1, 5)
+    ]
+    print(f"without start-up: greedy {ratios[0]:.2f}x, beam 5 {ratios[1]:.2f}x")
     print(f"greedy speedup vs joeynmt: {rows['nmt', 1][0] / rows['joey', 1][0]:.2f}x")
     print(f"speedup vs joeynmt: {rows['nmt', 5][0] / rows['joey', 5][0]:.2f}x")
 
