@@ -300,8 +300,8 @@ def translate(
             checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
         )
         # torch, the model and everything loaded so far live as long as the process: kept out
-        # of the cyclic garbage collector, whose full passes over them (170k objects, 0.09 s
-        # each) otherwise run every few hundred translated sentences
+        # of the cyclic garbage collector, whose full passes over their 170k objects took
+        # 0.07 s each, one per 1,000 sentences translated here
         gc.freeze()
         kwargs = dict(
             beam_size=beam_size,
