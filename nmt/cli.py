@@ -316,6 +316,8 @@ def translate(
             errors=errors,
             name=str(input) if input else "<stdin>",
             return_attention=with_attention or attention_dir is not None,
+            # text shows scores only in n-best lists
+            scores=fmt != "text" or nbest > 1,
         )
         if attention_dir is not None:
             attention_dir.mkdir(parents=True, exist_ok=True)

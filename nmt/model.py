@@ -123,11 +123,13 @@ class Seq2Seq(nn.Module):
         return logits, (torch.stack(weights, 1) if weights else None)
 
     def decode_step(
-        self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut
+        self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut, normalize: bool = True
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """prev (B,) last tokens -> float32 log-probabilities (B, V), new state, weights (B, S)."""
+        """prev (B,) last tokens -> float32 log-probabilities (B, V) (logits when not
+        `normalize`), new state, weights (B, S)."""
         state, weights = self.decoder.step(state, self.tgt_embed(prev), enc)
-        return self.logits(state.att_vec).float().log_softmax(-1), state, weights
+        logits = self.logits(state.att_vec).float()
+        return (logits.log_softmax(-1) if normalize else logits), state, weights
 
 
 def count_parameters(model: nn.Module) -> int:

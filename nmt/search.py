@@ -42,6 +42,9 @@ class SearchOptions:
     # when a sentence's beam search is done, given K finished hypotheses (see beam_search)
     stopping: str = "early"  # or "exact"
     return_attention: bool = False
+    # False: greedy search takes its argmax over the logits and skips the log-softmax (an exp
+    # over V pieces a row: 5% of greedy decoding's CPU time, int8); log_prob and score are NaN
+    scores: bool = True
 
     def normalize(self, log_prob, length):
         """Length-normalized score of a float or a tensor; `length` counts the EOS."""
@@ -135,18 +138,20 @@ def greedy(
     limits = max_lengths(src_lengths, opts).to(src.device)
     active = torch.arange(batch, device=src.device)  # (N,) sentence of each row
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
-    log_prob = torch.zeros(batch, device=src.device)
+    log_prob = torch.full((batch,), 0.0 if opts.scores else math.nan, device=src.device)
     tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)  # (N, t)
     attn = [] if opts.return_attention else None
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while active.numel():
-        log_probs, state, weights = model.decode_step(state, prev, enc)  # (N, V)
+        # (N, V) log-probabilities, or logits: the same argmax
+        log_probs, state, weights = model.decode_step(state, prev, enc, normalize=opts.scores)
         if weights is None:
             attn = None  # a model without attention has none to return
         _mask_special(log_probs, step, opts.min_len, limits[active] <= step)
         best_lp, prev = best_in_rows(log_probs)  # (N,)
-        log_prob = log_prob + best_lp
+        if opts.scores:
+            log_prob = log_prob + best_lp
         tokens = torch.cat([tokens, prev[:, None]], 1)
         if attn is not None:
             attn = attn + [weights]

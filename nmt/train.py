@@ -260,7 +260,7 @@ class Trainer:
             hyps = search_ids(
                 self.model,
                 self.valid_src_ids,
-                SearchOptions(beam_size=1),
+                SearchOptions(beam_size=1, scores=False),  # BLEU needs the tokens only
                 self.config.train.batch_tokens,
             )
         outputs = self.tokenizer.decode_tgt([h[0].tokens for h in hyps])

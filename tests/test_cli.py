@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import random
@@ -355,6 +356,15 @@ def test_translate_jsonl(trained, reference_lines, with_attention):
             assert all(abs(sum(row) - 1) < 1e-4 for row in att)
         else:
             assert "attention" not in hyp and "tokens" not in hyp
+
+
+def test_translate_greedy_jsonl_has_scores(trained):
+    # text output skips greedy's scores; jsonl shows them, so it must have them
+    r = nmt("translate", trained, "-b", "1", "--format", "jsonl", input="The red cat.\n")
+    ok(r)
+    (hyp,) = json.loads(r.stdout)["hypotheses"]
+    assert math.isfinite(hyp["log_prob"]) and hyp["log_prob"] < 0
+    assert math.isfinite(hyp["score"])
 
 
 def test_translate_nbest_jsonl(trained):

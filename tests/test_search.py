@@ -74,7 +74,10 @@ class ScriptedModel:
         history = torch.full((1, src.size(0), self.max_steps), -1, dtype=torch.long)
         return enc, DecoderState(history, torch.zeros(src.size(0), 1))
 
-    def decode_step(self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut):
+    def decode_step(
+        self, state: DecoderState, prev: torch.Tensor, enc: EncoderOut, normalize: bool = True
+    ):
+        # log-probabilities even when not asked to normalize: the argmax is the same
         self.calls += 1
         history = state.hidden.clone()  # (1, R, steps)
         rows = history.size(1)
@@ -316,6 +319,14 @@ def test_beam_one_equals_greedy(model_and_ids) -> None:
     b = _run(beam_search, model, ids, SearchOptions(beam_size=1, length_penalty=0))
     assert [h[0].tokens for h in b] == [h[0].tokens for h in g]
     assert [h[0].log_prob for h in b] == pytest.approx([h[0].log_prob for h in g], abs=1e-4)
+
+
+def test_greedy_without_scores_takes_the_same_tokens(model_and_ids) -> None:
+    model, ids = model_and_ids
+    scored = _run(greedy, model, ids, SearchOptions(beam_size=1))
+    unscored = _run(greedy, model, ids, SearchOptions(beam_size=1, scores=False))
+    assert [h[0].tokens for h in unscored] == [h[0].tokens for h in scored]
+    assert all(math.isnan(h[0].log_prob) and math.isnan(h[0].score) for h in unscored)
 
 
 def _mixed_inputs(ids: list[list[int]]) -> list[list[int]]:
