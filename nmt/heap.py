@@ -16,7 +16,6 @@ glibc (macOS, Windows, musl) this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # mallopt: free bytes at the heap's top before they are given back
 M_MMAP_MAX = -4  # mallopt: how many allocations may be mmap'ed at once
@@ -25,11 +24,10 @@ KEEP_FREE = 1 << 30
 
 def reuse_freed_memory() -> bool:
     """Serve large allocations from the heap instead of mmap; True if glibc took it."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
+        # the symbols the process has loaded, libc's among them: `ctypes.util.find_library`
+        # would run `ldconfig -p` in a subprocess, 25 ms of every command's start-up
+        libc = ctypes.CDLL(None)
         return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREE))
-    except (OSError, AttributeError):  # no such library or no mallopt (not glibc)
+    except (OSError, AttributeError, TypeError):  # no mallopt (not glibc), or no CDLL(None)
         return False
