@@ -87,7 +87,7 @@ class Translator:
     ) -> list[Translation]:
         """Translate in memory; `options` are the fields of `SearchOptions` (nbest,
         length_penalty, max_len_ratio, max_len_offset, min_len, stopping,
-        return_attention)."""
+        return_attention, scores)."""
         opts = SearchOptions(beam_size=beam_size, **options)
         check_options(opts)
         ids = self.tokenizer.encode_src(sentences)
