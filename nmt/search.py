@@ -26,7 +26,7 @@ NEG_INF = float("-inf")
 @dataclass
 class Hypothesis:
     tokens: list[int]  # output ids, without BOS and EOS
-    log_prob: float  # model log-probability of tokens + EOS
+    log_prob: float  # model log-probability of tokens + EOS (NaN: searched without scores)
     score: float  # log_prob after length normalization (what beam search ranks by)
     attention: torch.Tensor | None = None  # (len(tokens) + 1, source length incl. EOS)
 
