@@ -104,7 +104,8 @@ def load_checkpoint(
     """The model (on `device`, in eval mode), config and tokenizer of a checkpoint file.
 
     With `mmap` the parts left unused are never read: translation skips the training state
-    (the optimizer's moments, two thirds of the file), a twentieth of a second here.
+    (the optimizer's moments, two thirds of the file): reading the recipe's 76 MB checkpoint
+    took 0.017 to 0.025 s instead of 0.031 to 0.069 s here (page cache warm).
     """
     state = read_state(path, mmap=mmap)
     try:

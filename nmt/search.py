@@ -138,7 +138,7 @@ def greedy(
     limits = max_lengths(src_lengths, opts).to(src.device)
     active = torch.arange(batch, device=src.device)  # (N,) sentence of each row
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
-    log_prob = torch.full((batch,), 0.0 if opts.scores else math.nan, device=src.device)
+    log_prob = torch.zeros(batch, device=src.device)
     tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)  # (N, t)
     attn = [] if opts.return_attention else None
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -158,7 +158,7 @@ def greedy(
         done = (prev == EOS).nonzero().flatten().tolist()
         for r in done:
             hyp_attn = torch.stack([w[r] for w in attn]) if attn is not None else None
-            lp = float(log_prob[r])
+            lp = float(log_prob[r]) if opts.scores else math.nan
             results[int(active[r])] = [
                 Hypothesis(
                     tokens[r, :-1].tolist(),
