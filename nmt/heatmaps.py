@@ -142,10 +142,10 @@ def attention_maps(
 ) -> list[AttentionMap]:
     """The attention of each translation's best hypothesis, numbered from `first_line`.
 
-    `translations` are what `Translator.translate(..., return_attention=True)` returns; the i-th
-    map gets index ``first_line + i`` (its line in the input file, which names its output files).
-    A translation without hypotheses or without attention gets no map. Weights are float32; with
-    `words`, pieces are merged into words (`merge_words`).
+    `translations` are what `Translator.translate(..., return_attention=True)` returns; the map
+    of the i-th gets index ``first_line + i`` (its line in the input, which names its files). A
+    translation without hypotheses (an empty line) or without attention gets no map. Weights are
+    float32; with `words`, pieces are merged into words (`merge_words`).
     """
     maps = []
     for i, t in enumerate(translations):
