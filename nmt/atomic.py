@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Atomic file writes: a reader (or a crash) never sees half a file.
+
+The data is synced before the rename and the directory after it, so that once a function here
+returns, the new file (and not an empty or missing one) survives a power cut.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,21 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Sync a directory's entries: the rename into it is durable once this returns."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # no directory handles (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # a file system that cannot sync directories
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

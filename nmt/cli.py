@@ -50,24 +50,43 @@ def main(
     )
     for noisy in ("datasets", "huggingface_hub", "fsspec", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    reuse_freed_memory()
+
+
+# Commands that change the process beyond their own work (see `run`), and why:
+# - translate: glibc's allocator keeps freed memory for the next decoder step instead of
+#   mapping and faulting it in again (nmt/heap.py); a beam search step allocates tensors of
+#   tens of megabytes. train and attention keep glibc's defaults: no measurement shows a gain.
+_ALLOCATOR_COMMANDS = frozenset({"translate"})
+# - these load torch and a model, whose many thousands of objects Python's shutdown would free
+#   one by one, a noticeable part of a short command: they leave with os._exit instead.
+#   Commands that never load torch (score, plot, data, tokenizer) leave the usual way.
+_FAST_EXIT_COMMANDS = frozenset({"translate", "train", "attention"})
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The command `args` name: the first that is not an option (the app's own options, -v
+    and --help, take no value)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 def run() -> None:
-    """The `nmt` command: run the app, flush, and leave without the interpreter's teardown.
+    """The `nmt` command: tune the process for the commands that gain (see above), run the app,
+    flush, and leave the commands of `_FAST_EXIT_COMMANDS` without the interpreter's teardown.
 
-    Once a command is done, Python's shutdown still frees torch's many thousands of objects
-    one by one: 0.4 to 0.6 s on these CPUs, a tenth to a fifth of translating the 1,000
-    Multi30k test sentences greedily (3.0 to 4.2 s). Every command has closed its files
-    (outputs are renamed into place) and stopped its worker processes by the time it
-    returns, so os._exit loses nothing.
+    Those commands have closed their files (outputs are renamed into place) and stopped their
+    worker processes by the time they return, so os._exit loses nothing.
     Errors that escape a command take the usual way out, traceback included.
     """
+    command = _command_name(sys.argv[1:])
+    if command in _ALLOCATOR_COMMANDS:
+        reuse_freed_memory()
     try:
         app(prog_name="nmt")
         code: int | str | None = 0
     except SystemExit as e:
         code = e.code
+    if command not in _FAST_EXIT_COMMANDS:
+        sys.exit(code)
     if isinstance(code, str):  # what sys.exit("message") would print
         print(code, file=sys.stderr)
         code = 1
@@ -362,27 +381,10 @@ def _translate_progress(quiet: bool):
         yield on_progress
 
 
-def _attention_maps(results, first: int, words: bool = False) -> list:
-    """The 1-best attention of each translation, numbered from line `first`."""
-    import numpy as np
-
-    from nmt.plots import AttentionMap, merge_words
-
-    maps = []
-    for i, t in enumerate(results):
-        if t.hypotheses and t.hypotheses[0].attention is not None:
-            h = t.hypotheses[0]
-            amap = AttentionMap(
-                first + i, t.src_tokens, h.tokens, np.asarray(h.attention, dtype=np.float32)
-            )
-            maps.append(merge_words(amap) if words else amap)
-    return maps
-
-
 def _save_maps(results, first: int, out_dir: Path) -> None:
-    from nmt.plots import save_attention
+    from nmt.heatmaps import save_attention_maps
 
-    save_attention(_attention_maps(results, first), out_dir, "png")
+    save_attention_maps(results, out_dir, "png", first_line=first)
 
 
 # -- score -----------------------------------------------------------------------------
@@ -433,7 +435,7 @@ def attention(
     """Translate and write one attention heatmap per sentence."""
     with user_errors():
         from nmt.corpus import read_lines
-        from nmt.plots import FORMATS, save_attention
+        from nmt.heatmaps import FORMATS, save_attention_maps
         from nmt.translate import Translator
 
         if fmt not in FORMATS:
@@ -453,9 +455,7 @@ def attention(
                 f"{checkpoint} was trained with attention none: there is no attention to plot"
             )
         results = translator.translate(sentences, beam_size=beam_size, return_attention=True)
-        maps = _attention_maps(results, first, words)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = save_attention(maps, out, fmt)
+        paths = save_attention_maps(results, out, fmt, first_line=first, words=words)
     for p in paths:
         print(p)
 
@@ -469,7 +469,7 @@ def plot(
     x: Annotated[str, typer.Option("--x", help="step or time.")] = "step",
 ) -> None:
     """Training curves (loss, validation loss, BLEU, chrF, learning rate) of one or more runs."""
-    from nmt.plots import plot_curves
+    from nmt.curves import plot_curves
 
     with user_errors():
         try:

@@ -29,7 +29,9 @@ class DecoderState(NamedTuple):
 
 
 class EncoderOut(NamedTuple):
-    keys: torch.Tensor | None  # (B, S, A) projected once per batch; None without attention
+    # (B, S, A) from Attention.project_keys, once per batch (Bahdanau's stored doubled, 2 W_k k:
+    # see Attention.forward); None without attention
+    keys: torch.Tensor | None
     values: torch.Tensor  # (B, S, D) encoder outputs
     mask: torch.Tensor  # (B, S) True at real source tokens
 

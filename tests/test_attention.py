@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.attention import Attention
+from nmt.attention import Attention, bahdanau_reference
 from nmt.batching import padding_mask
 
 KINDS = ["dot", "general", "bahdanau"]
@@ -108,3 +108,17 @@ def test_several_queries_a_sentence_equal_copies_of_its_keys(kind: str) -> None:
     assert torch.allclose(context, want_context, atol=1e-6)
     assert torch.allclose(weights, want_weights, atol=1e-6)
     assert (weights[~mask[rows]] == 0).all()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_bahdanau_fast_path_equals_the_textbook_form(k: int) -> None:
+    # forward scores through a sigmoid of doubled keys; the reference is v^T tanh(W_k k + W_q q)
+    att, _, values, mask = _setup("bahdanau")
+    query = torch.randn(B * k, 5) * 3  # (B * K, H)
+    context, weights = att(query, att.project_keys(values), values, mask)
+    rows = torch.arange(B).repeat_interleave(k)
+    want_context, want_weights = bahdanau_reference(att, query, values[rows], mask[rows])
+    # float32 through two different formulas: equal to rounding
+    assert torch.allclose(weights, want_weights, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(context, want_context, rtol=1e-5, atol=1e-5)
+    assert (want_weights[~mask[rows]] == 0).all()

@@ -628,6 +628,43 @@ def test_plot_bad_inputs(tmp_path):
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "c.gif").exists()
 
 
+@pytest.mark.parametrize(
+    "args, tunes, fast_exit, code",
+    [
+        (["translate", "--help"], True, True, 0),
+        (["-v", "train", "--help"], False, True, 0),
+        (["attention", "--help"], False, True, 0),
+        (["score", "--hyp", "missing.txt", "--ref", "missing.txt"], False, False, 2),
+        (["plot", "--help"], False, False, 0),
+        (["--help"], False, False, 0),
+    ],
+)
+def test_only_the_commands_that_gain_change_the_process(args, tunes, fast_exit, code, tmp_path):
+    """nmt.cli.run tunes glibc's allocator for translate only, and skips the interpreter's
+    teardown (os._exit) only for the commands that load torch."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, sys\n"
+        "import nmt.cli as cli\n"
+        "cli.reuse_freed_memory = lambda: print('TUNED', file=sys.stderr) or True\n"
+        "real_exit = os._exit\n"
+        "def fast_exit(code):\n"
+        "    print('FAST_EXIT', file=sys.stderr, flush=True)\n"
+        "    real_exit(code)\n"
+        "os._exit = fast_exit\n"
+        "sys.argv = ['nmt', *sys.argv[1:]]\n"
+        "cli.run()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == code, proc.stderr
+    assert ("TUNED" in proc.stderr) == tunes
+    assert ("FAST_EXIT" in proc.stderr) == fast_exit
+
+
 def test_the_nmt_process_delivers_all_output_and_its_exit_code(trained, tmp_path) -> None:
     """`nmt` leaves through os._exit (nmt.cli.run): stdout must still arrive complete (here
     from two worker processes) and error codes must be kept."""

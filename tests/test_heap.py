@@ -1,4 +1,4 @@
-"""Tests for nmt.heap: the allocator setting the CLI applies at start-up."""
+"""Tests for nmt.heap: the allocator setting `nmt translate` applies at start-up."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> train/translate/plots -> search/model -> config."""
+"""Imports flow one way: cli -> train/translate/heatmaps/curves -> search/model -> config."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ RANK = {
     "toy": 1,
     "corpus": 1,
     "metrics": 1,
-    "plots": 1,
+    "render": 1,
+    "heatmaps": 2,
+    "curves": 2,
     "batching": 2,
     "encoder": 2,
     "attention": 2,

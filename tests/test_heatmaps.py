@@ -1,4 +1,5 @@
-"""Tests for nmt.plots: every export format, merge_words, training curves, a browser render."""
+"""Tests for nmt.heatmaps: maps from translations, every export format, merge_words, fonts and
+logging while drawing, a browser render."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt import plots
-from nmt.plots import FORMATS, AttentionMap, merge_words, plot_curves, save_attention
+from nmt import render
+from nmt.heatmaps import (
+    FORMATS,
+    AttentionMap,
+    attention_maps,
+    merge_words,
+    save_attention,
+    save_attention_maps,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -47,7 +55,7 @@ def _no_temp_files(out: Path) -> bool:
 
 def test_import_is_standalone() -> None:
     code = (
-        "import sys, nmt.plots; "
+        "import sys, nmt.heatmaps, nmt.curves; "
         "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -157,7 +165,106 @@ def test_json_round_trip(tmp_path: Path, maps: list[AttentionMap]) -> None:
     assert [r["index"] for r in records] == [7, 12]
     for r, m in zip(records, maps, strict=True):
         assert r["src_tokens"] == m.src_tokens and r["tgt_tokens"] == m.tgt_tokens
-        np.testing.assert_array_equal(np.array(r["weights"]), m.weights)
+        # rounded to 6 significant digits
+        np.testing.assert_allclose(np.array(r["weights"]), m.weights, rtol=1e-5, atol=0)
+
+
+def _significant_digits(number: str) -> int:
+    mantissa = number.lstrip("-").lower().split("e")[0].replace(".", "")
+    return len(mantissa.lstrip("0")) or 1
+
+
+def test_json_weights_are_rounded(tmp_path: Path) -> None:
+    # float64 thirds and a float32 weight print with 16 and 17 digits unrounded
+    thirds = AttentionMap(1, ["a", "b", "c"], ["x"], np.full((1, 3), 1 / 3))
+    small = AttentionMap(2, ["a", "b"], ["x"], np.array([[1e-9 / 3, 1 - 1e-9 / 3]], np.float32))
+    (path,) = save_attention([thirds, small], tmp_path, "json")
+    text = path.read_text(encoding="utf-8")
+    numbers: list[str] = []
+    json.loads(text, parse_float=numbers.append)  # the weights as written
+    assert len(numbers) == 5 and max(map(_significant_digits, numbers)) <= 6, numbers
+    assert json.loads(text)[0]["weights"] == [[0.333333] * 3]
+
+
+def test_pdf_keeps_fonttools_progress_out_of_the_logs(
+    tmp_path: Path,
+    maps: list[AttentionMap],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # fontTools logs each step of subsetting the embedded fonts at INFO ("glyf pruned", ...),
+    # about 150 lines a PDF; here logging prints INFO records to stderr, as the nmt command does
+    fonttools = logging.getLogger("fontTools")
+    level = fonttools.level
+    root = logging.getLogger()
+    to_stderr = logging.StreamHandler(sys.stderr)
+    root.addHandler(to_stderr)
+    try:
+        with caplog.at_level(logging.INFO):
+            (pdf,) = save_attention(maps[:1], tmp_path, "pdf")
+    finally:
+        root.removeHandler(to_stderr)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert [r for r in caplog.records if r.name.startswith("fontTools")] == []
+    err = capfd.readouterr().err
+    assert "pruned" not in err and "subsetted" not in err, err[:500]
+    assert fonttools.level == level  # the caller's setting is back
+
+
+def _translations():
+    from nmt.translate import Output, Translation
+
+    def out(tokens: list[str], attention: list[list[float]] | None) -> Output:
+        return Output("".join(tokens), -1.0, -1.0, tokens, attention)
+
+    src = ["▁the", "▁re", "d", "</s>"]
+    weights = _weights(3, 4).tolist()
+    return [
+        Translation("the red", src, [out(["▁das", "▁ro", "</s>"], weights)]),
+        Translation("", [], []),  # an empty line: no hypothesis
+        Translation("the red", src, [out(["▁das", "</s>"], None)]),  # searched without
+        Translation("red", src[1:], [out(["▁ro", "te", "</s>"], _weights(3, 3).tolist())]),
+    ]
+
+
+def test_attention_maps_from_translations() -> None:
+    translations = _translations()
+    maps = attention_maps(translations, 5)
+    assert [m.index for m in maps] == [5, 8]  # numbered by line; lines 6 and 7 have none
+    assert maps[0].src_tokens == ["▁the", "▁re", "d", "</s>"]
+    assert maps[0].tgt_tokens == ["▁das", "▁ro", "</s>"]
+    assert maps[0].weights.dtype == np.float32
+    np.testing.assert_array_equal(maps[0].weights, np.float32(_weights(3, 4)))
+    (words,) = attention_maps(translations[3:], 2, words=True)
+    assert words.index == 2 and words.tgt_tokens == ["rote", "</s>"]
+    np.testing.assert_allclose(
+        words.weights, merge_words(attention_maps(translations[3:])[0]).weights
+    )
+
+
+def test_save_attention_maps_equals_its_two_steps(tmp_path: Path) -> None:
+    translations = _translations()
+    paths = save_attention_maps(translations, tmp_path / "a", "html", first_line=3, words=True)
+    steps = save_attention(attention_maps(translations, 3, words=True), tmp_path / "b", "html")
+    assert [p.name for p in paths] == [p.name for p in steps]
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in steps]
+
+
+def test_python_api_writes_what_nmt_attention_writes(trained: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nmt.cli import app
+    from nmt.translate import Translator
+
+    sentences = ["The red cat sees the dog.", "Two big houses."]
+    (tmp_path / "in.txt").write_text("x\n" + "\n".join(sentences) + "\n", encoding="utf-8")
+    args = ["attention", str(trained), "-i", str(tmp_path / "in.txt"), "--lines", "2-3"]
+    args += ["-o", str(tmp_path / "cli"), "--format", "json", "-b", "2", "--words"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    results = Translator(trained).translate(sentences, beam_size=2, return_attention=True)
+    (path,) = save_attention_maps(results, tmp_path / "api", "json", first_line=2, words=True)
+    assert path.read_bytes() == (tmp_path / "cli" / "attention.json").read_bytes()
 
 
 def test_bad_inputs(tmp_path: Path, maps: list[AttentionMap]) -> None:
@@ -202,7 +309,7 @@ def test_merge_words_edge_cases() -> None:
 def test_cjk_without_font_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(plots, "_WARNED", set())
+    render.warn_once.cache_clear()
     cjk = [
         AttentionMap(i, ["▁東京", "▁へ", "</s>"], ["▁to", "▁Tokyo", "</s>"], _weights(3, 3))
         for i in (1, 2)
@@ -212,73 +319,11 @@ def test_cjk_without_font_warns_once(
         save_attention(cjk, tmp_path, "png")
         save_attention(cjk, tmp_path, "png")
     assert not [w for w in caught if "missing from font" in str(w.message)]
-    ours = [r for r in caplog.records if r.name == "nmt.plots"]
-    if plots._fonts()[1]:
+    ours = [r for r in caplog.records if r.name == "nmt.render"]
+    if render.fonts()[1]:
         assert ours == []
     else:
         assert len(ours) == 1 and "CJK" in ours[0].getMessage()
-
-
-def _write_log(run: Path, records: list[dict], extra: str = "") -> None:
-    run.mkdir(parents=True)
-    lines = [json.dumps(r) for r in records]
-    (run / "log.jsonl").write_text("\n".join(lines) + "\n\n" + extra, encoding="utf-8")
-
-
-def _fake_run(run: Path, scale: float, truncated: bool = False) -> None:
-    records: list[dict] = [{"kind": "config", "model": "rnn"}]
-    for step in range(100, 1100, 100):
-        records.append(
-            {"kind": "train", "step": step, "time": step * 0.12, "epoch": 1,
-             "loss": scale * 5 / (1 + step / 300), "lr": 1e-3 * min(1, step / 300),
-             "tokens_per_s": 5000.0, "unknown_key": [1, 2]}
-        )  # fmt: skip
-        if step % 500 == 0:
-            records.append(
-                {"kind": "valid", "step": step, "time": step * 0.12 + 5, "epoch": 2,
-                 "valid_loss": scale * 3 / (1 + step / 500), "valid_ppl": 8.2,
-                 "bleu": 10 + step / 100, "chrf": 40 + step / 50, "lr": 1e-3}
-            )  # fmt: skip
-    # A half-written last line, as while the run is still training.
-    _write_log(run, records, extra='{"kind": "train", "st' if truncated else "")
-
-
-def test_plot_curves(tmp_path: Path) -> None:
-    import matplotlib.image
-
-    _fake_run(tmp_path / "run-a", 1.0)
-    _fake_run(tmp_path / "run-b", 1.3, truncated=True)
-    out = plot_curves([tmp_path / "run-a", str(tmp_path / "run-b")], tmp_path / "figs" / "c.png")
-    assert out == tmp_path / "figs" / "c.png"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert matplotlib.image.imread(out)[..., :3].std() > 0.05
-
-    svg = plot_curves([tmp_path / "run-a"], tmp_path / "t.svg", x="time")
-    text = svg.read_text(encoding="utf-8")
-    ET.fromstring(text)
-    assert "time (s)" in text and "run-a" in text and "chrF" in text
-    assert _no_temp_files(tmp_path / "figs")
-
-
-def test_plot_curves_errors(tmp_path: Path) -> None:
-    _fake_run(tmp_path / "ok", 1.0)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no log.jsonl.*empty"):
-        plot_curves([tmp_path / "ok", tmp_path / "empty"], tmp_path / "c.png")
-    with pytest.raises(ValueError, match="step|time"):
-        plot_curves([tmp_path / "ok"], tmp_path / "c.png", x="epoch")
-    with pytest.raises(ValueError, match="suffix"):
-        plot_curves([tmp_path / "ok"], tmp_path / "c.gif")
-    assert not (tmp_path / "c.png").exists()
-
-
-def test_plot_curves_resumed_run_replaces_steps(tmp_path: Path) -> None:
-    run = tmp_path / "r"
-    records = [{"kind": "train", "step": s, "time": s, "loss": 5.0, "lr": 1.0} for s in (1, 2, 3)]
-    records += [{"kind": "train", "step": s, "time": s + 9, "loss": 1.0, "lr": 1.0} for s in (2, 3)]
-    _write_log(run, records)
-    series = plots._read_log(run, "step")
-    assert series[("train", "loss")] == ([1.0, 2.0, 3.0], [5.0, 1.0, 1.0])
 
 
 def test_html_renders_in_chromium(tmp_path: Path, maps: list[AttentionMap]) -> None:
