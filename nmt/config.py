@@ -58,15 +58,15 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = "rnn"  # rnn (attention encoder-decoder) | transformer (Vaswani et al. 2017)
-    cell: str = "gru"  # recurrent cell: rnn (Elman, tanh) | gru | lstm
-    embed_dim: int = 256  # embedding size of both sides
-    enc_hidden_size: int = 256  # encoder hidden size per direction
+    cell: str = "gru"  # rnn: recurrent cell: rnn (Elman, tanh) | gru | lstm
+    embed_dim: int = 256  # rnn: embedding size of both sides (transformer: d_model)
+    enc_hidden_size: int = 256  # rnn: encoder hidden size per direction
     enc_layers: int = 1  # encoder layers (rnn and transformer)
-    bidirectional: bool = True  # bidirectional encoder
-    hidden_size: int = 512  # decoder hidden size
+    bidirectional: bool = True  # rnn: bidirectional encoder
+    hidden_size: int = 512  # rnn: decoder hidden size
     dec_layers: int = 1  # decoder layers (rnn and transformer)
-    attention: str = "bahdanau"  # none | dot | general (Luong) | bahdanau (additive)
-    input_feeding: bool = True  # feed the previous attentional vector back into the decoder
+    attention: str = "bahdanau"  # rnn: none | dot | general (Luong) | bahdanau (additive)
+    input_feeding: bool = True  # rnn: feed the previous attentional vector back to the decoder
     dropout: float = 0.3  # rnn: on embeddings, layers, attentional vector; transformer: residual
     share_embeddings: bool = False  # one embedding matrix for source and target (joint vocab)
     tie_output: bool = True  # decoder output projection shares the target embedding
