@@ -199,6 +199,22 @@ def test_stepwise_decoding_with_beams_equals_the_forward_pass(options, layer, he
             torch.testing.assert_close(weights, att[:, t], atol=1e-6, rtol=1e-5)
 
 
+def test_attention_layer_and_head_choose_the_weights_returned() -> None:
+    model = _model(heads=4)
+    batch = make_batch(SRC, TGT)
+
+    def weights(layer: int, head: int | None) -> torch.Tensor:
+        model.attention_layer, model.attention_head = layer, head
+        with torch.no_grad():
+            return model(batch.src, batch.src_lengths, batch.tgt_in, return_attention=True)[1]
+
+    heads = torch.stack([weights(-1, h) for h in range(4)])  # (H, B, T, S)
+    torch.testing.assert_close(weights(-1, None), heads.mean(0))
+    torch.testing.assert_close(weights(1, 2), heads[2])
+    assert not torch.allclose(heads[0], heads[1])
+    assert not torch.allclose(weights(0, None), weights(1, None))
+
+
 def test_select_state_and_select_encoded_pick_rows() -> None:
     model = _model()
     src, src_lengths = source_tensor(SRC)
