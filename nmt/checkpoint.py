@@ -22,7 +22,7 @@ import nmt
 from nmt import NmtError
 from nmt.atomic import write_atomic
 from nmt.config import Config, config_from_dict
-from nmt.model import Seq2Seq
+from nmt.model import Seq2Seq, build_model
 from nmt.tokenizer import Tokenizer
 
 FORMAT = 1  # bump when the layout changes; older readers refuse newer files
@@ -111,7 +111,7 @@ def load_checkpoint(
     try:
         config = config_from_dict(state["config"])
         tokenizer = Tokenizer.from_state(state["tokenizer"])
-        model = Seq2Seq(
+        model = build_model(
             config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
         )
         model.load_state_dict(state["model"])

@@ -21,6 +21,19 @@ CELLS = ("rnn", "gru", "lstm")
 ATTENTIONS = ("none", "dot", "general", "bahdanau")
 METRICS = ("bleu", "chrf", "loss")
 MODEL_TYPES = ("unigram", "bpe")
+ARCHS = ("rnn", "transformer")
+NORMS = ("pre", "post")
+POSITIONS = ("sinusoidal", "learned")
+# options that only one architecture reads; the other refuses them when they differ from
+# their defaults, so that a setting never silently does nothing
+RNN_ONLY = (
+    "cell", "embed_dim", "enc_hidden_size", "bidirectional", "hidden_size", "attention",
+    "input_feeding",
+)  # fmt: skip
+TRANSFORMER_ONLY = (
+    "d_model", "heads", "ff_size", "attention_dropout", "activation_dropout", "norm",
+    "positions", "max_positions",
+)  # fmt: skip
 
 
 @dataclass
@@ -44,18 +57,27 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = "gru"  # recurrent cell: rnn (Elman, tanh) | gru | lstm
-    embed_dim: int = 256  # embedding size of both sides
-    enc_hidden_size: int = 256  # encoder hidden size per direction
-    enc_layers: int = 1  # encoder layers
-    bidirectional: bool = True  # bidirectional encoder
-    hidden_size: int = 512  # decoder hidden size
-    dec_layers: int = 1  # decoder layers
-    attention: str = "bahdanau"  # none | dot | general (Luong) | bahdanau (additive)
-    input_feeding: bool = True  # feed the previous attentional vector back into the decoder
-    dropout: float = 0.3  # dropout on embeddings, between layers and on the attentional vector
+    arch: str = "rnn"  # rnn (attention encoder-decoder) | transformer (Vaswani et al. 2017)
+    cell: str = "gru"  # rnn: recurrent cell: rnn (Elman, tanh) | gru | lstm
+    embed_dim: int = 256  # rnn: embedding size of both sides (transformer: d_model)
+    enc_hidden_size: int = 256  # rnn: encoder hidden size per direction
+    enc_layers: int = 1  # encoder layers (rnn and transformer)
+    bidirectional: bool = True  # rnn: bidirectional encoder
+    hidden_size: int = 512  # rnn: decoder hidden size
+    dec_layers: int = 1  # decoder layers (rnn and transformer)
+    attention: str = "bahdanau"  # rnn: none | dot | general (Luong) | bahdanau (additive)
+    input_feeding: bool = True  # rnn: feed the previous attentional vector back to the decoder
+    dropout: float = 0.3  # rnn: on embeddings, layers, attentional vector; transformer: residual
     share_embeddings: bool = False  # one embedding matrix for source and target (joint vocab)
     tie_output: bool = True  # decoder output projection shares the target embedding
+    d_model: int = 512  # transformer: width of embeddings, attention and the residual stream
+    heads: int = 8  # transformer: attention heads (d_model must be divisible by it)
+    ff_size: int = 2048  # transformer: inner size of the position-wise feed-forward layers
+    attention_dropout: float = 0.0  # transformer: dropout on attention weights
+    activation_dropout: float = 0.0  # transformer: dropout after the feed-forward ReLU
+    norm: str = "pre"  # transformer: layer norm before sublayers (pre) or after residuals (post)
+    positions: str = "sinusoidal"  # transformer: sinusoidal | learned position embeddings
+    max_positions: int = 256  # transformer: learned positions' table size (longest sentence)
 
 
 @dataclass
@@ -155,7 +177,10 @@ def _at_least(where: str, value: float, low: float) -> None:
 
 def validate(config: Config) -> None:
     d, m, t = config.data, config.model, config.train
+    _choice("model.arch", m.arch, ARCHS)
     _choice("model.cell", m.cell, CELLS)
+    _choice("model.norm", m.norm, NORMS)
+    _choice("model.positions", m.positions, POSITIONS)
     _choice("model.attention", m.attention, ATTENTIONS)
     _choice("train.valid_metric", t.valid_metric, METRICS)
     _choice("data.model_type", d.model_type, MODEL_TYPES)
@@ -167,6 +192,10 @@ def validate(config: Config) -> None:
         ("model.enc_layers", m.enc_layers),
         ("model.hidden_size", m.hidden_size),
         ("model.dec_layers", m.dec_layers),
+        ("model.d_model", m.d_model),
+        ("model.heads", m.heads),
+        ("model.ff_size", m.ff_size),
+        ("model.max_positions", m.max_positions),
         ("train.batch_tokens", t.batch_tokens),
         ("train.valid_every", t.valid_every),
         ("train.log_every", t.log_every),
@@ -188,6 +217,8 @@ def validate(config: Config) -> None:
         _at_least(where, value, 0)
     for where, value in [
         ("model.dropout", m.dropout),
+        ("model.attention_dropout", m.attention_dropout),
+        ("model.activation_dropout", m.activation_dropout),
         ("train.label_smoothing", t.label_smoothing),
         ("train.teacher_forcing_ratio", t.teacher_forcing_ratio),
         ("train.lr_decay", t.lr_decay),
@@ -202,10 +233,49 @@ def validate(config: Config) -> None:
             f"config: model.attention dot needs model.hidden_size ({m.hidden_size}) equal to the "
             f"encoder output size ({enc_out}); use general or bahdanau, or change the sizes"
         )
+    if m.arch == "transformer":
+        _validate_transformer(config)
+    else:
+        _refuse_changed(m, TRANSFORMER_ONLY, "transformer")
     if m.share_embeddings and not d.joint_vocab:
         raise NmtError("config: model.share_embeddings needs data.joint_vocab true")
     if t.device != "auto" and not (t.device == "cpu" or t.device.startswith("cuda")):
         raise NmtError(f"config: train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+
+
+def decoder_positions(src_tokens: int) -> int:
+    """Positions the decoder reads (BOS, then every output token but the final EOS) for the
+    longest output search allows by default (SearchOptions: 1.5 x source tokens + 10)."""
+    return math.floor(src_tokens * 1.5) + 10 + 1
+
+
+def _refuse_changed(m: ModelConfig, names: tuple[str, ...], owner: str) -> None:
+    defaults = ModelConfig()
+    for name in names:
+        if getattr(m, name) != getattr(defaults, name):
+            raise NmtError(
+                f"config: model.{name} is an option of model.arch {owner}, but model.arch is "
+                f"{m.arch}: remove it"
+            )
+
+
+def _validate_transformer(config: Config) -> None:
+    m, t = config.model, config.train
+    _refuse_changed(m, RNN_ONLY, "rnn")
+    if m.d_model % m.heads:
+        raise NmtError(
+            f"config: model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})"
+        )
+    if t.teacher_forcing_ratio < 1:
+        raise NmtError("config: train.teacher_forcing_ratio below 1 needs model.arch rnn")
+    # a learned table has no row for a position past its end: it must hold the longest
+    # training source (EOS included) and the longest output that search allows by default
+    needed = max(config.data.max_len + 1, decoder_positions(config.data.max_len))
+    if m.positions == "learned" and m.max_positions < needed:
+        raise NmtError(
+            f"config: model.max_positions ({m.max_positions}) must be >= {needed} with learned "
+            f"positions and data.max_len {config.data.max_len} (the longest source and output)"
+        )
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

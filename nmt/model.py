@@ -15,6 +15,7 @@ from nmt.config import ModelConfig
 from nmt.decoder import Decoder, DecoderState, EncoderOut
 from nmt.encoder import Encoder
 from nmt.tokenizer import PAD
+from nmt.transformer import Transformer
 
 
 class Seq2Seq(nn.Module):
@@ -134,3 +135,10 @@ class Seq2Seq(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build_model(config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
+    """The network that `config.arch` names: Seq2Seq (rnn) or Transformer."""
+    if config.arch == "transformer":
+        return Transformer(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+    return Seq2Seq(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)

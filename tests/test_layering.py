@@ -24,6 +24,7 @@ RANK = {
     "encoder": 2,
     "attention": 2,
     "decoder": 3,
+    "transformer": 3,
     "model": 4,
     "search": 5,
     "checkpoint": 5,
