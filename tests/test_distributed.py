@@ -61,3 +61,24 @@ def test_two_processes_follow_the_one_process_loss_curve(toy_dir, tmp_path):
     # differed by 4% to 15%: the two runs cut the corpus into different batches)
     for a, b in zip(single, ddp):
         assert abs(a - b) / a < 0.2, (single, ddp)
+
+
+def test_one_process_needs_no_process_group(monkeypatch):
+    import torch
+
+    from nmt.distributed import all_reduce_sum, init_distributed, rank0_decides, shard
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_distributed(torch.device("cpu")) == (0, 1)
+    assert rank0_decides(True, torch.device("cpu"), 1) is True
+    x = torch.tensor([1.0, 2.0])
+    assert all_reduce_sum(x, 1) is x and x.tolist() == [1.0, 2.0]
+    assert shard([0, 1, 2], rank=0, world=1) == [0, 1, 2]
+
+
+def test_every_rank_gets_as_many_batches():
+    from nmt.distributed import shard
+
+    plan = [[i] for i in range(7)]
+    shares = [shard(plan, rank, 3) for rank in range(3)]
+    assert shares == [[[0], [3]], [[1], [4]], [[2], [5]]]  # the 7th would make one rank wait
