@@ -359,7 +359,6 @@ class Trainer:
                 # clocks differ: rank 0 decides when time is up
                 time_up = self._done(clock)
                 stop = stop or rank0_decides(time_up, self.device, self.world)
-                window.start = time.perf_counter()
             if stop or self._done(clock):
                 return stop
         s.epoch += 1
