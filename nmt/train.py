@@ -91,6 +91,8 @@ class _Window:
 
 @dataclass
 class _Clock:
+    """Training time over resumed runs: what train.max_minutes and the log's `time` count."""
+
     before: float  # training seconds of the runs this one resumed
     started: float  # time.perf_counter() when this process started training
 
@@ -337,9 +339,8 @@ class Trainer:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""
         t, s = self.config.train, self.state
         for idxs in self._epoch_plan()[s.batch_in_epoch :]:
-            batch = make_batch([self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]).to(
-                self.device
-            )
+            pairs = [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
+            batch = make_batch(*pairs).to(self.device)
             lr = self._lr()
             mean_loss, n_tokens = self._update(batch, lr)
             s.batch_in_epoch += 1
