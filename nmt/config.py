@@ -68,8 +68,8 @@ class TrainConfig:
     max_epochs: int = 30  # stop after this many epochs (0: no limit)
     max_minutes: float = 0.0  # stop after this much wall-clock training time (0: no limit)
     lr: float = 0.001  # Adam learning rate (noam: the peak, reached at the end of warm-up)
-    schedule: str = "plateau"  # learning-rate schedule: plateau | noam (nmt/schedule.py)
     warmup_steps: int = 0  # linear learning-rate warm-up over this many updates (noam: > 0)
+    schedule: str = "plateau"  # learning-rate schedule: plateau | noam (nmt/schedule.py)
     lr_decay: float = 0.5  # plateau: learning rate factor when validation stops improving
     lr_patience: int = 2  # plateau: validations without improvement before the rate decays
     min_lr: float = 1e-5  # plateau: learning rate floor
