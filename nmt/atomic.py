@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,23 +33,29 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Sync a directory's entries: the rename into it is durable once this returns."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # no directory handles (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # a file system that cannot sync directories
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy `src` over `dst`: a reader or a crash sees the old `dst` or the whole copy."""
+    with open(src, "rb") as f, atomic_open(dst, "wb") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make renames in the folder `path` survive a power loss (the folder is a file too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its renames need no folder sync
+        return
+    try:
+        # some file systems cannot sync a folder: the file itself is synced already
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

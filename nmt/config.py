@@ -34,6 +34,7 @@ TRANSFORMER_ONLY = (
     "d_model", "heads", "ff_size", "attention_dropout", "activation_dropout", "norm",
     "positions", "max_positions",
 )  # fmt: skip
+SCHEDULES = ("plateau", "noam")
 
 
 @dataclass
@@ -88,11 +89,14 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many updates (0: no limit)
     max_epochs: int = 30  # stop after this many epochs (0: no limit)
     max_minutes: float = 0.0  # stop after this much wall-clock training time (0: no limit)
-    lr: float = 0.001  # Adam learning rate
-    warmup_steps: int = 0  # linear learning-rate warm-up over this many updates
-    lr_decay: float = 0.5  # learning rate factor when validation stops improving
-    lr_patience: int = 2  # validations without improvement before the learning rate decays
-    min_lr: float = 1e-5  # learning rate floor
+    lr: float = 0.001  # Adam learning rate (noam: the peak, reached at the end of warm-up)
+    warmup_steps: int = 0  # linear learning-rate warm-up over this many updates (noam: > 0)
+    schedule: str = "plateau"  # learning-rate schedule: plateau | noam (nmt/schedule.py)
+    lr_decay: float = 0.5  # plateau: learning rate factor when validation stops improving
+    lr_patience: int = 2  # plateau: validations without improvement before the rate decays
+    min_lr: float = 1e-5  # plateau: learning rate floor
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decay rates, each in [0, 1)
+    adam_eps: float = 1e-8  # Adam's denominator term
     clip_norm: float = 1.0  # gradient-norm clipping threshold (0: off)
     label_smoothing: float = 0.1  # label smoothing of the cross-entropy
     teacher_forcing_ratio: float = 1.0  # below 1: scheduled sampling of the decoder's own guesses
@@ -112,14 +116,24 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """Plain data that YAML, JSON and checkpoints hold: tuples become lists."""
+        return {
+            name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+            for name, section in dataclasses.asdict(self).items()
+        }
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
-def _coerce(section: str, name: str, kind: type, value: Any) -> Any:
-    where = f"{section}.{name}"
+def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
+    """`value` as the type of the option's default (a tuple: as many items, each coerced)."""
+    where, kind = f"{section}.{name}", type(default)
+    if kind is tuple:
+        if isinstance(value, (list, tuple)) and len(value) == len(default):
+            return tuple(_coerce(section, name, d, v) for d, v in zip(default, value))
+        kinds = ", ".join(type(d).__name__ for d in default)
+        raise NmtError(f"config: {where} must be a list [{kinds}], got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -155,8 +169,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
             raise NmtError(
                 f"config: unknown key {name}.{unknown[0]}; valid keys: {', '.join(fields)}"
             )
-        kinds = {f.name: type(f.default) for f in fields.values()}
-        sections[name] = cls(**{k: _coerce(name, k, kinds[k], v) for k, v in values.items()})
+        sections[name] = cls(
+            **{k: _coerce(name, k, fields[k].default, v) for k, v in values.items()}
+        )
     unknown = sorted(set(raw) - set(SECTIONS), key=str)
     if unknown:
         raise NmtError(f"config: unknown section {unknown[0]}; valid sections: data, model, train")
@@ -183,6 +198,7 @@ def validate(config: Config) -> None:
     _choice("model.positions", m.positions, POSITIONS)
     _choice("model.attention", m.attention, ATTENTIONS)
     _choice("train.valid_metric", t.valid_metric, METRICS)
+    _choice("train.schedule", t.schedule, SCHEDULES)
     _choice("data.model_type", d.model_type, MODEL_TYPES)
     for where, value in [
         ("data.vocab_size", d.vocab_size),
@@ -225,8 +241,14 @@ def validate(config: Config) -> None:
     ]:
         if not 0 <= value <= 1:
             raise NmtError(f"config: {where} must be between 0 and 1, got {value}")
-    if t.lr <= 0:
-        raise NmtError(f"config: train.lr must be > 0, got {t.lr}")
+    for i, beta in enumerate(t.adam_betas):
+        if not 0 <= beta < 1:
+            raise NmtError(f"config: train.adam_betas[{i}] must be in [0, 1), got {beta}")
+    for where, value in [("train.lr", t.lr), ("train.adam_eps", t.adam_eps)]:
+        if value <= 0:
+            raise NmtError(f"config: {where} must be > 0, got {value}")
+    if t.schedule == "noam" and t.warmup_steps < 1:
+        raise NmtError("config: train.schedule noam needs train.warmup_steps > 0 (its peak step)")
     enc_out = m.enc_hidden_size * (2 if m.bidirectional else 1)
     if m.attention == "dot" and enc_out != m.hidden_size:
         raise NmtError(

@@ -1,17 +1,18 @@
-"""The training loop: data preparation, updates, validation, checkpoints, resuming.
+"""The training loop: updates, validation, checkpoints, resuming (the data: nmt/prepare.py).
 
 The same seed and config give the same model on the CPU, and a run resumed from `last.pt`
 continues exactly where it stopped: the data order of an epoch is a function of
 (seed, epoch), and the checkpoint holds the optimizer, the step within the epoch and the RNG.
+
+Shapes: B batch, T target length, N real (non-PAD) target tokens of a batch, V target vocab.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,63 +23,29 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
-from nmt.atomic import write_atomic
-from nmt.batching import make_batch, plan_batches
+from nmt.atomic import copy_atomic, write_atomic
+from nmt.batching import Batch, make_batch, plan_batches
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import Config
-from nmt.corpus import filter_pairs, read_dataset, read_parallel
+from nmt.corpus import filter_pairs
+from nmt.distributed import (
+    all_reduce_sum,
+    init_distributed,
+    local_device,
+    rank0_decides,
+    shard,
+    shutdown,
+)
 from nmt.metrics import score
 from nmt.model import Seq2Seq, count_parameters
+from nmt.prepare import TrainData, prepare_data, probe_run_dir
+from nmt.schedule import after_validation, learning_rate
 from nmt.search import SearchOptions, search_ids
-from nmt.tokenizer import PAD, Tokenizer, train_tokenizer
+from nmt.tokenizer import PAD, Tokenizer
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TrainData:
-    train_src: list[str]
-    train_tgt: list[str]
-    valid_src: list[str]
-    valid_tgt: list[str]
-
-
-def read_data(config: Config) -> TrainData:
-    """The raw training and validation text named by the config."""
-    d = config.data
-    if d.dataset:
-        train = read_dataset(d.dataset, d.train_split, d.src_lang, d.tgt_lang)
-        valid = read_dataset(d.dataset, d.valid_split, d.src_lang, d.tgt_lang)
-    else:
-        for name in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
-            if not getattr(d, name):
-                raise NmtError(f"config: data.{name} is not set (or set data.dataset)")
-        train = read_parallel(d.train_src, d.train_tgt)
-        valid = read_parallel(d.valid_src, d.valid_tgt)
-    if not any(s.strip() and t.strip() for s, t in zip(*train)):
-        where = d.dataset or f"{d.train_src} and {d.train_tgt}"
-        raise NmtError(f"the training set is empty: {where} hold no pair with two non-empty sides")
-    return TrainData(*train, *valid)
-
-
-def get_tokenizer(config: Config, data: TrainData, run_dir: Path) -> Tokenizer:
-    if config.data.tokenizer:
-        return Tokenizer.load(config.data.tokenizer)
-    tok_dir = run_dir / "tokenizer"
-    if (tok_dir / "src.model").is_file():
-        return Tokenizer.load(tok_dir)
-    log.info("training a tokenizer into %s", tok_dir)
-    tok = train_tokenizer(
-        data.train_src,
-        data.train_tgt,
-        vocab_size=config.data.vocab_size,
-        model_type=config.data.model_type,
-        joint=config.data.joint_vocab,
-    )
-    tok.save(tok_dir)
-    return tok
 
 
 def pick_device(name: str) -> torch.device:
@@ -89,76 +56,97 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def probe_run_dir(run_dir: Path, need_bytes: int) -> None:
-    """Fail before training, not at the first checkpoint, when the run dir is unusable."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-probe"
-        probe.write_bytes(b"x" * 1024)
-        probe.unlink()
-    except OSError as e:
-        raise NmtError(f"run dir {run_dir} is not writable ({e.strerror or e})") from None
-    free = shutil.disk_usage(run_dir).free
-    if free < need_bytes:
-        raise NmtError(
-            f"run dir {run_dir}: {free // 2**20} MiB free, checkpoints need about "
-            f"{need_bytes // 2**20} MiB"
-        )
+# -- the state a checkpoint carries ------------------------------------------------------
+@dataclass
+class TrainState:
+    """Where training stands; checkpoints hold it as a plain dict (`to_dict`)."""
+
+    step: int = 0  # updates made
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of this epoch's plan used (skipped ones included)
+    lr_scale: float = 1.0  # plateau decays so far (a product of train.lr_decay)
+    best: float | None = None  # best validation value of train.valid_metric
+    bad_valids: int = 0  # validations since the best (early stopping)
+    bad_since_decay: int = 0  # validations without improvement since the last decay
+    elapsed: float = 0.0  # training seconds, over every run resumed from this one
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainState:
+        """The state of a checkpoint's dict; other keys (optimizer, RNG) are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass
+class _Window:
+    """Training tokens and loss since the last train record, for its loss and speed."""
+
+    start: float  # time.perf_counter() when the window opened
+    tokens: int = 0
+    loss: float = 0.0  # summed over the tokens
+
+
+@dataclass
+class _Clock:
+    """Training time over resumed runs: what train.max_minutes and the log's `time` count."""
+
+    before: float  # training seconds of the runs this one resumed
+    started: float  # time.perf_counter() when this process started training
+
+    def elapsed(self, now: float) -> float:
+        return self.before + now - self.started
 
 
 class Trainer:
-    def __init__(self, config: Config, on_log: Callback | None = None) -> None:
-        self.config = config
-        self.on_log = on_log
+    """Trains a model from `data` and `tokenizer` as the config says, on `device`; with
+    several processes (`world` > 1, started by torchrun) this is process `rank`."""
+
+    def __init__(
+        self,
+        config: Config,
+        data: TrainData,
+        tokenizer: Tokenizer,
+        *,
+        device: torch.device,
+        rank: int = 0,
+        world: int = 1,
+        on_log: Callback | None = None,
+    ) -> None:
         t = config.train
+        self.config, self.data, self.tokenizer = config, data, tokenizer
+        self.device, self.rank, self.world = device, rank, world
+        self.on_log = on_log
         self.run_dir = Path(t.run_dir)
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.device = pick_device(t.device)
-        self.rank, self.world = init_distributed(self.device)
-        if self.device.type == "cuda" and self.world > 1:
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        data = read_data(config)
-        if self.rank == 0:
-            probe_run_dir(self.run_dir, need_bytes=0)
-            self.tokenizer = get_tokenizer(config, data, self.run_dir)
-        barrier(self.world)
-        if self.rank != 0:
-            self.tokenizer = get_tokenizer(config, data, self.run_dir)
-        self.data = data
         self.src_ids, self.tgt_ids = self._encode_train(epoch=0)
-        self.valid_src_ids = self.tokenizer.encode_src(data.valid_src)
-        self.valid_tgt_ids = self.tokenizer.encode_tgt(data.valid_tgt)
+        self.valid_src_ids = tokenizer.encode_src(data.valid_src)
+        self.valid_tgt_ids = tokenizer.encode_tgt(data.valid_tgt)
         if not self.src_ids:
             raise NmtError("no training pair is left after filtering (check data.max_len)")
         torch.manual_seed(t.seed)
         self.model = Seq2Seq(
-            config.model,
-            src_vocab=self.tokenizer.src_vocab_size,
-            tgt_vocab=self.tokenizer.tgt_vocab_size,
-        ).to(self.device)
+            config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
+        ).to(device)
         n_params = count_parameters(self.model)
-        if self.rank == 0:
+        if rank == 0:
             # last + best + their temp copies, with the optimizer's two moments in each
             probe_run_dir(self.run_dir, need_bytes=4 * 3 * 4 * n_params)
-        self.forward = self.model
-        if self.world > 1:
+        # what the update calls: the model, or its DistributedDataParallel wrapper that
+        # all-reduces the gradients in backward()
+        self.ddp_model: torch.nn.Module = self.model
+        if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=ids)
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
         log.info("model: %s parameters", f"{n_params:,}")
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "epoch": 0,
-            "batch_in_epoch": 0,
-            "lr_scale": 1.0,
-            "best": None,
-            "bad_valids": 0,
-            "bad_since_decay": 0,
-            "elapsed": 0.0,
-        }
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=t.lr, betas=t.adam_betas, eps=t.adam_eps
+        )
+        self.state = TrainState()
+        self.bad_steps = 0  # non-finite losses in a row
 
     def _encode_train(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
         d, t = self.config.data, self.config.train
@@ -185,7 +173,7 @@ class Trainer:
     def _save(self, name: str) -> None:
         if self.rank != 0:
             return
-        state = dict(self.state)
+        state = self.state.to_dict()
         state["optimizer"] = self.optimizer.state_dict()
         state["rng"] = torch.get_rng_state()
         save_checkpoint(
@@ -203,15 +191,14 @@ class Trainer:
         if ckpt.config.model != self.config.model:
             raise NmtError(f"checkpoint {path} was trained with another model config")
         self.model.load_state_dict(ckpt.model.state_dict())
-        state = dict(ckpt.train_state)
-        self.optimizer.load_state_dict(state.pop("optimizer"))
-        torch.set_rng_state(state.pop("rng"))
-        self.state.update(state)
+        self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
+        torch.set_rng_state(ckpt.train_state["rng"])
+        self.state = TrainState.from_dict(ckpt.train_state)
         if self.rank == 0:
-            self._truncate_log(self.state["step"])
+            self._truncate_log(self.state.step)
         if self.config.data.sampling_alpha > 0:
-            self.src_ids, self.tgt_ids = self._encode_train(self.state["epoch"])
-        log.info("resumed from %s at step %d", path, self.state["step"])
+            self.src_ids, self.tgt_ids = self._encode_train(self.state.epoch)
+        log.info("resumed from %s at step %d", path, self.state.step)
 
     def _truncate_log(self, step: int) -> None:
         # records written after the checkpoint (by a killed run) would repeat on resume
@@ -275,220 +262,189 @@ class Trainer:
         }
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
-        """Keep the best checkpoint, decay the LR on a plateau; True to stop early."""
+        """Keep the best checkpoint, let the schedule see the result; True to stop early."""
         t, s = self.config.train, self.state
         value = metrics["valid_loss"] if t.valid_metric == "loss" else metrics[t.valid_metric]
-        better = s["best"] is None or (
-            value < s["best"] if t.valid_metric == "loss" else value > s["best"]
-        )
+        better = s.best is None or (value < s.best if t.valid_metric == "loss" else value > s.best)
         if better:
-            s["best"], s["bad_valids"], s["bad_since_decay"] = value, 0, 0
+            s.best, s.bad_valids = value, 0
         else:
-            s["bad_valids"] += 1
-            s["bad_since_decay"] += 1
-            if s["bad_since_decay"] >= t.lr_patience:
-                s["lr_scale"] *= t.lr_decay
-                s["bad_since_decay"] = 0
+            s.bad_valids += 1
+        s.lr_scale, s.bad_since_decay = after_validation(t, better, s.lr_scale, s.bad_since_decay)
         self._save("last.pt")
         if better and self.rank == 0:
-            shutil.copyfile(self.run_dir / "last.pt", self.run_dir / ".best.pt.tmp")
-            os.replace(self.run_dir / ".best.pt.tmp", self.run_dir / "best.pt")
-        return bool(t.patience) and s["bad_valids"] >= t.patience
+            copy_atomic(self.run_dir / "last.pt", self.run_dir / "best.pt")
+        return bool(t.patience) and s.bad_valids >= t.patience
+
+    def _validate_and_save(self) -> bool:
+        """Validation and checkpoints happen on rank 0; the others wait for its verdict."""
+        s = self.state
+        if self.rank != 0:
+            return rank0_decides(False, self.device, self.world)
+        metrics = self.validate()
+        stop = self._after_validation(metrics)
+        rank0_decides(stop, self.device, self.world)
+        self._log(
+            {
+                "kind": "valid",
+                "step": s.step,
+                "time": round(s.elapsed, 2),
+                "epoch": s.epoch + 1,
+                **{k: round(v, 4) for k, v in metrics.items()},
+                "lr": self._lr(),
+                "best": s.best,
+            }
+        )
+        return stop
 
     # -- the loop -----------------------------------------------------------------------
     def _lr(self) -> float:
-        t, s = self.config.train, self.state
-        warm = min(1.0, (s["step"] + 1) / t.warmup_steps) if t.warmup_steps else 1.0
-        return max(t.lr * s["lr_scale"], t.min_lr) * warm
+        """The rate of the next update."""
+        return learning_rate(self.config.train, self.state.step, self.state.lr_scale)
 
-    def _done(self, elapsed0: float, started: float) -> bool:
-        """elapsed0: training seconds before this process, which started at `started`."""
+    def _done(self, clock: _Clock) -> bool:
         t, s = self.config.train, self.state
-        minutes = (elapsed0 + time.perf_counter() - started) / 60
+        minutes = clock.elapsed(time.perf_counter()) / 60
         return (
-            (t.max_steps and s["step"] >= t.max_steps)
-            or (t.max_epochs and s["epoch"] >= t.max_epochs)
+            (t.max_steps and s.step >= t.max_steps)
+            or (t.max_epochs and s.epoch >= t.max_epochs)
             or (t.max_minutes and minutes >= t.max_minutes)
         )
 
     def train(self) -> dict[str, Any]:
         t, s = self.config.train, self.state
         self.model.train()
-        started = time.perf_counter()
-        elapsed0 = s["elapsed"]  # training time before this process
-        window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
-        bad_steps = 0
-        autocast = self.device.type == "cuda"
+        self.bad_steps = 0
+        clock = _Clock(before=s.elapsed, started=time.perf_counter())
+        window = _Window(start=time.perf_counter())
         stop = False
-        while not stop and not self._done(elapsed0, started):
-            gen = torch.Generator().manual_seed(t.seed * 1000 + s["epoch"])
-            if s["batch_in_epoch"] == 0 and s["epoch"] > 0 and self.config.data.sampling_alpha:
-                self.src_ids, self.tgt_ids = self._encode_train(s["epoch"])
-            plan = plan_batches(
-                [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids], t.batch_tokens, gen
-            )
-            if self.world > 1:
-                # every rank builds the same plan and takes its share; equal counts per rank
-                # keep the gradient all-reduce from waiting on a rank that has run out
-                plan = plan[: len(plan) // self.world * self.world][self.rank :: self.world]
-            for idxs in plan[s["batch_in_epoch"] :]:
-                batch = make_batch(
-                    [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
-                ).to(self.device)
-                lr = self._lr()
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    keep = batch.tgt_out != PAD  # (B, T)
-                    logits, _ = self.forward(
-                        batch.src,
-                        batch.src_lengths,
-                        batch.tgt_in,
-                        t.teacher_forcing_ratio,
-                        keep=keep,
-                    )  # (N, V) at real target tokens
-                loss_sum = F.cross_entropy(
-                    logits.float(),
-                    batch.tgt_out[keep],  # (N,): no PAD left to ignore
-                    label_smoothing=t.label_smoothing,
-                    reduction="sum",
-                )
-                # global loss and token count: every rank sees the same (non-)finite value
-                totals = all_reduce_sum(
-                    torch.stack(
-                        [loss_sum.detach().float(), loss_sum.new_tensor(float(batch.n_tokens))]
-                    ),
-                    self.world,
-                )
-                n_tokens = int(totals[1])
-                # DDP averages gradients over ranks, hence * world: the update is that of the
-                # mean loss per token of the global batch
-                loss = loss_sum * self.world / max(n_tokens, 1)
-                mean_loss = float(totals[0]) / max(n_tokens, 1)
-                self.optimizer.zero_grad(set_to_none=True)
-                s["batch_in_epoch"] += 1
-                if not math.isfinite(mean_loss):
-                    bad_steps += 1
-                    log.warning("step %d: non-finite loss, update skipped", s["step"] + 1)
-                    if bad_steps >= t.max_bad_steps:
-                        raise NmtError(
-                            f"training stopped: {bad_steps} non-finite losses in a row at step "
-                            f"{s['step']}; the last good checkpoint is {self.run_dir / 'last.pt'}"
-                            " (try a lower train.lr)"
-                        )
-                    continue
-                bad_steps = 0
-                loss.backward()
-                if t.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-                self.optimizer.step()
-                s["step"] += 1
-                window_tokens += n_tokens
-                window_loss += mean_loss * n_tokens
-                now = time.perf_counter()
-                s["elapsed"] = elapsed0 + now - started
-                if s["step"] % t.log_every == 0:
-                    self._log(
-                        {
-                            "kind": "train",
-                            "step": s["step"],
-                            "time": round(s["elapsed"], 2),
-                            "epoch": s["epoch"] + 1,
-                            "loss": window_loss / max(window_tokens, 1),
-                            "lr": lr,
-                            "tokens_per_s": window_tokens / max(now - window_start, 1e-9),
-                        }
-                    )
-                    window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
-                if s["step"] % t.valid_every == 0:
-                    stop = self._validate_and_save()
-                if t.max_minutes and self.world > 1:
-                    # clocks differ: rank 0 decides when time is up
-                    time_up = self._flag(self._done(elapsed0, started))
-                    stop = stop or bool(broadcast(time_up, self.world))
-                    window_start = time.perf_counter()
-                if stop or self._done(elapsed0, started):
-                    break
-            else:
-                s["epoch"] += 1
-                s["batch_in_epoch"] = 0
-        if s["step"] % t.valid_every != 0 or s["step"] == 0:
+        while not stop and not self._done(clock):
+            stop = self._train_epoch(clock, window)
+        if s.step % t.valid_every != 0 or s.step == 0:
             self._validate_and_save()
-        if self.world > 1:
-            import torch.distributed as dist
+        return {"step": s.step, "epoch": s.epoch, "best": s.best, "run_dir": str(self.run_dir)}
 
-            dist.destroy_process_group()
-        return {
-            "step": s["step"],
-            "epoch": s["epoch"],
-            "best": s["best"],
-            "run_dir": str(self.run_dir),
-        }
+    def _epoch_plan(self) -> list[list[int]]:
+        """This rank's batches (lists of pair indices) of the current epoch, in order."""
+        t, s = self.config.train, self.state
+        gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
+        if s.batch_in_epoch == 0 and s.epoch > 0 and self.config.data.sampling_alpha:
+            self.src_ids, self.tgt_ids = self._encode_train(s.epoch)
+        plan = plan_batches(
+            [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids], t.batch_tokens, gen
+        )
+        return shard(plan, self.rank, self.world)
 
-    def _flag(self, value: bool) -> torch.Tensor:
-        return torch.tensor(float(value), device=self.device)
+    def _train_epoch(self, clock: _Clock, window: _Window) -> bool:
+        """Train on the rest of the current epoch; True to stop (patience or time is up)."""
+        t, s = self.config.train, self.state
+        for idxs in self._epoch_plan()[s.batch_in_epoch :]:
+            pairs = [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
+            batch = make_batch(*pairs).to(self.device)
+            lr = self._lr()
+            mean_loss, n_tokens = self._update(batch, lr)
+            s.batch_in_epoch += 1
+            if not math.isfinite(mean_loss):
+                self._skip_bad_step()
+                continue
+            self.bad_steps = 0
+            s.step += 1
+            window.tokens += n_tokens
+            window.loss += mean_loss * n_tokens
+            now = time.perf_counter()
+            s.elapsed = clock.elapsed(now)
+            if s.step % t.log_every == 0:
+                self._log_train(window, lr, now)
+            stop = s.step % t.valid_every == 0 and self._validate_and_save()
+            if t.max_minutes and self.world > 1:
+                # clocks differ: rank 0 decides when time is up
+                time_up = self._done(clock)
+                stop = stop or rank0_decides(time_up, self.device, self.world)
+            if stop or self._done(clock):
+                return stop
+        s.epoch += 1
+        s.batch_in_epoch = 0
+        return False
 
-    def _validate_and_save(self) -> bool:
-        """Validation and checkpoints happen on rank 0; the others wait for its verdict."""
+    def _update(self, batch: Batch, lr: float) -> tuple[float, int]:
+        """One update at rate `lr` on this rank's `batch` of the global batch (all ranks).
+
+        Returns the global batch's mean loss per target token and its target token count;
+        a non-finite loss (the same on every rank) makes no update.
+        """
+        t = self.config.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            keep = batch.tgt_out != PAD  # (B, T)
+            logits, _ = self.ddp_model(
+                batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio, keep=keep
+            )  # (N, V) at real target tokens
+        loss_sum = F.cross_entropy(
+            logits.float(),
+            batch.tgt_out[keep],  # (N,): no PAD left to ignore
+            label_smoothing=t.label_smoothing,
+            reduction="sum",
+        )
+        # global loss and token count: every rank sees the same (non-)finite value
+        totals = all_reduce_sum(
+            torch.stack([loss_sum.detach().float(), loss_sum.new_tensor(float(batch.n_tokens))]),
+            self.world,
+        )
+        n_tokens = int(totals[1])
+        # DDP averages gradients over ranks, hence * world: the update is that of the mean
+        # loss per token of the global batch
+        loss = loss_sum * self.world / max(n_tokens, 1)
+        mean_loss = float(totals[0]) / max(n_tokens, 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        if math.isfinite(mean_loss):
+            loss.backward()
+            if t.clip_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+            self.optimizer.step()
+        return mean_loss, n_tokens
+
+    def _skip_bad_step(self) -> None:
+        """A non-finite loss skipped its update; too many in a row stop the training."""
+        self.bad_steps += 1
+        log.warning("step %d: non-finite loss, update skipped", self.state.step + 1)
+        if self.bad_steps >= self.config.train.max_bad_steps:
+            raise NmtError(
+                f"training stopped: {self.bad_steps} non-finite losses in a row at step "
+                f"{self.state.step}; the last good checkpoint is {self.run_dir / 'last.pt'}"
+                " (try a lower train.lr)"
+            )
+
+    def _log_train(self, window: _Window, lr: float, now: float) -> None:
+        """A train record of the window's loss and speed; then a new window opens."""
         s = self.state
-        if self.rank != 0:
-            return bool(broadcast(self._flag(False), self.world))
-        metrics = self.validate()
-        stop = self._after_validation(metrics)
-        broadcast(self._flag(stop), self.world)
         self._log(
             {
-                "kind": "valid",
-                "step": s["step"],
-                "time": round(s["elapsed"], 2),
-                "epoch": s["epoch"] + 1,
-                **{k: round(v, 4) for k, v in metrics.items()},
-                "lr": self._lr(),
-                "best": s["best"],
+                "kind": "train",
+                "step": s.step,
+                "time": round(s.elapsed, 2),
+                "epoch": s.epoch + 1,
+                "loss": window.loss / max(window.tokens, 1),
+                "lr": lr,
+                "tokens_per_s": window.tokens / max(now - window.start, 1e-9),
             }
         )
-        return stop
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def broadcast(tensor: torch.Tensor, world: int) -> float:
-    """Rank 0's value of a scalar on every rank."""
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.broadcast(tensor, src=0)
-    return float(tensor)
+        window.tokens, window.loss, window.start = 0, 0.0, time.perf_counter()
 
 
 def train(config: Config, resume: str | Path | None = None, on_log: Callback | None = None) -> dict:
     """Train a model as the config says; returns the final step, epoch and best score."""
-    trainer = Trainer(config, on_log)
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = pick_device(t.device)
+    rank, world = init_distributed(device)
+    device = local_device(device, world)
+    data, tokenizer = prepare_data(config, rank=rank, world=world)
+    trainer = Trainer(config, data, tokenizer, device=device, rank=rank, world=world, on_log=on_log)
     if resume:
         trainer.resume(resume)
-    return trainer.train()
+    result = trainer.train()
+    shutdown(world)
+    return result

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nmt.atomic import atomic_open, write_atomic
+import nmt.atomic
+from nmt.atomic import atomic_open, copy_atomic, write_atomic
 
 
 def test_write_atomic_replaces_the_file(tmp_path: Path) -> None:
@@ -41,3 +42,35 @@ def test_file_and_directory_are_synced(tmp_path: Path, monkeypatch: pytest.Monke
     write_atomic(tmp_path / "f.bin", b"data")
     # the data before the rename, the directory entry after it
     assert synced == ["file", "dir"]
+
+
+def _count_fsyncs(monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))  # a folder or a file
+        return real(fd)
+
+    monkeypatch.setattr(nmt.atomic.os, "fsync", recording)
+    return synced
+
+
+def test_copy_replaces_the_target_and_syncs_the_file_and_its_folder(tmp_path, monkeypatch):
+    src, dst = tmp_path / "a.bin", tmp_path / "b.bin"
+    src.write_bytes(os.urandom(3 << 20))  # more than one chunk of the copy
+    dst.write_bytes(b"old")
+    synced = _count_fsyncs(monkeypatch)
+    copy_atomic(src, dst)
+    assert dst.read_bytes() == src.read_bytes()
+    assert synced == [False, True]  # the copy, then the folder that holds its new name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
+def test_a_failed_copy_leaves_the_target_alone(tmp_path):
+    dst = tmp_path / "b.bin"
+    dst.write_bytes(b"old")
+    with pytest.raises(FileNotFoundError):
+        copy_atomic(tmp_path / "missing", dst)
+    assert dst.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["b.bin"]

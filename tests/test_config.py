@@ -225,6 +225,8 @@ def render_default(value) -> str:
         return "true" if value else "false"
     if value == "":
         return '""'
+    if isinstance(value, tuple):
+        return f"[{', '.join(render_default(v) for v in value)}]"
     return str(value)
 
 
@@ -303,7 +305,11 @@ def test_readme_lists_every_option_with_its_default():
 
 
 def test_every_field_has_a_typed_default():
-    # the loader infers each option's type from its default: all must be bool/int/float/str
+    # the loader infers each option's type from its default: all must be bool/int/float/str,
+    # or a tuple of them (a fixed-length list in YAML)
     for cls in (DataConfig, ModelConfig, TrainConfig):
         for f in dataclasses.fields(cls):
-            assert type(f.default) in (bool, int, float, str), f"{cls.__name__}.{f.name}"
+            items = f.default if isinstance(f.default, tuple) else (f.default,)
+            assert items and all(type(v) in (bool, int, float, str) for v in items), (
+                f"{cls.__name__}.{f.name}"
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,113 @@ def test_max_minutes_counts_training_time_once(toy_dir, tmp_path, monkeypatch):
     log = _log(tmp_path)
     elapsed = log[-1]["time"]
     assert 30 <= elapsed <= 40, elapsed
+
+
+def test_train_state_round_trips_through_a_checkpoint(toy_dir, tmp_path):
+    from nmt.checkpoint import save_checkpoint
+    from nmt.train import TrainState
+
+    train(_config(toy_dir, tmp_path, max_steps=3))
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    state = TrainState(
+        step=7, epoch=2, batch_in_epoch=3, lr_scale=0.25, best=1.5, bad_valids=1,
+        bad_since_decay=1, elapsed=12.5,
+    )  # fmt: skip
+    save_checkpoint(
+        tmp_path / "x.pt",
+        model=ckpt.model,
+        config=ckpt.config,
+        tokenizer=ckpt.tokenizer,
+        train_state={**state.to_dict(), "optimizer": {}, "rng": torch.get_rng_state()},
+    )
+    raw = load_checkpoint(tmp_path / "x.pt").train_state
+    assert TrainState.from_dict(raw) == state
+    # what checkpoints hold is a plain dict with one key per field
+    assert read_state(tmp_path / "last.pt")["train_state"]["step"] == 3
+
+
+def _trainer(cfg):
+    from nmt.prepare import prepare_data
+    from nmt.train import Trainer
+
+    data, tokenizer = prepare_data(cfg)
+    return Trainer(cfg, data, tokenizer, device=torch.device("cpu"))
+
+
+def test_resuming_a_checkpoint_with_the_old_dict_state(toy_dir, tmp_path):
+    from nmt.checkpoint import save_checkpoint
+
+    train(_config(toy_dir, tmp_path, max_steps=3))
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    opt = ckpt.train_state["optimizer"]
+    # the layout earlier versions wrote, key by key
+    old = {
+        "step": 3, "epoch": 0, "batch_in_epoch": 3, "lr_scale": 0.5, "best": 0.25,
+        "bad_valids": 1, "bad_since_decay": 0, "elapsed": 4.0, "optimizer": opt,
+        "rng": torch.get_rng_state(),
+    }  # fmt: skip
+    save_checkpoint(
+        tmp_path / "old.pt",
+        model=ckpt.model,
+        config=ckpt.config,
+        tokenizer=ckpt.tokenizer,
+        train_state=old,
+    )
+    trainer = _trainer(_config(toy_dir, tmp_path))
+    trainer.resume(tmp_path / "old.pt")
+    s = trainer.state
+    assert (s.step, s.epoch, s.batch_in_epoch, s.lr_scale, s.best) == (3, 0, 3, 0.5, 0.25)
+    assert (s.bad_valids, s.bad_since_decay, s.elapsed) == (1, 0, 4.0)
+    assert trainer.train()["step"] == 6
+
+
+def test_a_resumed_run_ends_with_the_same_weights(toy_dir, tmp_path):
+    straight = _config(toy_dir, tmp_path / "straight", max_steps=7, warmup_steps=2)
+    train(straight)
+    train(_config(toy_dir, tmp_path / "resumed", max_steps=4, warmup_steps=2))
+    again = _config(toy_dir, tmp_path / "resumed", max_steps=7, warmup_steps=2)
+    train(again, resume=tmp_path / "resumed" / "last.pt")
+    a = read_state(tmp_path / "straight" / "last.pt")
+    b = read_state(tmp_path / "resumed" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    skip = ("optimizer", "rng", "elapsed")
+    drop = lambda state: {k: v for k, v in state.items() if k not in skip}  # noqa: E731
+    assert drop(a["train_state"]) == drop(b["train_state"])
+    steps = [r["step"] for r in _log(tmp_path / "resumed") if r["kind"] == "train"]
+    assert steps == list(range(1, 8))
+
+
+def test_a_trainer_takes_its_data_and_tokenizer_from_the_caller(toy_dir, tmp_path):
+    from nmt.prepare import TrainData
+    from nmt.tokenizer import train_tokenizer
+    from nmt.train import Trainer
+
+    def lines(name):
+        return (toy_dir / name).read_text(encoding="utf-8").splitlines()
+
+    data = TrainData(lines("train.en"), lines("train.pt"), lines("valid.en"), lines("valid.pt"))
+    tokenizer = train_tokenizer(data.train_src, data.train_tgt, vocab_size=300)
+    cfg = _config(toy_dir, tmp_path, max_steps=2)
+    cfg.data.train_src = cfg.data.train_tgt = cfg.data.valid_src = cfg.data.valid_tgt = ""
+    trainer = Trainer(cfg, data, tokenizer, device=torch.device("cpu"))
+    assert trainer.train()["step"] == 2
+    assert not (tmp_path / "tokenizer").exists()  # nothing read or trained behind its back
+    assert load_checkpoint(tmp_path / "best.pt").tokenizer.to_state() == tokenizer.to_state()
+
+
+def test_best_pt_is_written_like_every_checkpoint(toy_dir, tmp_path, monkeypatch):
+    import nmt.atomic
+
+    written = []
+    real = nmt.atomic.atomic_open
+
+    def recording(path, *args, **kwargs):
+        written.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    # atomic_open is the one way to write a file whole and synced (nmt/atomic.py)
+    monkeypatch.setattr(nmt.atomic, "atomic_open", recording)
+    train(_config(toy_dir, tmp_path, max_steps=3, valid_every=3))
+    assert written.count("last.pt") == written.count("best.pt") == 1
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -14,7 +14,7 @@ from nmt.config import SECTIONS
 
 def comments() -> dict[str, str]:
     source = (Path(__file__).resolve().parents[1] / "nmt" / "config.py").read_text()
-    pattern = re.compile(r"^class (\w+)Config|^    (\w+): \w+(?: \| \w+)? = .*?  # (.+)$", re.M)
+    pattern = re.compile(r"^class (\w+)Config|^    (\w+): [^=]+ = .*?  # (.+)$", re.M)
     found, section = {}, ""
     for m in pattern.finditer(source):
         if m.group(1):
@@ -29,6 +29,8 @@ def render(value: object) -> str:
         return str(value).lower()
     if value == "":
         return '""'
+    if isinstance(value, tuple):  # as YAML writes a list
+        return f"[{', '.join(render(v) for v in value)}]"
     return str(value)
 
 

@@ -1,0 +1,84 @@
+"""Data-parallel training helpers: process group, collectives, each rank's share of the data.
+
+One process (world size 1) needs none of torch.distributed: every helper is then a no-op, and
+torch.distributed is imported only when torchrun started several processes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def local_device(device: torch.device, world: int) -> torch.device:
+    """This process's GPU when several share a machine (torchrun sets LOCAL_RANK)."""
+    if device.type == "cuda" and world > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def shutdown(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    """`tensor` summed over the ranks, in place."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast(tensor: torch.Tensor, world: int) -> float:
+    """Rank 0's value of a scalar on every rank."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast(tensor, src=0)
+    return float(tensor)
+
+
+def rank0_decides(flag: bool, device: torch.device, world: int) -> bool:
+    """Rank 0's `flag` on every rank (all ranks call it): one verdict where clocks or
+    validation results would differ, e.g. whether the time is up."""
+    if world <= 1:
+        return flag
+    return bool(broadcast(torch.tensor(float(flag), device=device), world))
+
+
+def shard(batches: list[T], rank: int, world: int) -> list[T]:
+    """This rank's share of a plan that every rank built alike: every world-th batch.
+
+    Each rank gets as many batches (the remainder is dropped), so that the gradient all-reduce
+    never waits on a rank that has run out.
+    """
+    if world <= 1:
+        return batches
+    return batches[: len(batches) // world * world][rank::world]
