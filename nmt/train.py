@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from nmt import NmtError
 from nmt.atomic import write_atomic
 from nmt.batching import make_batch, plan_batches
-from nmt.checkpoint import load_checkpoint, save_checkpoint
+from nmt.checkpoint import load_checkpoint, require_training_state, save_checkpoint
 from nmt.config import Config
 from nmt.corpus import filter_pairs, read_dataset, read_parallel
 from nmt.metrics import score
@@ -198,8 +198,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)
-        if ckpt.train_state is None:
-            raise NmtError(f"checkpoint {path} has no training state to resume from")
+        require_training_state(ckpt, path)
         if ckpt.config.model != self.config.model:
             raise NmtError(f"checkpoint {path} was trained with another model config")
         self.model.load_state_dict(ckpt.model.state_dict())
