@@ -44,7 +44,7 @@ def check_aligned(texts: dict[str, list[str]]) -> None:
     for name, text in others:
         if len(text) != len(lines):
             raise NmtError(
-                f"{name} has {len(text)} lines but {first} has {len(lines)}: they must be "
+                f"{first} has {len(lines)} lines but {name} has {len(text)}: they must be "
                 "line-aligned"
             )
 
