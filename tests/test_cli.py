@@ -681,16 +681,8 @@ def test_score_two_references_equals_sacrebleu(toy_dir, tmp_path):
         assert found[expected.name]["signature"] == str(metric.get_signature())
         assert found[expected.name]["signature"].startswith("nrefs:2")
     # hypotheses from stdin, some metrics only
-    r = nmt(
-        "score",
-        "--ref",
-        f["ref"],
-        "--ref",
-        f["ref2"],
-        "--metrics",
-        "ter,bleu",
-        input=f["new"].read_text(),
-    )
+    refs_args = ["--ref", f["ref"], "--ref", f["ref2"]]
+    r = nmt("score", *refs_args, "--metrics", "ter,bleu", input=f["new"].read_text())
     ok(r)
     assert [line.split("|")[0] for line in r.stdout.splitlines()] == ["TER", "BLEU"]
     assert f" = {found['BLEU']['text'].split(' = ', 1)[1]}" in r.stdout
@@ -710,17 +702,8 @@ def test_score_significance_matches_the_sacrebleu_command(toy_dir, tmp_path, tes
     env = {k: v for k, v in os.environ.items() if k != "SACREBLEU_SEED"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=True)
     base, new = json.loads(proc.stdout)
-    args = [
-        "score",
-        "--hyp",
-        f["new"],
-        "--baseline",
-        f["base"],
-        "--ref",
-        f["ref"],
-        "--ref",
-        f["ref2"],
-    ]
+    args = ["score", "--hyp", f["new"], "--baseline", f["base"], "--ref", f["ref"]]
+    args += ["--ref", f["ref2"]]
     r = nmt(*args, "--paired", test, "--paired-n", n, "--json")
     ok(r)
     (bleu,) = [p for p in json.loads(r.stdout) if p["name"] == "BLEU"]
