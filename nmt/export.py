@@ -65,7 +65,7 @@ def export_checkpoint(
         "versions": state.get("versions", {}),
         "config": state["config"],
         "tokenizer": state["tokenizer"],
-        "model": {k: _cast(v, DTYPES[dtype]) for k, v in weights.items()},
+        "model": _cast(weights, DTYPES[dtype]),
         "train_state": None,
         "trained": _trained(state),
     }
@@ -75,10 +75,24 @@ def export_checkpoint(
     return ExportResult(out, out.stat().st_size, src.stat().st_size, dtype)
 
 
-def _cast(value: Any, dtype: torch.dtype) -> Any:
-    if torch.is_tensor(value) and value.is_floating_point():
-        return value.to(dtype).clone()  # clone: a view of the mmapped source would save it all
-    return value
+def _cast(weights: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    """Floating tensors in `dtype`; tensors that share memory (tied embeddings) still share
+    it, so that the file holds them once."""
+    done: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, value in weights.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            key = (
+                value.untyped_storage().data_ptr(),
+                value.storage_offset(),
+                tuple(value.shape),
+                value.stride(),
+            )
+            if key not in done:
+                done[key] = value.to(dtype)
+            value = done[key]
+        out[name] = value
+    return out
 
 
 def _trained(state: dict[str, Any]) -> dict[str, Any]:

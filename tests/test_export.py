@@ -105,3 +105,24 @@ def test_export_of_a_foreign_file_or_onto_itself(trained, tmp_path):
     with pytest.raises(NmtError, match="overwrite"):
         export_checkpoint(trained, trained)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_shared_embeddings_are_stored_once(toy_dir, tmp_path, dtype):
+    from nmt.checkpoint import save_checkpoint
+    from nmt.config import config_from_dict
+    from nmt.model import Seq2Seq
+    from nmt.tokenizer import train_tokenizer
+
+    lines = (toy_dir / "train.en").read_text(encoding="utf-8").splitlines()[:300]
+    tok = train_tokenizer(lines, lines, vocab_size=120)
+    model = {"embed_dim": 8, "enc_hidden_size": 8, "hidden_size": 16, "share_embeddings": True}
+    config = config_from_dict({"data": {"joint_vocab": True}, "model": model})
+    model = Seq2Seq(config.model, src_vocab=tok.src_vocab_size, tgt_vocab=tok.tgt_vocab_size)
+    save_checkpoint(tmp_path / "c.pt", model=model, config=config, tokenizer=tok)
+    export_checkpoint(tmp_path / "c.pt", tmp_path / "e.pt", dtype=dtype)
+    stored = read_state(tmp_path / "e.pt")["model"]
+    src, tgt = stored["src_embed.weight"], stored["tgt_embed.weight"]
+    assert src.untyped_storage().data_ptr() == tgt.untyped_storage().data_ptr()
+    loaded = load_checkpoint(tmp_path / "e.pt").model
+    assert loaded.src_embed.weight is loaded.tgt_embed.weight
