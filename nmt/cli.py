@@ -478,6 +478,8 @@ def score(
     from nmt.metrics import METRICS, as_dicts, paired_test
     from nmt.metrics import score as corpus_score
 
+    # sacreBLEU logs each step of a paired test at INFO
+    logging.getLogger("sacrebleu").setLevel(logging.WARNING)
     with user_errors():
         names = tuple(m.strip().lower() for m in metrics.split(",") if m.strip())
         if not names or set(names) - set(METRICS):
