@@ -16,7 +16,7 @@ import torch
 from nmt import NmtError
 from nmt.atomic import write_atomic
 from nmt.checkpoint import read_state
-from nmt.config import config_from_dict
+from nmt.config import Config, config_from_dict
 from nmt.model import Seq2Seq
 from nmt.tokenizer import Tokenizer
 
@@ -56,6 +56,7 @@ def export_checkpoint(
     if src.resolve() == out.resolve():
         raise NmtError(f"export {out} would overwrite its checkpoint: choose another -o")
     state = read_state(src, mmap=True)
+    _parts(state, src)  # refuse what the loader would refuse, before writing anything
     weights = state["model"]
     if not isinstance(weights, dict):
         raise NmtError(f"checkpoint {src} is inconsistent (its weights are no dict)")
@@ -109,14 +110,11 @@ def _trained(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """What a checkpoint or export holds: kind, architecture, sizes, training progress."""
-    p = Path(path)
-    state = read_state(p, mmap=True)
+def _parts(state: dict[str, Any], path: Path) -> tuple[Config, Tokenizer, Seq2Seq]:
+    """Config, tokenizer and an empty model (on the meta device: shapes only, no memory)."""
     try:
         config = config_from_dict(state["config"])
         tokenizer = Tokenizer.from_state(state["tokenizer"])
-        # built on the meta device: the count needs shapes only, not memory or random draws
         with torch.device("meta"):
             model = Seq2Seq(
                 config.model,
@@ -124,9 +122,18 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
                 tgt_vocab=tokenizer.tgt_vocab_size,
             )
     except NmtError as e:
-        raise NmtError(f"checkpoint {p}: {e}") from None
+        raise NmtError(f"checkpoint {path}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        raise NmtError(f"checkpoint {p} is inconsistent ({type(e).__name__}: {e})") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
+    return config, tokenizer, model
+
+
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """What a checkpoint or export holds: kind, architecture, sizes, training progress."""
+    p = Path(path)
+    state = read_state(p, mmap=True)
+    config, tokenizer, model = _parts(state, p)
     trained = _trained(state)
     dtypes = sorted(
         {str(v.dtype).removeprefix("torch.") for v in state["model"].values() if torch.is_tensor(v)}

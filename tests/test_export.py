@@ -104,7 +104,10 @@ def test_export_of_a_foreign_file_or_onto_itself(trained, tmp_path):
     user_error(nmt("export", yml, "-o", tmp_path / "x.pt"), "c.yaml is not an nmt checkpoint")
     with pytest.raises(NmtError, match="overwrite"):
         export_checkpoint(trained, trained)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": 1, "model": {}, "config": {"model": {"cell": "transformer"}}}, bad)
+    user_error(nmt("export", bad, "-o", tmp_path / "x.pt"), "bad.pt", "model.cell")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "c.yaml"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
