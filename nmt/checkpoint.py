@@ -2,6 +2,10 @@
 
 Everything is plain data (tensors, numbers, strings, bytes), saved with torch.save and read
 with `weights_only=True`, so loading a checkpoint never runs code from it.
+
+Two kinds share the layout: "training" checkpoints (best.pt, last.pt: with the optimizer and
+RNG state that `train --resume` needs) and "export" files (`nmt export`: weights, config and
+tokenizer only, possibly in half precision), which load for translation but never resume.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from nmt.model import Seq2Seq, build_model
 from nmt.tokenizer import Tokenizer
 
 FORMAT = 1  # bump when the layout changes; older readers refuse newer files
+KINDS = ("training", "export")
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+# zip (torch.save's format since 1.6) or a pickle of protocol 2 or more (older torch.save)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 @dataclass
@@ -35,6 +43,7 @@ class Checkpoint:
     tokenizer: Tokenizer
     train_state: dict[str, Any] | None
     versions: dict[str, str]
+    kind: str = "training"
 
 
 def save_checkpoint(
@@ -47,6 +56,7 @@ def save_checkpoint(
 ) -> None:
     state = {
         "format": FORMAT,
+        "kind": "training",
         "versions": {
             "nmt": nmt.__version__,
             "torch": str(torch.__version__),
@@ -69,6 +79,11 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         raise NmtError(f"checkpoint {p} does not exist")
     # mmap needs torch's zip format; anything else goes through the checks below
     mmap = mmap and zipfile.is_zipfile(p)
+    with p.open("rb") as f:
+        head = f.read(4)
+    if head and not head.startswith(_TORCH_MAGIC):
+        # text, YAML, images...: not torch.save output at all, so no code to fear either
+        raise NmtError(f"{p} is not an nmt checkpoint")
     try:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of foreign files: the error below says it all
@@ -95,7 +110,20 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
             f"checkpoint {p} has format {state['format']}, newer than this nmt "
             f"({nmt.__version__}, format {FORMAT}) reads: upgrade nmt"
         )
+    if state.setdefault("kind", "training") not in KINDS:
+        raise NmtError(f"checkpoint {p} is of an unknown kind {state['kind']!r}")
     return state
+
+
+def require_training_state(ckpt: Checkpoint, path: str | Path) -> None:
+    """Refuse to resume training from an export or another file without training state."""
+    if ckpt.kind == "export":
+        raise NmtError(
+            f"checkpoint {path} is an export (weights only, no optimizer state): it cannot "
+            "resume training; resume from the run's last.pt"
+        )
+    if ckpt.train_state is None:
+        raise NmtError(f"checkpoint {path} has no training state to resume from")
 
 
 def load_checkpoint(
@@ -106,6 +134,8 @@ def load_checkpoint(
     With `mmap` the parts left unused are never read: translation skips the training state
     (the optimizer's moments, two thirds of the file): reading the recipe's 76 MB checkpoint
     took 0.017 to 0.025 s instead of 0.031 to 0.069 s here (page cache warm).
+    Exports load the same way; float16 and bfloat16 weights are cast back to float32, as CPU
+    inference in half precision is slow or unsupported.
     """
     state = read_state(path, mmap=mmap)
     try:
@@ -114,7 +144,11 @@ def load_checkpoint(
         model = build_model(
             config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
         )
-        model.load_state_dict(state["model"])
+        weights = {
+            k: v.float() if torch.is_tensor(v) and v.dtype in HALF_DTYPES else v
+            for k, v in state["model"].items()
+        }
+        model.load_state_dict(weights)
     except NmtError as e:
         raise NmtError(f"checkpoint {path}: {e}") from None
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as e:
@@ -122,4 +156,18 @@ def load_checkpoint(
         raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
     model.to(device).eval()
     versions = state.get("versions") if isinstance(state.get("versions"), dict) else {}
-    return Checkpoint(model, config, tokenizer, state.get("train_state"), versions)
+    return Checkpoint(
+        model, config, tokenizer, state.get("train_state"), versions, kind=state["kind"]
+    )
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer of a folder made by `nmt tokenizer train`, or embedded in a checkpoint."""
+    p = Path(path)
+    if p.is_dir():
+        return Tokenizer.load(p)
+    state = read_state(p, mmap=True)
+    try:
+        return Tokenizer.from_state(state["tokenizer"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise NmtError(f"checkpoint {p} has no usable tokenizer ({type(e).__name__})") from None

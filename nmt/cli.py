@@ -173,6 +173,68 @@ def tokenizer_train(
     )
 
 
+_SIDE = typer.Option(help="src or tgt model (the same one when joint).")
+_SOURCE = typer.Argument(help="Tokenizer folder (nmt tokenizer train) or checkpoint.")
+_LINES_PER_CHUNK = 1000  # stdin is processed in chunks: output flows, memory stays flat
+
+
+def _map_stdin(fn) -> None:
+    """fn(lines, first line number) -> lines, over stdin in chunks, to stdout."""
+    from itertools import islice
+
+    from nmt.corpus import decode_line
+
+    first = 1
+    while chunk := list(islice(sys.stdin.buffer, _LINES_PER_CHUNK)):
+        lines = [decode_line(raw, f"<stdin>:{first + i}") for i, raw in enumerate(chunk)]
+        sys.stdout.write("".join(line + "\n" for line in fn(lines, first)))
+        first += len(chunk)
+
+
+@tokenizer_app.command("encode")
+def tokenizer_encode(
+    source: Annotated[Path, _SOURCE],
+    side: Annotated[str, _SIDE] = "src",
+    ids: Annotated[bool, typer.Option("--ids", help="Ids instead of pieces.")] = False,
+) -> None:
+    """Text on stdin -> space-separated pieces (or ids) on stdout, line by line."""
+    from nmt.checkpoint import load_tokenizer
+    from nmt.tokenizer import encode_lines
+
+    with user_errors():
+        tok = load_tokenizer(source)
+        _map_stdin(lambda lines, first: encode_lines(tok, lines, side, ids))
+
+
+@tokenizer_app.command("decode")
+def tokenizer_decode(
+    source: Annotated[Path, _SOURCE],
+    side: Annotated[str, _SIDE] = "tgt",
+    ids: Annotated[bool, typer.Option("--ids", help="Ids instead of pieces.")] = False,
+) -> None:
+    """Space-separated pieces (or ids) on stdin -> text on stdout, line by line."""
+    from nmt.checkpoint import load_tokenizer
+    from nmt.tokenizer import decode_lines
+
+    with user_errors():
+        tok = load_tokenizer(source)
+        _map_stdin(lambda lines, first: decode_lines(tok, lines, side, ids, first))
+
+
+@tokenizer_app.command("vocab")
+def tokenizer_vocab(
+    source: Annotated[Path, _SOURCE],
+    side: Annotated[str, _SIDE] = "src",
+) -> None:
+    """Every piece: id, piece and score, tab-separated."""
+    from nmt.checkpoint import load_tokenizer
+    from nmt.tokenizer import vocab_rows
+
+    with user_errors():
+        rows = vocab_rows(load_tokenizer(source), side)
+        sys.stdout.write("".join(f"{i}\t{piece}\t{score:g}\n" for i, piece, score in rows))
+
+
 # -- train -----------------------------------------------------------------------------
 @app.command()
 def train(
@@ -390,23 +452,131 @@ def _save_maps(results, first: int, out_dir: Path) -> None:
 # -- score -----------------------------------------------------------------------------
 @app.command()
 def score(
-    hyp: Annotated[Path, typer.Option(help="Hypotheses, one per line.")],
-    ref: Annotated[Path, typer.Option(help="References, line-aligned with --hyp.")],
+    ref: Annotated[
+        list[Path],
+        typer.Option(help="References, line-aligned with the hypotheses (repeat for several)."),
+    ],
+    hyp: Annotated[
+        str, typer.Option(help="Hypotheses, one per line; stdin when omitted or -.")
+    ] = "-",
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated: bleu, chrf, ter.")
+    ] = "bleu,chrf,ter",
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="Baseline hypotheses: test whether --hyp differs significantly."),
+    ] = None,
+    paired: Annotated[
+        str,
+        typer.Option(help="With --baseline: bs (paired bootstrap) or ar (approx. randomization)."),
+    ] = "bs",
+    paired_n: Annotated[
+        int, typer.Option(help="Resamples (bs) or trials (ar); 0: sacreBLEU's 1000 / 10000.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """sacreBLEU BLEU, chrF and TER of detokenized text, with signatures."""
-    from nmt.corpus import read_parallel
-    from nmt.metrics import as_dicts
+    """sacreBLEU BLEU, chrF and TER of detokenized text, with signatures; significance too."""
+    from nmt.corpus import check_aligned, read_lines, read_stream
+    from nmt.metrics import METRICS, as_dicts, paired_test
     from nmt.metrics import score as corpus_score
 
+    # sacreBLEU logs each step of a paired test at INFO
+    logging.getLogger("sacrebleu").setLevel(logging.WARNING)
     with user_errors():
-        hyps, refs = read_parallel(hyp, ref)
-        scores = corpus_score(hyps, refs)
+        names = tuple(m.strip().lower() for m in metrics.split(",") if m.strip())
+        if not names or set(names) - set(METRICS):
+            raise NmtError(
+                f"--metrics takes {','.join(METRICS)} (comma-separated), got {metrics!r}"
+            )
+        if paired not in ("bs", "ar"):
+            raise NmtError(f"--paired must be bs or ar, got {paired!r}")
+        _at_least("--paired-n", paired_n, 0)
+        # file name -> lines, hypotheses first: errors name the file
+        hyp_name = "<stdin>" if hyp == "-" else hyp
+        texts = {
+            hyp_name: read_stream(sys.stdin.buffer, hyp_name) if hyp == "-" else read_lines(hyp)
+        }
+        if baseline is not None:
+            texts[str(baseline)] = read_lines(baseline)
+        texts.update((str(r), read_lines(r)) for r in ref)
+        check_aligned(texts)
+        hyps, refs = texts[hyp_name], [texts[str(r)] for r in ref]
+        if baseline is None:
+            results = corpus_score(hyps, refs, names)
+        else:
+            results = paired_test(texts[str(baseline)], hyps, refs, names, paired, paired_n)
     if as_json:
-        print(json.dumps(as_dicts(scores), indent=2))
-    else:
-        for s in scores:
+        print(json.dumps(as_dicts(results), indent=2))
+    elif baseline is None:
+        for s in results:
             print(f"{s.name}|{s.signature} = {s.text.split(' = ', 1)[1]}")
+    else:
+        for p in results:
+            base = _with_ci(p.baseline, p.baseline_mean, p.baseline_ci)
+            new = _with_ci(p.system, p.system_mean, p.system_ci)
+            print(f"{p.name}|{p.signature} = baseline {base}, system {new}, p = {p.p_value:.4f}")
+
+
+def _with_ci(score: float, mean: float | None, ci: float | None) -> str:
+    # sacreBLEU's notation: the bootstrap mean and the half width of its 95% interval
+    return f"{score:.2f}" if mean is None else f"{score:.2f} (μ = {mean:.2f} ± {ci:.2f})"
+
+
+# -- export and info -------------------------------------------------------------------
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (best.pt, last.pt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export file to write.")],
+    dtype: Annotated[
+        str, typer.Option(help="float32, float16 or bfloat16 (loaded back as float32).")
+    ] = "float32",
+    quantize: Annotated[
+        str, typer.Option(help="none (int8: use translate --quantize int8).")
+    ] = "none",
+) -> None:
+    """Weights, config and tokenizer only: what translate and attention need, without the
+    optimizer state (train --resume refuses it)."""
+    from nmt.export import export_checkpoint
+
+    with user_errors():
+        result = export_checkpoint(checkpoint, out, dtype=dtype, quantize=quantize)
+    err.print(
+        f"wrote {result.path}: {result.size_bytes / 1e6:.1f} MB ({result.dtype}), "
+        f"from {result.source_size_bytes / 1e6:.1f} MB",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command()
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Kind, architecture, parameters, vocabularies, training progress and versions."""
+    from nmt.export import checkpoint_info
+
+    with user_errors():
+        found = checkpoint_info(checkpoint)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    best = found["best"]
+    lines = {
+        "kind": found["kind"],
+        "size": f"{found['size_bytes'] / 1e6:.1f} MB",
+        "parameters": f"{found['parameters']:,}",
+        "weights": found["dtype"],
+        "vocabulary": f"src {found['src_vocab']}, tgt {found['tgt_vocab']}"
+        + (" (joint)" if found["joint_tokenizer"] else ""),
+        "step": found["step"],
+        "epoch": found["epoch"],
+        "best": f"{best:.4g} ({found['metric']})" if best is not None else "-",
+        "model": ", ".join(f"{k}={v}" for k, v in found["model"].items()),
+        "versions": ", ".join(f"{k} {v}" for k, v in found["versions"].items()),
+    }
+    for key, value in lines.items():
+        print(f"{key + ':':12}{'-' if value is None else value}")
 
 
 # -- attention and plots ---------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from nmt import NmtError
 
@@ -27,6 +28,25 @@ def read_lines(path: str | Path) -> list[str]:
         raise NmtError(f"{p}: file does not exist")
     with p.open("rb") as f:
         return [decode_line(raw, f"{p}:{n}") for n, raw in enumerate(f, 1)]
+
+
+def read_stream(stream: IO[bytes], name: str) -> list[str]:
+    """All lines of a UTF-8 byte stream (stdin); errors name it `name`."""
+    return [decode_line(raw, f"{name}:{n}") for n, raw in enumerate(stream, 1)]
+
+
+def check_aligned(texts: dict[str, list[str]]) -> None:
+    """Every text has lines, and as many as the first (named by the keys: file names)."""
+    (first, lines), *others = texts.items()
+    for name, text in texts.items():
+        if not text:
+            raise NmtError(f"{name} is empty")
+    for name, text in others:
+        if len(text) != len(lines):
+            raise NmtError(
+                f"{first} has {len(lines)} lines but {name} has {len(text)}: they must be "
+                "line-aligned"
+            )
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str], list[str]]:

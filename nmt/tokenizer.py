@@ -112,6 +112,50 @@ class Tokenizer:
         return cls((d / "src.model").read_bytes(), tgt.read_bytes() if tgt.is_file() else None)
 
 
+def _side(tok: Tokenizer, side: str) -> spm.SentencePieceProcessor:
+    if side not in ("src", "tgt"):
+        raise NmtError(f"--side must be src or tgt, got {side!r}")
+    return tok.src if side == "src" else tok.tgt
+
+
+def encode_lines(
+    tok: Tokenizer, lines: list[str], side: str = "src", ids: bool = False
+) -> list[str]:
+    """Each line as space-separated pieces (or ids): pieces never hold a space themselves."""
+    sp = _side(tok, side)
+    encoded = sp.encode(lines, out_type=int if ids else str)
+    return [" ".join(map(str, seq)) for seq in encoded]
+
+
+def decode_lines(
+    tok: Tokenizer, lines: list[str], side: str = "tgt", ids: bool = False, first_line: int = 1
+) -> list[str]:
+    """The text of space-separated pieces (or ids), one line each; `first_line` numbers errors."""
+    sp = _side(tok, side)
+    seqs = [line.split() for line in lines]
+    if not ids:
+        return sp.decode_pieces(seqs)
+    size = sp.get_piece_size()
+    numbers = []
+    for n, seq in enumerate(seqs, first_line):
+        try:
+            nums = [int(x) for x in seq]
+        except ValueError:
+            raise NmtError(f"line {n}: ids must be integers, got {' '.join(seq)[:60]!r}") from None
+        bad = [i for i in nums if not 0 <= i < size]
+        if bad:
+            raise NmtError(f"line {n}: id {bad[0]} is outside the vocabulary (0 to {size - 1})")
+        numbers.append(nums)
+    return sp.decode(numbers)
+
+
+def vocab_rows(tok: Tokenizer, side: str = "src") -> list[tuple[int, str, float]]:
+    """(id, piece, score) of every piece: the score is the unigram log probability (or the
+    BPE merge rank, negated)."""
+    sp = _side(tok, side)
+    return [(i, sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+
+
 def _encode(sp: spm.SentencePieceProcessor, lines: list[str], alpha: float) -> list[list[int]]:
     if alpha > 0:
         return sp.encode(lines, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1)

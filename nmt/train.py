@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from nmt import NmtError
 from nmt.atomic import copy_atomic, write_atomic
 from nmt.batching import Batch, make_batch, plan_batches
-from nmt.checkpoint import load_checkpoint, save_checkpoint
+from nmt.checkpoint import load_checkpoint, require_training_state, save_checkpoint
 from nmt.config import Config
 from nmt.corpus import filter_pairs
 from nmt.distributed import (
@@ -37,7 +37,7 @@ from nmt.distributed import (
     shutdown,
 )
 from nmt.metrics import score
-from nmt.model import Seq2Seq, count_parameters
+from nmt.model import build_model, count_parameters
 from nmt.prepare import TrainData, prepare_data, probe_run_dir
 from nmt.schedule import after_validation, learning_rate
 from nmt.search import SearchOptions, search_ids
@@ -126,7 +126,7 @@ class Trainer:
         if not self.src_ids:
             raise NmtError("no training pair is left after filtering (check data.max_len)")
         torch.manual_seed(t.seed)
-        self.model = Seq2Seq(
+        self.model = build_model(
             config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
         ).to(device)
         n_params = count_parameters(self.model)
@@ -186,8 +186,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)
-        if ckpt.train_state is None:
-            raise NmtError(f"checkpoint {path} has no training state to resume from")
+        require_training_state(ckpt, path)
         if ckpt.config.model != self.config.model:
             raise NmtError(f"checkpoint {path} was trained with another model config")
         self.model.load_state_dict(ckpt.model.state_dict())

@@ -685,3 +685,91 @@ def test_the_nmt_process_delivers_all_output_and_its_exit_code(trained, tmp_path
     proc = subprocess.run(cmd[:4] + [str(trained), str(missing)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert str(missing) in proc.stderr.replace("\n", "")
+
+
+def _systems(toy_dir, tmp_path) -> dict[str, Path]:
+    """Two references and two systems of known quality: a baseline that drops every third
+    word and a system that drops a word in every fifth line."""
+    refs = (toy_dir / "valid.pt").read_text(encoding="utf-8").splitlines()[:60]
+    words = [r.split() for r in refs]
+    files = {
+        "ref": refs,
+        "ref2": [" ".join(w[1:] + w[:1]) for w in words],
+        "base": [" ".join(x for i, x in enumerate(w) if i % 3 != 1) for w in words],
+        "new": [" ".join(w[:-1] if n % 5 == 0 else w) for n, w in enumerate(words)],
+    }
+    return {k: write(tmp_path / f"{k}.txt", "\n".join(v) + "\n") for k, v in files.items()}
+
+
+def test_score_two_references_equals_sacrebleu(toy_dir, tmp_path):
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    f = _systems(toy_dir, tmp_path)
+    hyps, refs = (
+        f["new"].read_text().splitlines(),
+        [f[r].read_text().splitlines() for r in ("ref", "ref2")],
+    )
+    r = nmt("score", "--hyp", f["new"], "--ref", f["ref"], "--ref", f["ref2"], "--json")
+    ok(r)
+    found = {s["name"]: s for s in json.loads(r.stdout)}
+    for metric in (BLEU(), CHRF(), TER()):
+        expected = metric.corpus_score(hyps, refs)
+        assert found[expected.name]["score"] == round(expected.score, 2)
+        assert found[expected.name]["signature"] == str(metric.get_signature())
+        assert found[expected.name]["signature"].startswith("nrefs:2")
+    # hypotheses from stdin, some metrics only
+    refs_args = ["--ref", f["ref"], "--ref", f["ref2"]]
+    r = nmt("score", *refs_args, "--metrics", "ter,bleu", input=f["new"].read_text())
+    ok(r)
+    assert [line.split("|")[0] for line in r.stdout.splitlines()] == ["TER", "BLEU"]
+    assert f" = {found['BLEU']['text'].split(' = ', 1)[1]}" in r.stdout
+
+
+@pytest.mark.parametrize("test", ["bs", "ar"])
+def test_score_significance_matches_the_sacrebleu_command(toy_dir, tmp_path, test):
+    import subprocess
+    import sys
+
+    f = _systems(toy_dir, tmp_path)
+    n = "1000" if test == "bs" else "2000"
+    # the sacrebleu command of this interpreter's environment
+    cmd = [str(Path(sys.executable).parent / "sacrebleu")]
+    cmd += [str(f["ref"]), str(f["ref2"]), "-i", str(f["base"]), str(f["new"])]
+    cmd += [f"--paired-{test}", f"--paired-{test}-n", n, "-m", "bleu", "--format", "json"]
+    env = {k: v for k, v in os.environ.items() if k != "SACREBLEU_SEED"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=True)
+    base, new = json.loads(proc.stdout)
+    args = ["score", "--hyp", f["new"], "--baseline", f["base"], "--ref", f["ref"]]
+    args += ["--ref", f["ref2"]]
+    r = nmt(*args, "--paired", test, "--paired-n", n, "--json")
+    ok(r)
+    (bleu,) = [p for p in json.loads(r.stdout) if p["name"] == "BLEU"]
+    assert bleu["baseline"] == pytest.approx(base["BLEU"]["score"], rel=1e-9)
+    assert bleu["system"] == pytest.approx(new["BLEU"]["score"], rel=1e-9)
+    assert bleu["p_value"] == pytest.approx(new["BLEU"]["p_value"], rel=1e-9)
+    assert bleu["p_value"] < 0.05  # the baseline drops a third of the words
+    if test == "bs":  # the command line gives no intervals with AR; nmt bootstraps them
+        for key, system in (("baseline", base), ("system", new)):
+            assert bleu[f"{key}_mean"] == pytest.approx(system["BLEU"]["mean"], rel=1e-9)
+            assert bleu[f"{key}_ci"] == pytest.approx(system["BLEU"]["ci"], rel=1e-9)
+    assert f"{test}:{n}|seed:12345" in bleu["signature"] and "nrefs:2" in bleu["signature"]
+    r = nmt(*args, "--paired", test, "--paired-n", n, "--metrics", "chrf")
+    ok(r)
+    line = r.stdout.strip()
+    assert line.startswith("chrF2|nrefs:2") and "baseline " in line and "p = " in line
+
+
+def test_score_names_the_file_at_fault(tmp_path):
+    hyp = write(tmp_path / "hyp.txt", "a b\nc d\n")
+    ref = write(tmp_path / "ref.txt", "a b\nc d\n")
+    short = write(tmp_path / "short.txt", "a\n")
+    empty = write(tmp_path / "empty.txt", "")
+    user_error(nmt("score", "--hyp", hyp, "--ref", ref, "--ref", short), "short.txt has 1")
+    user_error(nmt("score", "--hyp", hyp, "--ref", ref, "--baseline", short), "short.txt has 1")
+    user_error(nmt("score", "--hyp", empty, "--ref", ref), "empty.txt is empty")
+    user_error(nmt("score", "--ref", ref, input=""), "<stdin> is empty")
+    user_error(nmt("score", "--hyp", hyp, "--ref", empty), "empty.txt is empty")
+    user_error(nmt("score", "--hyp", hyp, "--ref", ref, "--metrics", "bleu,meteor"), "--metrics")
+    user_error(
+        nmt("score", "--hyp", hyp, "--ref", ref, "--baseline", ref, "--paired", "t"), "--paired"
+    )

@@ -31,6 +31,7 @@ RANK = {
     "model": 4,
     "search": 5,
     "checkpoint": 5,
+    "export": 6,
     "translate": 6,
     "train": 6,
     "cli": 7,

@@ -1,0 +1,60 @@
+"""`nmt info`: what a training checkpoint or an export holds, read without loading the model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cli import nmt, ok, user_error, write
+
+import nmt as nmt_package
+from nmt.checkpoint import load_checkpoint, read_state
+from nmt.export import checkpoint_info, export_checkpoint
+
+
+@pytest.fixture(scope="module")
+def kinds(trained, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("info") / "export.pt"
+    export_checkpoint(trained, out, dtype="float16")
+    return {"best": trained, "last": trained.parent / "last.pt", "export": out}
+
+
+@pytest.mark.parametrize("name", ["best", "last", "export"])
+def test_info_json_on_every_kind(kinds, name):
+    path = kinds[name]
+    r = nmt("info", path, "--json")
+    ok(r)
+    found = json.loads(r.stdout)
+    ckpt = load_checkpoint(path)
+    train_state = read_state(kinds["best"] if name == "export" else path)["train_state"]
+    assert found["kind"] == ("export" if name == "export" else "training")
+    assert found["parameters"] == sum(p.numel() for p in ckpt.model.parameters())
+    assert found["step"] == train_state["step"] == 250
+    assert found["epoch"] == train_state["epoch"]
+    assert found["best"] == train_state["best"] and found["metric"] == "bleu"
+    assert found["size_bytes"] == path.stat().st_size
+    assert found["src_vocab"] == ckpt.tokenizer.src_vocab_size
+    assert found["model"]["cell"] == ckpt.config.model.cell
+    assert found["versions"]["nmt"] == nmt_package.__version__
+    assert found["has_optimizer_state"] == (name != "export")
+    assert found["dtype"] == ("float16" if name == "export" else "float32")
+
+
+def test_info_text(kinds):
+    r = nmt("info", kinds["export"])
+    ok(r)
+    fields = dict(line.split(":", 1) for line in r.stdout.splitlines())
+    assert fields["kind"].strip() == "export"
+    assert fields["step"].strip() == "250"
+    assert fields["parameters"].strip() == f"{checkpoint_info(kinds['export'])['parameters']:,}"
+    assert fields["best"].strip().endswith("(bleu)")
+
+
+def test_info_of_files_that_are_no_checkpoint(tmp_path):
+    yml = write(tmp_path / "config.yaml", "model:\n  cell: gru\n")
+    line = user_error(nmt("info", yml), "config.yaml is not an nmt checkpoint")
+    assert "code" not in line
+    # the same plain wording wherever a checkpoint is read
+    line = user_error(nmt("translate", yml, input="a\n"), "config.yaml is not an nmt checkpoint")
+    assert "code" not in line
+    user_error(nmt("info", tmp_path / "none.pt"), "none.pt", "does not exist")
