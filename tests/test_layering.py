@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> train/translate/plots -> search/model -> config."""
+"""Imports flow one way: cli -> train/translate/plots -> workers -> search/model -> config."""
 
 from __future__ import annotations
 
@@ -19,16 +19,19 @@ RANK = {
     "metrics": 1,
     "plots": 1,
     "batching": 2,
+    "candidates": 2,
     "encoder": 2,
     "attention": 2,
     "decoder": 3,
     "model": 4,
     "search": 5,
     "checkpoint": 5,
-    "translate": 6,
+    "quantize": 5,
+    "workers": 6,
+    "translate": 7,
     "train": 6,
-    "cli": 7,
-    "__main__": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 
 
