@@ -87,7 +87,7 @@ class Translator:
         if workers > 1 and device != "cpu":
             raise NmtError("workers above 1 run on the CPU only")
         if quantize not in (None, "none", "int8"):
-            raise NmtError(f"quantize must be none or int8, got {quantize!r}")
+            raise NmtError(f"quantize must be one of none, int8, got {quantize!r}")
         if quantize == "int8" and device != "cpu":
             raise NmtError("quantize int8 runs on the CPU only")
         self.workers, self.threads = workers, threads
