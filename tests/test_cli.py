@@ -403,7 +403,6 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
         (["--max-len-offset", "-2"], ["--max-len-offset"]),
         (["--max-len-ratio", "nan"], ["--max-len-ratio", "finite"]),
         (["--length-penalty", "inf"], ["--length-penalty"]),
-        (["--stopping", "late"], ["--stopping", "early or exact"]),
         (["--quantize", "int4"], ["--quantize", "none, int8"]),
         (["--batch-tokens", "0"], ["--batch-tokens", ">= 1"]),
         (["--threads", "-1"], ["--threads", ">= 0"]),
