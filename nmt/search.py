@@ -239,8 +239,8 @@ def beam_search(
     the sentence's max length: provably nothing better is left, but with a length penalty
     that bound is loose and most sentences run to the max length. Stopping "early" (the
     default, and Hugging Face's) compares with its score if it ended at the next step: the
-    same rule without a length penalty, and on Multi30k a fifth fewer decoder steps than
-    "exact" for the same BLEU.
+    same rule without a length penalty, and on Multi30k fewer decoder steps than "exact"
+    for the same BLEU.
 
     One loop over steps, longer than most functions here: a step's parts (extend, finish,
     stop, reorder) share a dozen tensors that would otherwise travel as arguments.
