@@ -313,6 +313,8 @@ def translate(
     # long: one parameter per option, each passed on once to the library's typed options
     _quiet(quiet)
     with user_errors(), _as_flags(_TRANSLATE_FLAGS):
+        from functools import partial
+
         from nmt.search import SearchOptions
         from nmt.translate import StreamOptions, Translator, translate_file, translate_stream
 
@@ -346,7 +348,7 @@ def translate(
         on_chunk = None
         if attention_dir is not None:
             attention_dir.mkdir(parents=True, exist_ok=True)
-            on_chunk = lambda results, first: _save_maps(results, first, attention_dir)  # noqa: E731
+            on_chunk = partial(_save_maps, out_dir=attention_dir)
         name = str(input) if input else "<stdin>"
         with _translate_progress(quiet) as on_progress:
             source = input.open("rb") if input else sys.stdin.buffer

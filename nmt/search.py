@@ -209,6 +209,11 @@ def greedy(
     return results
 
 
+def _extend(history: torch.Tensor, rows: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """history (R, t, ...) -> its `rows` (R',) with new (R', ...) appended: (R', t + 1, ...)."""
+    return torch.cat([history.index_select(0, rows), new[:, None]], 1)
+
+
 class _Finished:
     """Each sentence's best `k` finished hypotheses, best first, and the k-th best score
     (-inf while it has fewer than k)."""
@@ -308,18 +313,9 @@ def beam_search(
         state = model.select_state(state, src_rows)
         if remaining.numel() < n:
             enc = model.select_encoded(enc, remaining)  # one row a sentence, read by its beams
-        history = torch.cat(
-            [history.index_select(0, src_rows), next_tok.index_select(0, remaining_rows)[:, None]],
-            1,
-        )
+        history = _extend(history, src_rows, next_tok.index_select(0, remaining_rows))
         if attn_history is not None:
-            attn_history = torch.cat(
-                [
-                    attn_history.index_select(0, src_rows),
-                    weights.index_select(0, src_rows)[:, None],
-                ],
-                1,
-            )
+            attn_history = _extend(attn_history, src_rows, weights.index_select(0, src_rows))
         beam_lp = next_lp.flatten().index_select(0, remaining_rows)
         prev = next_tok.index_select(0, remaining_rows)
         active = active.index_select(0, remaining)
