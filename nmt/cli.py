@@ -307,15 +307,41 @@ def _train_progress(total: int, quiet: bool):
 
 
 # -- translate -------------------------------------------------------------------------
-def _length_penalty(value: str) -> float | str:
-    if value == "avg":
-        return value
+# the library's names of translate's options -> their flags, for the library's messages
+_TRANSLATE_FLAGS = {
+    "beam_size": "--beam-size",
+    "nbest": "--nbest",
+    "length_penalty": "--length-penalty",
+    "max_len_ratio": "--max-len-ratio",
+    "max_len_offset": "--max-len-offset",
+    "min_len": "--min-len",
+    "stopping": "--stopping",
+    "batch_tokens": "--batch-tokens",
+    "fmt": "--format",
+    "errors": "--errors",
+    "resume": "--resume",
+    "quantize": "--quantize",
+    "threads": "--threads",
+    "workers": "--workers",
+}
+
+
+@contextmanager
+def _as_flags(flags: dict[str, str]):
+    """The library's messages about its options (they start with the option's name) name
+    the command's flags instead; others (about files, say) are left as they are."""
+    import re
+
     try:
-        return float(value)
-    except ValueError:
-        raise NmtError(
-            f"--length-penalty must be a number (GNMT alpha) or avg, got {value!r}"
-        ) from None
+        yield
+    except NmtError as e:
+        names = "|".join(flags)
+        message = str(e)
+        if not re.match(rf"({names}) ", message):
+            raise
+        # a name standing alone, not part of a path or a longer word
+        message = re.sub(rf"(?<![\w./-])({names})(?![\w./-])", lambda m: flags[m[1]], message)
+        raise NmtError(message) from None
 
 
 @app.command()
@@ -365,19 +391,34 @@ def translate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
+    # long: one parameter per option, each passed on once to the library's typed options
     _quiet(quiet)
-    with user_errors():
-        _at_least("--batch-tokens", batch_tokens, 1)
-        _at_least("--threads", threads, 0)
-        _at_least("--workers", workers, 1)
-        if errors not in ("strict", "replace"):
-            raise NmtError(f"--errors must be strict or replace, got {errors!r}")
+    with user_errors(), _as_flags(_TRANSLATE_FLAGS):
+        from functools import partial
+
+        from nmt.search import SearchOptions
+        from nmt.translate import StreamOptions, Translator, translate_file, translate_stream
+
+        # jsonl records carry the attention whenever it is computed, heatmaps included
+        attention = with_attention or attention_dir is not None
+        search = SearchOptions(
+            beam_size=beam_size,
+            nbest=nbest,
+            length_penalty=length_penalty,
+            max_len_ratio=max_len_ratio,
+            max_len_offset=max_len_offset,
+            min_len=min_len,
+            stopping=stopping,
+            return_attention=attention,
+            scores=fmt != "text" or nbest > 1,  # text shows scores only in n-best lists
+        )
+        stream = StreamOptions(
+            batch_tokens=batch_tokens, fmt=fmt, errors=errors, with_attention=attention
+        )
         if resume and output is None:
             raise NmtError("--resume needs --output")
         if input is not None and not input.is_file():
             raise NmtError(f"{input}: file does not exist")
-        from nmt.translate import Translator, translate_file, translate_stream
-
         translator = Translator(
             checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
         )
@@ -385,33 +426,37 @@ def translate(
         # of the cyclic garbage collector, whose full passes over their 170k objects took
         # 0.07 s each, one per 1,000 sentences translated here
         gc.freeze()
-        kwargs = dict(
-            beam_size=beam_size,
-            nbest=nbest,
-            length_penalty=_length_penalty(length_penalty),
-            max_len_ratio=max_len_ratio,
-            max_len_offset=max_len_offset,
-            min_len=min_len,
-            stopping=stopping,
-            batch_tokens=batch_tokens,
-            fmt=fmt,
-            errors=errors,
-            name=str(input) if input else "<stdin>",
-            return_attention=with_attention or attention_dir is not None,
-            # text shows scores only in n-best lists
-            scores=fmt != "text" or nbest > 1,
-        )
+        on_chunk = None
         if attention_dir is not None:
             attention_dir.mkdir(parents=True, exist_ok=True)
-            kwargs["on_chunk"] = lambda results, first: _save_maps(results, first, attention_dir)
+            on_chunk = partial(_save_maps, out_dir=attention_dir)
+        name = str(input) if input else "<stdin>"
         with _translate_progress(quiet) as on_progress:
-            kwargs["on_progress"] = on_progress
             source = input.open("rb") if input else sys.stdin.buffer
             try:
                 if output is None:
-                    translate_stream(translator, source, sys.stdout, **kwargs)
+                    translate_stream(
+                        translator,
+                        source,
+                        sys.stdout,
+                        search,
+                        stream,
+                        name=name,
+                        on_progress=on_progress,
+                        on_chunk=on_chunk,
+                    )
                 else:
-                    translate_file(translator, source, output, resume=resume, **kwargs)
+                    translate_file(
+                        translator,
+                        source,
+                        output,
+                        search,
+                        stream,
+                        resume=resume,
+                        name=name,
+                        on_progress=on_progress,
+                        on_chunk=on_chunk,
+                    )
             finally:
                 translator.close()
                 if input:

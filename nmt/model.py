@@ -12,10 +12,40 @@ from torch import nn
 
 from nmt.batching import padding_mask
 from nmt.config import ModelConfig
-from nmt.decoder import Decoder, DecoderState, EncoderOut
+from nmt.decoder import Decoder, DecoderState, EncoderOut, select
 from nmt.encoder import Encoder
 from nmt.tokenizer import PAD
 from nmt.transformer import Transformer
+
+
+class TiedOutput(nn.Module):
+    """The tied output layer: x (..., E) -> x @ embedding.T + bias (..., V).
+
+    It holds the target embedding and the bias without owning them: they stay the model's
+    parameters (`tgt_embed.weight`, `output_bias` in checkpoints), and a tuple keeps
+    nn.Module from registering them a second time. Being a module of its own, it can be
+    swapped for another (an int8 copy: nmt.quantize) like an untied Linear.
+    """
+
+    def __init__(self, embed: nn.Embedding, bias: nn.Parameter) -> None:
+        super().__init__()
+        self.tied = (embed, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embed, bias = self.tied
+        return F.linear(x, embed.weight, bias)
+
+    def as_linear(self) -> nn.Linear:
+        """A Linear(E, V) holding copies of the tied matrix and bias."""
+        embed, bias = self.tied
+        weight = embed.weight  # (V, E)
+        # built empty and given the weights: a Linear(E, V) would first draw V x E random
+        # numbers only to overwrite them
+        linear = nn.Linear(0, 0)
+        linear.in_features, linear.out_features = weight.size(1), weight.size(0)
+        linear.weight = nn.Parameter(weight.detach().clone())
+        linear.bias = nn.Parameter(bias.detach().clone())
+        return linear
 
 
 class Seq2Seq(nn.Module):
@@ -48,11 +78,12 @@ class Seq2Seq(nn.Module):
             dropout=config.dropout,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.output: nn.Module  # (..., H or E) -> logits (..., V)
         if config.tie_output:
             # the output layer reuses the target embedding: project H down to E first
             self.pre_output = nn.Linear(config.hidden_size, config.embed_dim, bias=False)
             self.output_bias = nn.Parameter(torch.zeros(tgt_vocab))
-            self.output = None
+            self.output = TiedOutput(self.tgt_embed, self.output_bias)
         else:
             self.pre_output = None
             self.output = nn.Linear(config.hidden_size, tgt_vocab)
@@ -68,9 +99,7 @@ class Seq2Seq(nn.Module):
         x = self.dropout(att_vec)
         if self.pre_output is not None:
             x = self.pre_output(x)  # (..., E)
-        if self.output is not None:  # untied, or an int8 copy of the tied matrix
-            return self.output(x)
-        return F.linear(x, self.tgt_embed.weight, self.output_bias)
+        return self.output(x)
 
     def encode(
         self, src: torch.Tensor, src_lengths: torch.Tensor
@@ -131,6 +160,14 @@ class Seq2Seq(nn.Module):
         state, weights = self.decoder.step(state, self.tgt_embed(prev), enc)
         logits = self.logits(state.att_vec).float()
         return (logits.log_softmax(-1) if normalize else logits), state, weights
+
+    def select_state(self, state: DecoderState, rows: torch.Tensor) -> DecoderState:
+        """The state's rows picked by index (R' rows): beam backpointers, dropping sentences."""
+        return select(state, rows)
+
+    def select_encoded(self, enc: EncoderOut, sentences: torch.Tensor) -> EncoderOut:
+        """enc's rows picked by index (N' rows): dropping finished sentences."""
+        return select(enc, sentences)
 
 
 def count_parameters(model: nn.Module) -> int:

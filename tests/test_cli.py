@@ -401,6 +401,8 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
         (["--length-penalty", "-1"], ["--length-penalty"]),
         (["--min-len", "-1"], ["--min-len"]),
         (["--max-len-offset", "-2"], ["--max-len-offset"]),
+        (["--max-len-ratio", "nan"], ["--max-len-ratio", "finite"]),
+        (["--length-penalty", "inf"], ["--length-penalty"]),
         (["--quantize", "int4"], ["--quantize", "none, int8"]),
         (["--batch-tokens", "0"], ["--batch-tokens", ">= 1"]),
         (["--threads", "-1"], ["--threads", ">= 0"]),

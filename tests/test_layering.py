@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> train/translate/heatmaps/curves -> search/model -> config."""
+"""Imports flow one way: cli -> train/translate/heatmaps -> workers -> search/model -> config."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ RANK = {
     "batching": 2,
     "schedule": 2,
     "prepare": 2,
+    "candidates": 2,
     "encoder": 2,
     "attention": 2,
     "decoder": 3,
@@ -31,11 +32,13 @@ RANK = {
     "model": 4,
     "search": 5,
     "checkpoint": 5,
+    "quantize": 5,
+    "workers": 6,
     "export": 6,
-    "translate": 6,
+    "translate": 7,
     "train": 6,
-    "cli": 7,
-    "__main__": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 
 
