@@ -24,6 +24,8 @@ RANK = {
     "batching": 2,
     "schedule": 2,
     "prepare": 2,
+    "progress": 2,
+    "rundir": 2,
     "encoder": 2,
     "attention": 2,
     "decoder": 3,

@@ -129,7 +129,7 @@ def test_trains_from_a_saved_hugging_face_dataset(toy_dir, tmp_path):
     d.dataset, d.src_lang, d.tgt_lang = str(tmp_path / "ds"), "en", "pt"
     assert train(cfg)["step"] == 3
     with pytest.raises(NmtError, match="set data.src_lang"):
-        d.src_lang = "de"
+        d.src_lang, cfg.train.run_dir = "de", str(tmp_path / "run-de")
         train(cfg)
 
 
