@@ -215,8 +215,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 def _refuse_resume_change(where: str, saved: Any, given: Any, checkpoint: str) -> None:
     raise NmtError(
         f"--resume {checkpoint}: {where} is {quote(saved)} in the checkpoint, {quote(given)} "
-        f"here; a resumed run keeps it: drop the option, or train a new run (another "
-        "train.run_dir, or --overwrite)"
+        "here (config file or --set); a resumed run keeps it: drop the option (or resume "
+        "without --config: the checkpoint holds the config), or train a new run elsewhere"
     )
 
 
