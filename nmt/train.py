@@ -173,7 +173,7 @@ class Trainer:
         tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
         keep, stats = filter_pairs(src, tgt, d.max_len)
         if epoch == 0:
-            log.info(
+            log.debug(
                 "training pairs: %d kept, %d dropped with an empty side, %d dropped over %d tokens",
                 stats.kept,
                 stats.empty,
