@@ -51,7 +51,9 @@ def main(
     verbose: Annotated[
         int,
         # metavar "": a counter takes no value, so --help shows none
-        typer.Option("--verbose", "-v", count=True, metavar="", help="Debug logs."),
+        typer.Option(
+            "--verbose", "-v", count=True, metavar="", show_default=False, help="Debug logs."
+        ),
     ] = 0,
     version: Annotated[
         bool,
@@ -183,12 +185,13 @@ def tokenizer_train(
 ) -> None:
     """Train sentencepiece (pad 0, unk 1, bos 2, eos 3) on parallel text."""
     from nmt.corpus import read_parallel
-    from nmt.tokenizer import train_tokenizer
+    from nmt.tokenizer import check_tokenizer_dir, train_tokenizer
 
     with user_errors():
         _at_least("--vocab-size", vocab_size, 8)
         if model_type not in ("unigram", "bpe"):
             raise NmtError(f"--model-type must be unigram or bpe, got {model_type!r}")
+        check_tokenizer_dir(out)
         src_lines, tgt_lines = read_parallel(src, tgt)
         tok = train_tokenizer(src_lines, tgt_lines, vocab_size, model_type, joint)
         tok.save(out)

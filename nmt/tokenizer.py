@@ -98,7 +98,7 @@ class Tokenizer:
         """Write the folder whole or not at all: the files go to a temp folder beside it,
         which is then renamed into place (replacing an earlier tokenizer folder)."""
         out = Path(out_dir)
-        _check_replaceable(out)
+        check_tokenizer_dir(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         files = {"src.model": self.src_proto}
         if self.tgt_proto is not None:
@@ -158,8 +158,9 @@ def _umask() -> int:
     return mask
 
 
-def _check_replaceable(out: Path) -> None:
-    """Refuse to replace a folder that holds more than a tokenizer (or is no folder)."""
+def check_tokenizer_dir(out: Path) -> None:
+    """Refuse, before any work, to replace a folder that holds more than a tokenizer (or a
+    file)."""
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out} is a file: the tokenizer needs a folder there")
     if out.is_dir():

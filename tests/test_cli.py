@@ -168,7 +168,11 @@ def test_tokenizer_bad_inputs(pair, tmp_path):
     src, tgt = pair("a\n", "b\n")
     user_error(train(src, tgt, "--model-type", "word"), "--model-type", "unigram or bpe")
     user_error(train(src, tgt, "--vocab-size", "-1"), "--vocab-size", ">= 8")
+    src, tgt = pair("a small text\n", "ein kleiner Text\n")
+    user_error(train(src, tgt, "--vocab-size", "2000000000"), "2,000,000,000", "at most")
     assert not out.exists()
+    write(out, "a file")
+    user_error(train(src, tgt, "--vocab-size", "20"), f"{out} is a file")
 
 
 # -- train ------------------------------------------------------------------------------
