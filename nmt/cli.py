@@ -294,16 +294,19 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Train a model. Every option is listed in README.md; `--set` overrides the file."""
-    from nmt.config import config_from_dict, load_raw
-    from nmt.train import config_for_resume
+    from nmt.checkpoint import saved_config
+    from nmt.config import config_from_dict, load_raw, resume_config
     from nmt.train import train as run_training
 
     _quiet(quiet)
     with user_errors():
         given = load_raw(config, overrides or [])
-        # a resumed run takes its config from the checkpoint (refused before the run dir,
-        # tokenizer and logs are touched when it is not a checkpoint)
-        cfg = config_for_resume(resume, given) if resume is not None else config_from_dict(given)
+        if resume is None:
+            cfg = config_from_dict(given)
+        else:
+            # the checkpoint's config, with what may change mid-run; a file that is no
+            # checkpoint is refused before the run dir, tokenizer and logs are touched
+            cfg = resume_config(saved_config(resume), given, str(resume))
         with _train_progress(quiet) as (on_log, on_progress):
             result = run_training(
                 cfg, resume=resume, on_log=on_log, overwrite=overwrite, on_progress=on_progress

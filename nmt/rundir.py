@@ -7,10 +7,12 @@ when the config names none. Other files in the folder (data, translations) are n
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from nmt import NmtError
+from nmt.atomic import write_atomic
 from nmt.config import Config
 
 RUN_FILES = ("best.pt", "last.pt", "log.jsonl")
@@ -60,3 +62,18 @@ def claim_run_dir(config: Config, *, resume: str | Path | None, overwrite: bool)
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the records of log.jsonl up to `step` (the checkpoint a run resumes from)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = []
+    for ln in lines:
+        try:
+            if json.loads(ln).get("step", 0) <= step:
+                kept.append(ln)
+        except json.JSONDecodeError:
+            break
+    write_atomic(path, "".join(k + "\n" for k in kept).encode())

@@ -23,16 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
-from nmt.atomic import copy_atomic, write_atomic
+from nmt.atomic import copy_atomic
 from nmt.batching import Batch, make_batch, plan_batches
-from nmt.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    read_state,
-    require_training_state,
-    save_checkpoint,
-)
-from nmt.config import Config, check_resumable, config_from_dict, resume_config
+from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
+from nmt.config import Config
 from nmt.corpus import filter_pairs
 from nmt.distributed import (
     all_reduce_sum,
@@ -46,7 +40,7 @@ from nmt.metrics import score
 from nmt.model import build_model, count_parameters
 from nmt.prepare import TrainData, prepare_data, probe_run_dir
 from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
-from nmt.rundir import claim_run_dir
+from nmt.rundir import claim_run_dir, truncate_log
 from nmt.schedule import after_validation, learning_rate
 from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import PAD, Tokenizer
@@ -168,7 +162,8 @@ class Trainer:
             import sentencepiece
 
             # subword sampling drawn per epoch from (seed, epoch): resuming redraws the same
-            sentencepiece.set_random_generator_seed(t.seed * 1000 + epoch)
+            # (sentencepiece takes 32 bits: the same seed as before for every seed below 4.29M)
+            sentencepiece.set_random_generator_seed((t.seed * 1000 + epoch) % 2**32)
         src = self.tokenizer.encode_src(self.data.train_src, d.sampling_alpha)
         tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
         keep, stats = filter_pairs(src, tgt, d.max_len)
@@ -209,25 +204,11 @@ class Trainer:
         self.state = TrainState.from_dict(ckpt.train_state)
         self.validated_step = self.state.step
         if self.rank == 0:
-            self._truncate_log(self.state.step)
+            # records written after the checkpoint (by a killed run) would repeat
+            truncate_log(self.run_dir / "log.jsonl", self.state.step)
         if self.config.data.sampling_alpha > 0:
             self.src_ids, self.tgt_ids = self._encode_train(self.state.epoch)
         log.info("resumed from %s at step %d", path, self.state.step)
-
-    def _truncate_log(self, step: int) -> None:
-        # records written after the checkpoint (by a killed run) would repeat on resume
-        path = self.run_dir / "log.jsonl"
-        if not path.is_file():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = []
-        for ln in lines:
-            try:
-                if json.loads(ln).get("step", 0) <= step:
-                    kept.append(ln)
-            except json.JSONDecodeError:
-                break
-        write_atomic(path, "".join(k + "\n" for k in kept).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.rank != 0:
@@ -514,25 +495,6 @@ class Trainer:
             eta = self._progress("train").eta
             if eta is not None:
                 log.info("estimated time to the end: %s", format_duration(eta))
-
-
-def load_resumable(path: str | Path, config: Config) -> Checkpoint:
-    """The checkpoint at `path`, refused unless it can resume a run of `config`."""
-    ckpt = load_checkpoint(path)
-    require_training_state(ckpt, path)
-    check_resumable(ckpt.config, config, str(path))
-    return ckpt
-
-
-def config_for_resume(path: str | Path, given: dict[str, Any]) -> Config:
-    """The config that a run resumed from the checkpoint at `path` trains with: the saved one,
-    with the options `given` again (`nmt.config.load_raw`) that may change mid-run."""
-    state = read_state(path, mmap=True)
-    try:
-        saved = config_from_dict(state["config"])
-    except (NmtError, KeyError, TypeError) as e:
-        raise NmtError(f"checkpoint {path} holds no usable config ({e})") from None
-    return resume_config(saved, given, str(path))
 
 
 def train(

@@ -352,3 +352,9 @@ def test_another_tokenizer_of_the_same_size_is_refused_on_resume(toy_dir, tmp_pa
     cfg.train.max_steps = 4
     with pytest.raises(NmtError, match="not the one the checkpoint was trained with"):
         train(cfg, resume=tmp_path / "run" / "last.pt")
+
+
+def test_the_largest_seed_trains_with_subword_sampling(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path, max_steps=1, valid_every=1, seed=2**32 - 1)
+    cfg.data.sampling_alpha = 0.1
+    assert train(cfg)["step"] == 1
