@@ -212,6 +212,17 @@ def test_train_again_into_a_run_is_refused(cli_run):
     assert "tokenizer/" not in line  # the config names its own tokenizer: never removed
 
 
+def test_train_overwrite_starts_over(cli_run, tmp_path):
+    config, run_dir, _ = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for _ in range(2):  # as `make demo` does each time
+        r = nmt("train", "--config", config, "--set", f"train.run_dir={copy}", "--overwrite", "-q")
+        ok(r)
+    records = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [10, 20]
+
+
 def test_train_resume_as_the_readme_shows_it(toy_dir, tok_dir, tmp_path):
     run = tmp_path / "run"
     my = {
