@@ -38,9 +38,29 @@ app.add_typer(tokenizer_app, name="tokenizer")
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from nmt import __version__
+
+        print(f"nmt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v debug logs.")] = 0,
+    verbose: Annotated[
+        int,
+        # metavar "": a counter takes no value, so --help shows none
+        typer.Option(
+            "--verbose", "-v", count=True, metavar="", show_default=False, help="Debug logs."
+        ),
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -125,14 +145,22 @@ def _quiet(quiet: bool) -> None:
 @data_app.command("toy")
 def data_toy(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder to write train|valid|test.{en,pt}.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write train|valid|test.{en,pt} (.pt: Portuguese, not a checkpoint).",
+        ),
     ],
     size: Annotated[
         int, typer.Option(help="Training pairs (valid/test get size/20, at least 50).")
     ] = 20000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
 ) -> None:
-    """Write the built-in English -> Portuguese corpus (no download)."""
+    """Write the built-in English -> Portuguese corpus (no download).
+
+    Files are named by language: .en English, .pt Portuguese (the language code, although
+    checkpoints end in .pt too)."""
     from nmt.toy import write_corpus
 
     with user_errors():
@@ -157,12 +185,13 @@ def tokenizer_train(
 ) -> None:
     """Train sentencepiece (pad 0, unk 1, bos 2, eos 3) on parallel text."""
     from nmt.corpus import read_parallel
-    from nmt.tokenizer import train_tokenizer
+    from nmt.tokenizer import check_tokenizer_dir, train_tokenizer
 
     with user_errors():
         _at_least("--vocab-size", vocab_size, 8)
         if model_type not in ("unigram", "bpe"):
             raise NmtError(f"--model-type must be unigram or bpe, got {model_type!r}")
+        check_tokenizer_dir(out)
         src_lines, tgt_lines = read_parallel(src, tgt)
         tok = train_tokenizer(src_lines, tgt_lines, vocab_size, model_type, joint)
         tok.save(out)
@@ -247,45 +276,101 @@ def train(
         typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue from a checkpoint (usually RUN_DIR/last.pt).")
+        Path | None,
+        typer.Option(
+            help="Continue from a checkpoint (usually RUN_DIR/last.pt) with its model, data "
+            "and training options; options given again may change only limits, logging, "
+            "validation, threads and device."
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start over in a run dir that holds a run: removes its best.pt, last.pt, "
+            "log.jsonl and the tokenizer/ it trained.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Train a model. Every option is listed in README.md; `--set` overrides the file."""
-    from nmt.config import load_config
+    from nmt.checkpoint import saved_config
+    from nmt.config import config_from_dict, load_raw, resume_config
     from nmt.train import train as run_training
 
     _quiet(quiet)
     with user_errors():
-        cfg = load_config(config, overrides or [])
-        if resume is not None:
-            from nmt.checkpoint import read_state
+        given = load_raw(config, overrides or [])
+        if resume is None:
+            cfg = config_from_dict(given)
+        else:
+            # the checkpoint's config, with what may change mid-run; a file that is no
+            # checkpoint is refused before the run dir, tokenizer and logs are touched
+            cfg = resume_config(saved_config(resume), given, str(resume))
+        with _train_progress(quiet) as (on_log, on_progress):
+            result = run_training(
+                cfg, resume=resume, on_log=on_log, overwrite=overwrite, on_progress=on_progress
+            )
+    # torchrun starts one process a rank (RANK): the result is printed once
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
 
-            # refuse a bad checkpoint before the run dir, tokenizer and logs are touched
-            read_state(resume)
-        with _train_progress(cfg.train.max_steps, quiet) as on_log:
-            result = run_training(cfg, resume=resume, on_log=on_log)
-    print(json.dumps(result))
+
+_PLAIN_EVERY_S = 30.0  # off a terminal, a progress line this often
+
+
+def _eta(seconds: float | None) -> str:
+    from nmt.progress import format_duration
+
+    return "" if seconds is None else f"ETA {format_duration(seconds)}"
 
 
 @contextmanager
-def _train_progress(total: int, quiet: bool):
+def _train_progress(quiet: bool):
+    """(on_log, on_progress) for the trainer: on a terminal a live bar updated every step;
+    otherwise a plain line every _PLAIN_EVERY_S seconds; validation results either way."""
+    import time
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    live = not quiet and err.is_terminal
     progress = Progress(
-        TextColumn("step {task.completed}"),
+        TextColumn("step {task.fields[step]}  epoch {task.fields[epoch]}"),
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         console=err,
-        disable=quiet or not err.is_terminal,
+        disable=not live,
     )
-    task = progress.add_task("train", total=total or None, status="")
+    task = progress.add_task("train", total=None, step=0, epoch="", status="", eta="")
+    last = {"loss": "", "printed": time.monotonic()}
+
+    def on_progress(p) -> None:
+        if quiet:
+            return
+        epoch = f"{p.epoch} ({p.batch}/{p.batches})"
+        status = "validating" if p.phase == "valid" else f"{p.tokens_per_s:,.0f} tok/s"
+        status += f"  {last['loss']}" if last["loss"] else ""
+        if live:
+            done = p.elapsed / (p.elapsed + p.eta) if p.eta is not None else None
+            progress.update(
+                task, total=1.0 if done is not None else None, completed=done or 0,
+                step=p.step, epoch=epoch, status=status, eta=_eta(p.eta),
+            )  # fmt: skip
+            return
+        now = time.monotonic()
+        if now - last["printed"] >= _PLAIN_EVERY_S:
+            last["printed"] = now
+            line = f"step {p.step}, epoch {epoch}: {status}  {_eta(p.eta)}".rstrip()
+            err.print(line, highlight=False, soft_wrap=True, markup=False)
 
     def on_log(record: dict) -> None:
         if quiet:
             return
-        if record["kind"] == "valid":
+        if record["kind"] == "train":
+            last["loss"] = f"loss {record['loss']:.3f}  lr {record['lr']:.2e}"
+        elif record["kind"] == "valid":
             err.print(
                 f"step {record['step']}: valid loss {record['valid_loss']:.3f} "
                 f"ppl {record['valid_ppl']:.2f} BLEU {record['bleu']:.2f} "
@@ -293,17 +378,9 @@ def _train_progress(total: int, quiet: bool):
                 highlight=False,
                 soft_wrap=True,
             )
-            return
-        status = (
-            f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
-        )
-        if progress.disable:
-            err.print(f"step {record['step']}: {status}", highlight=False, soft_wrap=True)
-        else:
-            progress.update(task, completed=record["step"], status=status)
 
     with progress:
-        yield on_log
+        yield on_log, on_progress
 
 
 # -- translate -------------------------------------------------------------------------

@@ -46,12 +46,47 @@ def read_data(config: Config) -> TrainData:
     return TrainData(*train, *valid)
 
 
-def get_tokenizer(config: Config, data: TrainData, run_dir: Path) -> Tokenizer:
+def check_validation(config: Config, data: TrainData) -> None:
+    """Refuse, before any training, a validation set that validation would fail on."""
+    if not any(s.strip() and t.strip() for s, t in zip(data.valid_src, data.valid_tgt)):
+        d = config.data
+        where = f"{d.valid_src} and {d.valid_tgt}"
+        if d.dataset:
+            where = f"{d.dataset} ({d.valid_split})"
+        raise NmtError(
+            f"the validation set is empty: {where} hold no pair with two non-empty sides"
+        )
+
+
+def _same(tok: Tokenizer, saved: Tokenizer | None, where: Path) -> Tokenizer:
+    if saved is not None and tok.to_state() != saved.to_state():
+        raise NmtError(
+            f"tokenizer {where} is not the one the checkpoint was trained with (its models "
+            "differ): resume with the run's own tokenizer"
+        )
+    return tok
+
+
+def get_tokenizer(
+    config: Config, data: TrainData, run_dir: Path, saved: Tokenizer | None = None
+) -> Tokenizer:
+    """The config's tokenizer, the run dir's, or one trained into the run dir; a resumed run
+    passes the checkpoint's (`saved`), which any tokenizer found must equal byte for byte."""
     if config.data.tokenizer:
-        return Tokenizer.load(config.data.tokenizer)
+        return _same(Tokenizer.load(config.data.tokenizer), saved, Path(config.data.tokenizer))
     tok_dir = run_dir / "tokenizer"
-    if (tok_dir / "src.model").is_file():
-        return Tokenizer.load(tok_dir)
+    if tok_dir.exists():
+        tok = Tokenizer.load(tok_dir)
+        if tok.joint != config.data.joint_vocab:
+            raise NmtError(
+                f"tokenizer {tok_dir} is {'joint' if tok.joint else 'separate'} but "
+                f"data.joint_vocab is {str(config.data.joint_vocab).lower()}: remove it, or "
+                "train with --overwrite"
+            )
+        return _same(tok, saved, tok_dir)
+    if saved is not None:
+        saved.save(tok_dir)
+        return saved
     log.info("training a tokenizer into %s", tok_dir)
     tok = train_tokenizer(
         data.train_src,
@@ -64,18 +99,22 @@ def get_tokenizer(config: Config, data: TrainData, run_dir: Path) -> Tokenizer:
     return tok
 
 
-def prepare_data(config: Config, *, rank: int = 0, world: int = 1) -> tuple[TrainData, Tokenizer]:
+def prepare_data(
+    config: Config, *, rank: int = 0, world: int = 1, saved: Tokenizer | None = None
+) -> tuple[TrainData, Tokenizer]:
     """The text and tokenizer a Trainer learns from: the tokenizer named by the config, or one
     trained on the text into RUN_DIR/tokenizer (by rank 0; the other ranks wait, then load it).
+    A resumed run passes its checkpoint's tokenizer as `saved`.
     """
     data = read_data(config)
+    check_validation(config, data)
     run_dir = Path(config.train.run_dir)
     if rank == 0:
         probe_run_dir(run_dir, need_bytes=0)
-        tokenizer = get_tokenizer(config, data, run_dir)
+        tokenizer = get_tokenizer(config, data, run_dir, saved)
     barrier(world)
     if rank != 0:
-        tokenizer = get_tokenizer(config, data, run_dir)
+        tokenizer = get_tokenizer(config, data, run_dir, saved)
     return data, tokenizer
 
 

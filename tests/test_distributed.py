@@ -25,6 +25,7 @@ def _run(cmd, env_threads="1"):
     env = dict(os.environ, OMP_NUM_THREADS=env_threads, MKL_NUM_THREADS=env_threads)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
 
 
 @pytest.mark.slow
@@ -52,8 +53,12 @@ def test_two_processes_follow_the_one_process_loss_curve(toy_dir, tmp_path):
             cmd = [sys.executable, "-m", "nmt", "train", "-q", "-c", str(path)]
         else:
             cmd = [torchrun, "--standalone", f"--nproc_per_node={world}", "-m", "nmt"]
-            cmd += ["train", "-q", "-c", str(path)]
-        _run(cmd)
+            cmd += ["train", "-c", str(path)]
+        proc = _run(cmd)
+        if world > 1:
+            # the ranks train alike: rank 0 alone tells the plan and prints the result
+            assert len(proc.stdout.splitlines()) == 1, proc.stdout
+            assert " ".join(proc.stderr.split()).count("batches an epoch") == 1, proc.stderr
         runs[name] = _train_records(tmp_path / name)
         assert (tmp_path / name / "last.pt").is_file()
     # tokens/s covers the whole logging window: 2 ranks are not EVERY times faster than 1

@@ -25,6 +25,8 @@ RANK = {
     "schedule": 2,
     "prepare": 2,
     "candidates": 2,
+    "progress": 2,
+    "rundir": 2,
     "encoder": 2,
     "attention": 2,
     "decoder": 3,

@@ -59,7 +59,8 @@ step "sentencepiece -> $run/tokenizer"
 
 step "training ($config) -> $run"
 if [ ! -f "$run/train.json" ]; then
-  resume=()
+  # continue an interrupted run; one killed before its first checkpoint starts over
+  resume=(--overwrite)
   [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
   "$nmt" train --config "$here/$config.yaml" "${resume[@]}" \
     --set data.train_src="$run/data/train.$src" --set data.train_tgt="$run/data/train.$tgt" \

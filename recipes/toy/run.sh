@@ -12,8 +12,9 @@ step "corpus -> $run/data"
 nmt data toy -o "$run/data" --size 20000 --seed 1
 
 step "training (tokenizer included) -> $run"
-# the config names runs/demo; point it at $run when another folder is given
-nmt train --config "$here/config.yaml" \
+# the config names runs/demo; point it at $run when another folder is given. The demo starts
+# over each time: --overwrite replaces the run an earlier demo left there (the data stays)
+nmt train --config "$here/config.yaml" --overwrite \
   --set data.train_src="$run/data/train.en" --set data.train_tgt="$run/data/train.pt" \
   --set data.valid_src="$run/data/valid.en" --set data.valid_tgt="$run/data/valid.pt" \
   --set train.run_dir="$run" > "$run/train.json"
