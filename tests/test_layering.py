@@ -32,6 +32,7 @@ RANK = {
     "search": 5,
     "checkpoint": 5,
     "export": 6,
+    "average": 6,
     "translate": 6,
     "train": 6,
     "cli": 7,
