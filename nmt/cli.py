@@ -552,7 +552,7 @@ def export(
 def average(
     checkpoints: Annotated[
         list[Path],
-        typer.Argument(help="Checkpoint files, or one run folder with --last N.", show_default=False),
+        typer.Argument(help="Checkpoint files, or one run folder with --last N."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")],
     last: Annotated[
