@@ -313,3 +313,11 @@ def test_every_field_has_a_typed_default():
             assert items and all(type(v) in (bool, int, float, str) for v in items), (
                 f"{cls.__name__}.{f.name}"
             )
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_config_is_valid(recipe):
+    load_config(recipe)
