@@ -207,9 +207,9 @@ def transformer_template(rnn_text: str, recipe: Path = TRANSFORMER_RECIPE) -> st
     set. Joey's `warmupinversesquareroot` is the same curve as nmt's noam: linear to
     `learning_rate` at `learning_rate_warmup` updates, then 1 / sqrt(step).
 
-    Joey has no separate attention or feed-forward activation dropout: its one `dropout` is the
-    residual dropout (model.dropout); shared source/target embeddings are `tied_embeddings`,
-    the tied output layer `tied_softmax`."""
+    Joey has one `dropout` a layer for all its dropout sites: it gets model.dropout (the
+    recipe's residual dropout); shared source/target embeddings are `tied_embeddings`, the
+    tied output layer `tied_softmax`."""
     r = _recipe(recipe)
     m, t = r["model"], r["train"]
     head, sep, _ = rnn_text.partition("\nmodel:\n")
