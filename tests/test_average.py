@@ -9,6 +9,7 @@ from nmt import NmtError
 from nmt.average import average_checkpoints, last_checkpoints
 from nmt.checkpoint import load_checkpoint, read_state, require_training_state, save_checkpoint
 from nmt.config import config_from_dict
+from nmt.export import checkpoint_info
 from nmt.model import build_model
 from nmt.tokenizer import train_tokenizer
 
@@ -54,6 +55,10 @@ def test_the_average_is_the_mean_of_the_weights(arch, tokenizer, tmp_path):
     torch.testing.assert_close(ckpt.model.src_embed.weight, avg["model"]["src_embed.weight"])
     with pytest.raises(NmtError, match="cannot resume"):
         require_training_state(ckpt, tmp_path / "avg.pt")
+    # `nmt info` counts the parameters of the checkpoint's own architecture
+    info = checkpoint_info(tmp_path / "avg.pt")
+    assert info["parameters"] == sum(p.numel() for p in ckpt.model.parameters())
+    assert (info["kind"], info["step"], info["model"]["arch"]) == ("export", 20, arch)
 
 
 def test_checkpoints_of_other_models_or_tokenizers_are_refused(tokenizer, toy_dir, tmp_path):
