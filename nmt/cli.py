@@ -671,6 +671,38 @@ def export(
 
 
 @app.command()
+def average(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(help="Checkpoint files, or one run folder with --last N."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")],
+    last: Annotated[
+        int, typer.Option(help="With a run folder: its N checkpoints of the highest steps.")
+    ] = 0,
+) -> None:
+    """The mean of the weights of checkpoints of one model config and tokenizer, written as
+    an export (translate reads it; train --resume does not)."""
+    from nmt.average import average_checkpoints, last_checkpoints
+
+    with user_errors():
+        folders = [p for p in checkpoints if p.is_dir()]
+        if folders:
+            if len(checkpoints) != 1 or not last:
+                raise NmtError(f"{folders[0]} is a folder: pass it alone with --last N")
+            checkpoints = last_checkpoints(folders[0], last)
+        elif last:
+            raise NmtError("--last N needs one run folder instead of checkpoint files")
+        result = average_checkpoints(checkpoints, out)
+    steps = ", ".join("?" if s is None else str(s) for s in result.steps)
+    err.print(
+        f"wrote {result.path}: the mean of {len(result.inputs)} checkpoints (steps {steps})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command()
 def info(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,

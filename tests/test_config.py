@@ -359,3 +359,11 @@ def test_resume_refuses_a_change_that_cannot_happen_mid_run(override, mentions):
         resume_config(saved, load_raw(None, [override]), "run/last.pt")
     for text in [*mentions, "--resume run/last.pt", "drop the option"]:
         assert text in str(e.value)
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_config_is_valid(recipe):
+    load_config(recipe)

@@ -37,6 +37,7 @@ RANK = {
     "quantize": 5,
     "workers": 6,
     "export": 6,
+    "average": 6,
     "translate": 7,
     "train": 6,
     "cli": 8,

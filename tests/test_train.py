@@ -17,8 +17,8 @@ from nmt.corpus import filter_pairs
 from nmt.train import train
 
 
-def _config(toy_dir, run_dir, **train_options):
-    cfg = tiny_config(toy_dir, run_dir)
+def _config(toy_dir, run_dir, model=None, **train_options):
+    cfg = tiny_config(toy_dir, run_dir, **(model or {}))
     cfg.train.max_steps, cfg.train.valid_every, cfg.train.log_every = 6, 3, 1
     cfg.train.batch_tokens = 800
     for key, value in train_options.items():
@@ -207,11 +207,26 @@ def test_resuming_a_checkpoint_with_the_old_dict_state(toy_dir, tmp_path):
     assert trainer.train()["step"] == 6
 
 
-def test_a_resumed_run_ends_with_the_same_weights(toy_dir, tmp_path):
-    straight = _config(toy_dir, tmp_path / "straight", max_steps=7, warmup_steps=2)
+# the transformer with dropout everywhere, so that resuming must restore the RNG too
+TRANSFORMER = {"arch": "transformer", "dropout": 0.1, "attention_dropout": 0.1}
+ARCHS = {
+    "rnn": ({}, {}),
+    "transformer": (TRANSFORMER, {"schedule": "noam", "adam_betas": (0.9, 0.98)}),
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path, transformer_search):
+    model, options = ARCHS[arch]
+
+    def config(name, steps):
+        return _config(toy_dir, tmp_path / name, model, max_steps=steps, warmup_steps=2, **options)
+
+    straight = config("straight", 7)
     train(straight)
-    train(_config(toy_dir, tmp_path / "resumed", max_steps=4, warmup_steps=2))
-    again = _config(toy_dir, tmp_path / "resumed", max_steps=7, warmup_steps=2)
+    # stopped where a validation falls (valid_every 3): both runs validate at the same steps
+    train(config("resumed", 3))
+    again = config("resumed", 7)
     train(again, resume=tmp_path / "resumed" / "last.pt")
     a = read_state(tmp_path / "straight" / "last.pt")
     b = read_state(tmp_path / "resumed" / "last.pt")
@@ -358,3 +373,21 @@ def test_the_largest_seed_trains_with_subword_sampling(toy_dir, tmp_path):
     cfg = _config(toy_dir, tmp_path, max_steps=1, valid_every=1, seed=2**32 - 1)
     cfg.data.sampling_alpha = 0.1
     assert train(cfg)["step"] == 1
+
+
+def test_a_transformer_trains_with_the_noam_schedule(toy_dir, tmp_path, transformer_search):
+    from nmt.transformer import Transformer
+
+    cfg = _config(
+        toy_dir, tmp_path, TRANSFORMER, max_steps=40, valid_every=40, schedule="noam",
+        warmup_steps=10, lr=0.002, batch_tokens=1500, label_smoothing=0.1, clip_norm=1.0,
+    )  # fmt: skip
+    train(cfg)
+    records = [r for r in _log(tmp_path) if r["kind"] == "train"]
+    noam = [0.002 * min(n / 10, (10 / n) ** 0.5) for n in range(1, 41)]
+    assert [r["lr"] for r in records] == pytest.approx(noam)
+    losses = [r["loss"] for r in records]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert isinstance(ckpt.model, Transformer) and ckpt.config.model.arch == "transformer"
+    assert ckpt.train_state["step"] == 40
