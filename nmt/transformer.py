@@ -25,6 +25,7 @@ from torch import nn
 from nmt import NmtError
 from nmt.batching import padding_mask
 from nmt.config import ModelConfig
+from nmt.output import TiedOutput
 from nmt.tokenizer import PAD
 
 
@@ -269,9 +270,10 @@ class Transformer(nn.Module):
         pre = config.norm == "pre"
         self.encoder_norm = nn.LayerNorm(d) if pre else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d) if pre else nn.Identity()
+        self.output: nn.Module  # (..., D) -> logits (..., V)
         if config.tie_output:
-            self.output = None
             self.output_bias = nn.Parameter(torch.zeros(tgt_vocab))
+            self.output = TiedOutput(self.tgt_embed, self.output_bias)
         else:
             self.output = nn.Linear(d, tgt_vocab)
         self._init_weights()
@@ -311,9 +313,7 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (..., D) -> logits (..., V)."""
-        if self.output is not None:  # untied
-            return self.output(hidden)
-        return F.linear(hidden, self.tgt_embed.weight, self.output_bias)
+        return self.output(hidden)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Encoded, DecoderCache]:
         """src (B, S), src_lengths (B,) on the CPU -> every decoder layer's cross-attention

@@ -27,6 +27,7 @@ RANK = {
     "candidates": 2,
     "encoder": 2,
     "attention": 2,
+    "output": 2,
     "decoder": 3,
     "transformer": 3,
     "model": 4,
