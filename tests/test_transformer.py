@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from nmt.checkpoint import load_checkpoint, read_state, save_checkpoint
 from nmt.config import config_from_dict, decoder_positions
 from nmt.model import Seq2Seq, build_model
 from nmt.output import TiedOutput
-from nmt.search import SearchOptions, greedy, max_lengths
+from nmt.search import SearchOptions, beam_search, greedy, max_lengths
 from nmt.tokenizer import BOS, PAD, train_tokenizer
 from nmt.transformer import Transformer, attention, sinusoids
 
@@ -302,6 +303,29 @@ def test_greedy_search_copies_unseen_sequences(copier) -> None:
     assert right >= 16
     first = found[0][0]
     assert first.attention.shape == (len(first.tokens) + 1, len(pairs[0][0]) + 1)
+
+
+def test_int8_quantization_covers_every_linear_and_keeps_the_outputs(copier) -> None:
+    from nmt.quantize import quantize_int8
+
+    model, _ = copier
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing reaches the user's terminal
+        quantized = quantize_int8(model)
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert isinstance(quantized.output, dynamic)  # tied: an int8 copy of its own
+    assert not [n for n, m in quantized.named_modules() if type(m) is torch.nn.Linear]
+    assert isinstance(model.output, TiedOutput)  # the float model is left as it was
+    pairs = _copy_pairs(40, seed=30_000)
+    src, src_lengths = source_tensor([s for s, _ in pairs])
+    for fn, opts in [(greedy, SearchOptions(beam_size=1)), (beam_search, SearchOptions())]:
+        expected = fn(model, src, src_lengths, opts)
+        found = fn(quantized, src, src_lengths, opts)
+        same = sum(a[0].tokens == b[0].tokens for a, b in zip(expected, found))
+        assert same >= 36
+        # the model is as sure of its outputs: mean log-probabilities a sentence agree
+        mean = sum(h[0].log_prob for h in expected) / len(pairs)
+        assert sum(h[0].log_prob for h in found) / len(pairs) == pytest.approx(mean, abs=0.05)
 
 
 # -- config and checkpoints --------------------------------------------------------------
