@@ -278,6 +278,24 @@ class Transformer(nn.Module):
             self.output = nn.Linear(d, tgt_vocab)
         self._init_weights()
 
+    def choose_attention(self, layer: int, head: int | None) -> None:
+        """The decoder layer (negative: from the last) whose cross-attention forward and
+        decode_step return, and its head, or None for the mean over heads."""
+        n, h = len(self.decoder_layers), self.config.heads
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise NmtError(
+                f"attention_layer must be between {-n} and {n - 1} (the model has {n} decoder "
+                f"layers), got {layer!r}"
+            )
+        if head is not None and (isinstance(head, bool) or not isinstance(head, int)):
+            raise NmtError(f"attention_head must be a head number or None (mean), got {head!r}")
+        if head is not None and not 0 <= head < h:
+            raise NmtError(
+                f"attention_head must be between 0 and {h - 1} (the model has {h} heads) or "
+                f"mean, got {head}"
+            )
+        self.attention_layer, self.attention_head = layer, head
+
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):

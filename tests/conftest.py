@@ -52,11 +52,13 @@ def tiny_config(data_dir: Path, run_dir: Path, **model):
     return config_from_dict(raw)
 
 
-def tiny_transformer_config(data_dir: Path, run_dir: Path, **model):
-    """A 2+2-layer Transformer config small enough to train in seconds on the toy corpus."""
+def tiny_transformer_config(data_dir: Path, run_dir: Path, tokenizer: str = "", **model):
+    """A 2+2-layer Transformer config small enough to train in seconds on the toy corpus;
+    `tokenizer`: a folder of `nmt tokenizer train` to use instead of training one."""
     from nmt.config import config_from_dict
 
     raw = _data_and_train(data_dir, run_dir)
+    raw["data"]["tokenizer"] = tokenizer
     raw["model"] = {
         "arch": "transformer",
         "d_model": 64,
@@ -91,10 +93,13 @@ def trained(toy_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_transformer(toy_dir, tmp_path_factory) -> Path:
-    """best.pt of a small Transformer trained for 250 steps on the toy corpus."""
+def trained_transformer(toy_dir, trained, tmp_path_factory) -> Path:
+    """best.pt of a small Transformer trained for 250 steps on the toy corpus, with the
+    tokenizer of `trained` (so that the two can form an ensemble)."""
+    from nmt.checkpoint import load_tokenizer
     from nmt.train import train
 
     run_dir = tmp_path_factory.mktemp("transformer-run")
-    train(tiny_transformer_config(toy_dir, run_dir))
+    load_tokenizer(trained).save(run_dir / "tokenizer")
+    train(tiny_transformer_config(toy_dir, run_dir, tokenizer=str(run_dir / "tokenizer")))
     return run_dir / "best.pt"

@@ -32,6 +32,7 @@ RANK = {
     "transformer": 3,
     "model": 4,
     "search": 5,
+    "ensemble": 5,
     "checkpoint": 5,
     "quantize": 5,
     "workers": 6,
