@@ -257,3 +257,25 @@ def test_best_pt_is_written_like_every_checkpoint(toy_dir, tmp_path, monkeypatch
     assert written.count("last.pt") == written.count("best.pt") == 1
     assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_keep_best_keeps_the_n_best_checkpoints_across_a_resume(toy_dir, tmp_path, monkeypatch):
+    scores = iter([5.0, 9.0, 7.0, 3.0, 10.0, 1.0])  # BLEU of the validations at steps 1..6
+
+    def scripted(self):
+        return {"valid_loss": 1.0, "valid_ppl": 2.7, "bleu": next(scores), "chrf": 0.0}
+
+    monkeypatch.setattr(nmt.train.Trainer, "validate", scripted)
+
+    def kept():
+        return sorted(p.name for p in tmp_path.glob("best-step-*.pt"))
+
+    train(_config(toy_dir, tmp_path, max_steps=4, valid_every=1, keep_best=2))
+    assert kept() == ["best-step-2.pt", "best-step-3.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-2.pt").read_bytes()
+    assert read_state(tmp_path / "best-step-3.pt")["train_state"]["step"] == 3
+    again = _config(toy_dir, tmp_path, max_steps=6, valid_every=1, keep_best=2)
+    train(again, resume=tmp_path / "last.pt")
+    assert kept() == ["best-step-2.pt", "best-step-5.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-5.pt").read_bytes()
+    assert read_state(tmp_path / "last.pt")["train_state"]["kept"] == [[10.0, 5], [9.0, 2]]
