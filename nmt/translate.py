@@ -68,7 +68,9 @@ def _threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _same_tokenizer(first: Checkpoint, other: Checkpoint, first_path, other_path) -> None:
+def _same_tokenizer(
+    first: Checkpoint, other: Checkpoint, first_path: str | Path, other_path: str | Path
+) -> None:
     """Refuse an ensemble member whose tokenizer (either side) differs from the first's."""
     a, b = first.tokenizer.to_state(), other.tokenizer.to_state()
     for side in ("tgt", "src"):
@@ -80,7 +82,9 @@ def _same_tokenizer(first: Checkpoint, other: Checkpoint, first_path, other_path
             )
 
 
-def _choose_attention(model: torch.nn.Module, path, layer: int, head: int | None) -> None:
+def _choose_attention(
+    model: torch.nn.Module, path: str | Path, layer: int, head: int | None
+) -> None:
     """Set the Transformer's heatmap layer and head; an RNN has one attention to show."""
     if isinstance(model, Transformer):
         model.choose_attention(layer, head)
