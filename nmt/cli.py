@@ -400,6 +400,9 @@ _TRANSLATE_FLAGS = {
     "quantize": "--quantize",
     "threads": "--threads",
     "workers": "--workers",
+    "weights": "--weights",
+    "attention_layer": "--layer",
+    "attention_head": "--head",
 }
 
 
@@ -419,6 +422,28 @@ def _as_flags(flags: dict[str, str]):
         # a name standing alone, not part of a path or a longer word
         message = re.sub(rf"(?<![\w./-])({names})(?![\w./-])", lambda m: flags[m[1]], message)
         raise NmtError(message) from None
+
+
+_LAYER_HELP = "Transformer: decoder layer whose cross-attention is shown (-1: the last)."
+_HEAD_HELP = "Transformer: attention head shown (0, 1, ...), or mean over heads."
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise NmtError(f"--weights must be numbers separated by commas, got {text!r}") from None
+
+
+def _head(text: str) -> int | None:
+    if text == "mean":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise NmtError(f"--head must be a head number or mean, got {text!r}") from None
 
 
 @app.command()
@@ -466,6 +491,15 @@ def translate(
     ] = 1,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(help="Another checkpoint to average with CHECKPOINT (repeatable)."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Ensemble weights, one a model, e.g. 0.5,0.3,0.2.")
+    ] = None,
+    layer: Annotated[int, typer.Option(help=_LAYER_HELP)] = -1,
+    head: Annotated[str, typer.Option(help=_HEAD_HELP)] = "mean",
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
     # long: one parameter per option, each passed on once to the library's typed options
@@ -497,7 +531,14 @@ def translate(
         if input is not None and not input.is_file():
             raise NmtError(f"{input}: file does not exist")
         translator = Translator(
-            checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
+            [checkpoint, *(ensemble or [])],
+            device=device,
+            quantize=quantize,
+            threads=threads,
+            workers=workers,
+            weights=_weights(weights),
+            attention_layer=layer,
+            attention_head=_head(head),
         )
         # torch, the model and everything loaded so far live as long as the process: kept out
         # of the cyclic garbage collector, whose full passes over their 170k objects took
@@ -755,9 +796,11 @@ def attention(
     fmt: Annotated[str, typer.Option("--format", help="png, svg, pdf, html, npz or json.")] = "png",
     beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
     words: Annotated[bool, typer.Option(help="Merge subword pieces into words.")] = False,
+    layer: Annotated[int, typer.Option(help=_LAYER_HELP)] = -1,
+    head: Annotated[str, typer.Option(help=_HEAD_HELP)] = "mean",
 ) -> None:
     """Translate and write one attention heatmap per sentence."""
-    with user_errors():
+    with user_errors(), _as_flags(_TRANSLATE_FLAGS):
         from nmt.corpus import read_lines
         from nmt.heatmaps import FORMATS, save_attention_maps
         from nmt.translate import Translator
@@ -773,7 +816,7 @@ def attention(
             sentences = read_lines(input)[first - 1 : last]
             if not sentences:
                 raise NmtError(f"{input} has no lines in --lines {lines}")
-        translator = Translator(checkpoint)
+        translator = Translator(checkpoint, attention_layer=layer, attention_head=_head(head))
         if translator.config.model.attention == "none":
             raise NmtError(
                 f"{checkpoint} was trained with attention none: there is no attention to plot"

@@ -113,6 +113,9 @@ class TrainConfig:
     teacher_forcing_ratio: float = 1.0  # below 1: scheduled sampling of the decoder's own guesses
     valid_every: int = 500  # validate (loss, BLEU, chrF) every this many updates
     valid_metric: str = "bleu"  # metric that picks the best checkpoint: bleu | chrf | loss
+    keep_best: int = (
+        1  # best checkpoints kept: best.pt, and above 1 best-step-STEP.pt of the N best
+    )
     patience: int = 0  # stop after this many validations without improvement (0: off)
     log_every: int = 50  # log training loss and speed every this many updates
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
@@ -282,6 +285,7 @@ def validate(config: Config) -> None:
         ("train.valid_every", t.valid_every),
         ("train.log_every", t.log_every),
         ("train.max_bad_steps", t.max_bad_steps),
+        ("train.keep_best", t.keep_best),
     ]:
         _at_least(where, value, 1)
     for where, value in [

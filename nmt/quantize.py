@@ -8,7 +8,7 @@ from copy import deepcopy
 import torch
 from torch import nn
 
-from nmt.model import TiedOutput
+from nmt.output import TiedOutput
 
 QUANTIZED = (nn.Linear, nn.GRU, nn.LSTM, nn.GRUCell, nn.LSTMCell)
 

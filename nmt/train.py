@@ -72,6 +72,8 @@ class TrainState:
     best_step: int = 0  # the step of that validation (what best.pt holds)
     bad_valids: int = 0  # validations since the best (early stopping)
     bad_since_decay: int = 0  # validations without improvement since the last decay
+    # train.keep_best > 1: [value, step] of the validations kept as best-step-STEP.pt, best first
+    kept: list[list[float]] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0  # training seconds, over every run resumed from this one
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +268,7 @@ class Trainer:
         else:
             s.bad_valids += 1
         s.lr_scale, s.bad_since_decay = after_validation(t, better, s.lr_scale, s.bad_since_decay)
+        dropped = self._rank_kept(value)
         self.validated_step = s.step
         # best.pt before last.pt: a kill between the two leaves last.pt behind, and the
         # resumed run repeats this validation and writes both again; the other order left a
@@ -275,7 +278,24 @@ class Trainer:
             copy_atomic(self.run_dir / "best.pt", self.run_dir / "last.pt")
         else:
             self._save("last.pt")
+        if self.rank == 0:
+            if any(step == s.step for _, step in s.kept):
+                copy_atomic(self.run_dir / "last.pt", self.run_dir / f"best-step-{s.step}.pt")
+            for step in dropped:
+                (self.run_dir / f"best-step-{step}.pt").unlink(missing_ok=True)
         return bool(t.patience) and s.bad_valids >= t.patience
+
+    def _rank_kept(self, value: float) -> list[int]:
+        """Enter this validation into the train.keep_best ranking (kept in the state, so a
+        resumed run goes on with it); returns the steps whose files fall out of it."""
+        t, s = self.config.train, self.state
+        if t.keep_best < 2:
+            return []
+        sign = 1 if t.valid_metric == "loss" else -1
+        # a stable sort: among equal values the earlier checkpoint stays, as for best.pt
+        ranked = sorted([*s.kept, [value, s.step]], key=lambda vs: sign * vs[0])
+        s.kept = ranked[: t.keep_best]
+        return [int(step) for _, step in ranked[t.keep_best :]]
 
     def _validate_and_save(self) -> bool:
         """Validation and checkpoints happen on rank 0; the others wait for its verdict."""

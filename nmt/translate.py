@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,10 +18,12 @@ from typing import IO
 import torch
 
 from nmt import NmtError
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import Checkpoint, load_checkpoint
 from nmt.corpus import decode_line
+from nmt.ensemble import Ensemble, ensemble_weights
 from nmt.quantize import quantize_int8
 from nmt.search import Hypothesis, SearchOptions, search_ids
+from nmt.transformer import Transformer
 from nmt.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -66,20 +68,57 @@ def _threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class Translator:
-    """A model loaded from one checkpoint file, ready to translate lists of sentences.
+def _same_tokenizer(
+    first: Checkpoint, other: Checkpoint, first_path: str | Path, other_path: str | Path
+) -> None:
+    """Refuse an ensemble member whose tokenizer (either side) differs from the first's."""
+    a, b = first.tokenizer.to_state(), other.tokenizer.to_state()
+    for side in ("tgt", "src"):
+        if a.get(side, a["src"]) != b.get(side, b["src"]):
+            kind = "target" if side == "tgt" else "source"
+            raise NmtError(
+                f"checkpoints {first_path} and {other_path} have different {kind} tokenizers: "
+                "an ensemble's models must share one tokenizer"
+            )
 
+
+def _choose_attention(
+    model: torch.nn.Module, path: str | Path, layer: int, head: int | None
+) -> None:
+    """Set the Transformer's heatmap layer and head; an RNN has one attention to show."""
+    if isinstance(model, Transformer):
+        model.choose_attention(layer, head)
+    elif layer != -1 or head is not None:
+        raise NmtError(
+            f"attention_layer and attention_head choose among a Transformer's attentions; "
+            f"{path} is an RNN, which has one"
+        )
+
+
+class Translator:
+    """A model loaded from a checkpoint file, or an ensemble of several, ready to translate
+    lists of sentences.
+
+    `checkpoint`: one file, or a list of files whose models are searched as an ensemble
+    (nmt.ensemble: per-step log-probabilities averaged with `weights`, equal by default);
+    they must share one tokenizer, and the attention shown is the first model's.
+    `attention_layer` and `attention_head` (None: the mean over heads) choose which of a
+    Transformer's cross-attentions the attention output shows (the first model's).
     `threads` > 0: torch's CPU threads while it translates (restored after each call), or
     of each worker process with `workers` > 1 (0 meaning 1 there).
     """
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | Sequence[str | Path],
         device: str = "cpu",
         quantize: str | None = None,
         threads: int = 0,
         workers: int = 1,
+        *,
+        weights: Sequence[float] | None = None,
+        attention_layer: int = -1,
+        attention_head: int | None = None,
     ) -> None:
         self._pool: WorkerPool | None = None  # worker processes, started at the first call
         _at_least("workers", workers, 1)
@@ -90,13 +129,23 @@ class Translator:
             raise NmtError(f"quantize must be one of none, int8, got {quantize!r}")
         if quantize == "int8" and device != "cpu":
             raise NmtError("quantize int8 runs on the CPU only")
+        paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+        if not paths:
+            raise NmtError("give at least one checkpoint")
+        mix = ensemble_weights(weights, len(paths))  # checked before anything loads
         self.workers, self.threads = workers, threads
         with _threads(threads):
-            ckpt = load_checkpoint(checkpoint, device, mmap=True)
-            self.config, self.tokenizer, self.model = ckpt.config, ckpt.tokenizer, ckpt.model
+            ckpts = [load_checkpoint(p, device, mmap=True) for p in paths]
+            for path, ckpt in zip(paths[1:], ckpts[1:]):
+                _same_tokenizer(ckpts[0], ckpt, paths[0], path)
+            _choose_attention(ckpts[0].model, paths[0], attention_layer, attention_head)
+            models = [ckpt.model for ckpt in ckpts]
             if quantize == "int8":
-                self.model = quantize_int8(self.model, copy=False)
-        self.max_src_len = self.config.data.max_len
+                models = [quantize_int8(m, copy=False) for m in models]
+        self.config, self.tokenizer = ckpts[0].config, ckpts[0].tokenizer
+        self.model = models[0] if len(models) == 1 else Ensemble(models, mix)
+        # every member reads the source: it is cut to the shortest limit among them
+        self.max_src_len = min(ckpt.config.data.max_len for ckpt in ckpts)
 
     def translate(
         self,

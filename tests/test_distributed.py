@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import search_reads_model_state, tiny_config
+from conftest import tiny_config
 
 STEPS, EVERY = 60, 10
 
@@ -48,8 +48,6 @@ def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path
     """2 ranks x B tokens learn like 1 rank x 2B tokens: the same global batch size, but not
     the same sentences in each batch, so the curves agree within sampling noise, not exactly.
     """
-    if arch == "transformer" and not search_reads_model_state():
-        pytest.skip("validation's search cannot pick rows of a Transformer's state yet")
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     model, options = ARCHS[arch]
     runs = {}

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import search_reads_model_state, tiny_config
+from conftest import tiny_config
 
 from nmt.checkpoint import load_checkpoint, read_state
 
@@ -59,8 +59,6 @@ def _wait_for_checkpoint(run_dir, proc, min_step):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", MODELS)
 def test_kill_and_resume_reaches_the_same_model(arch, toy_dir, tmp_path):
-    if arch == "transformer" and not search_reads_model_state():
-        pytest.skip("validation's search cannot pick rows of a Transformer's state yet")
     straight = _config_file(toy_dir, tmp_path / "straight", tmp_path / "straight.yaml", arch)
     assert _train(straight).wait() == 0
 

@@ -1,5 +1,6 @@
-"""Tests for nmt.search: exactness on scripted log-probabilities, and on a trained model
-beam 1 == greedy, batch-size independence, scores that re-score, n-best and attention."""
+"""Tests for nmt.search: exactness on scripted log-probabilities, and on a trained model of
+each architecture (RNN, Transformer) beam 1 == greedy, batch-size independence, scores that
+re-score, n-best and attention."""
 
 from __future__ import annotations
 
@@ -314,9 +315,11 @@ def test_return_attention_without_attention_gives_none() -> None:
 # ---- on a trained model -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model_and_ids(trained, toy_dir):
-    ckpt = load_checkpoint(trained)
+@pytest.fixture(scope="module", params=["rnn", "transformer"])
+def model_and_ids(request, toy_dir):
+    """A trained model of each architecture, and 200 toy test sentences as its source ids."""
+    fixture = "trained" if request.param == "rnn" else "trained_transformer"
+    ckpt = load_checkpoint(request.getfixturevalue(fixture))
     lines = (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:200]
     ids = [seq for seq in ckpt.tokenizer.encode_src(lines) if seq]
     return ckpt.model, ids

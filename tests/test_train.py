@@ -216,7 +216,7 @@ ARCHS = {
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path, transformer_search):
+def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path):
     model, options = ARCHS[arch]
 
     def config(name, steps):
@@ -375,7 +375,7 @@ def test_the_largest_seed_trains_with_subword_sampling(toy_dir, tmp_path):
     assert train(cfg)["step"] == 1
 
 
-def test_a_transformer_trains_with_the_noam_schedule(toy_dir, tmp_path, transformer_search):
+def test_a_transformer_trains_with_the_noam_schedule(toy_dir, tmp_path):
     from nmt.transformer import Transformer
 
     cfg = _config(
@@ -391,3 +391,25 @@ def test_a_transformer_trains_with_the_noam_schedule(toy_dir, tmp_path, transfor
     ckpt = load_checkpoint(tmp_path / "best.pt")
     assert isinstance(ckpt.model, Transformer) and ckpt.config.model.arch == "transformer"
     assert ckpt.train_state["step"] == 40
+
+
+def test_keep_best_keeps_the_n_best_checkpoints_across_a_resume(toy_dir, tmp_path, monkeypatch):
+    scores = iter([5.0, 9.0, 7.0, 3.0, 10.0, 1.0])  # BLEU of the validations at steps 1..6
+
+    def scripted(self):
+        return {"valid_loss": 1.0, "valid_ppl": 2.7, "bleu": next(scores), "chrf": 0.0}
+
+    monkeypatch.setattr(nmt.train.Trainer, "validate", scripted)
+
+    def kept():
+        return sorted(p.name for p in tmp_path.glob("best-step-*.pt"))
+
+    train(_config(toy_dir, tmp_path, max_steps=4, valid_every=1, keep_best=2))
+    assert kept() == ["best-step-2.pt", "best-step-3.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-2.pt").read_bytes()
+    assert read_state(tmp_path / "best-step-3.pt")["train_state"]["step"] == 3
+    again = _config(toy_dir, tmp_path, max_steps=6, valid_every=1, keep_best=2)
+    train(again, resume=tmp_path / "last.pt")
+    assert kept() == ["best-step-2.pt", "best-step-5.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-5.pt").read_bytes()
+    assert read_state(tmp_path / "last.pt")["train_state"]["kept"] == [[10.0, 5], [9.0, 2]]

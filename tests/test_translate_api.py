@@ -162,3 +162,45 @@ def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, m
     translator.translate(sentences[:2], beam_size=2)
     assert seen == [before + 1]  # its threads while it translates
     assert torch.get_num_threads() == before
+
+
+# -- which attention a Transformer shows ---------------------------------------------------
+def test_attention_layer_and_head_choose_the_transformer_attention(
+    trained_transformer, sentences
+) -> None:
+    default = Translator(trained_transformer)
+    chosen = Translator(trained_transformer, attention_layer=0, attention_head=1)
+    assert (chosen.model.attention_layer, chosen.model.attention_head) == (0, 1)
+    a = default.translate(sentences[:3], beam_size=3, return_attention=True)
+    b = chosen.translate(sentences[:3], beam_size=3, return_attention=True)
+    assert [t.text for t in a] == [t.text for t in b]  # what is shown changes, not the output
+    model = load_checkpoint(trained_transformer).model
+    model.choose_attention(0, 1)
+    src_ids = chosen.tokenizer.encode_src(sentences[:1])
+    hyp = chosen._search(src_ids, SearchOptions(beam_size=3, return_attention=True), 4096)[0][0]
+    with torch.inference_mode():
+        src = torch.tensor([src_ids[0] + [3]])
+        tgt_in = torch.tensor([[2] + hyp.tokens])  # BOS
+        _, att = model(src, torch.tensor([src.size(1)]), tgt_in, return_attention=True)
+    shown = sum(b[0].hypotheses[0].attention, [])
+    assert shown == pytest.approx(att[0].flatten().tolist(), abs=1e-5)
+    assert sum(a[0].hypotheses[0].attention, []) != pytest.approx(shown, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"attention_layer": 2}, "attention_layer must be between -2 and 1 .* got 2"),
+        ({"attention_head": 4}, "attention_head must be between 0 and 3 .* got 4"),
+        ({"attention_head": "1"}, "attention_head must be a head number or None"),
+    ],
+)
+def test_attention_layer_and_head_are_checked(trained_transformer, options, message) -> None:
+    with pytest.raises(NmtError, match=message):
+        Translator(trained_transformer, **options)
+
+
+def test_attention_layer_and_head_are_refused_for_an_rnn(trained) -> None:
+    with pytest.raises(NmtError, match=f"{trained} is an RNN, which has one"):
+        Translator(trained, attention_head=0)
+    Translator(trained, attention_layer=-1, attention_head=None)  # the defaults are fine
