@@ -371,6 +371,8 @@ def _train_progress(quiet: bool):
         if record["kind"] == "train":
             last["loss"] = f"loss {record['loss']:.3f}  lr {record['lr']:.2e}"
         elif record["kind"] == "valid":
+            if live:  # "validating" is over
+                progress.update(task, status=f"validated: BLEU {record['bleu']:.2f}")
             err.print(
                 f"step {record['step']}: valid loss {record['valid_loss']:.3f} "
                 f"ppl {record['valid_ppl']:.2f} BLEU {record['bleu']:.2f} "
