@@ -39,8 +39,8 @@ def _step(state: dict[str, Any]) -> int | None:
 def last_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
     """The `count` checkpoints of a run folder with the highest training steps, one per step.
 
-    A run keeps best.pt and last.pt only, so a finished run offers at most two distinct
-    steps; checkpoints copied into the folder (`step-N.pt`, ...) count as well.
+    A run keeps last.pt, best.pt and, with train.keep_best N, its N best validations
+    (best-step-STEP.pt); checkpoints copied into the folder (`step-N.pt`, ...) count as well.
     """
     folder = Path(run_dir)
     if count < 1:
@@ -54,10 +54,30 @@ def last_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
     if len(by_step) < count:
         raise NmtError(
             f"run dir {folder} holds checkpoints of {len(by_step)} distinct training steps, "
-            f"fewer than --last {count} (a run keeps best.pt and last.pt only): name the "
-            "checkpoint files instead"
+            f"fewer than --last {count}: name the checkpoint files, or train with "
+            "train.keep_best N to keep more"
         )
     return [by_step[s] for s in sorted(by_step)[-count:]]
+
+
+def best_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
+    """The `count` best validations of a run trained with train.keep_best >= `count`, best
+    first: the best-step-STEP.pt files of the ranking that the run's last.pt holds."""
+    folder = Path(run_dir)
+    if count < 1:
+        raise NmtError(f"--best must be at least 1, got {count}")
+    state = read_state(folder / "last.pt", mmap=True)
+    kept = (state.get("train_state") or {}).get("kept") or []
+    if len(kept) < count:
+        raise NmtError(
+            f"run dir {folder} keeps {len(kept)} best checkpoints (best-step-STEP.pt), fewer "
+            f"than --best {count}: train with train.keep_best {count} or more"
+        )
+    paths = [folder / f"best-step-{int(step)}.pt" for _, step in kept[:count]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise NmtError(f"{missing[0]} is missing, though {folder / 'last.pt'} ranks it kept")
+    return paths
 
 
 def _same_model(first: dict[str, Any], state: dict[str, Any], path: Path, base: Path) -> None:

@@ -717,25 +717,31 @@ def export(
 def average(
     checkpoints: Annotated[
         list[Path],
-        typer.Argument(help="Checkpoint files, or one run folder with --last N."),
+        typer.Argument(help="Checkpoint files, or one run folder with --last N or --best N."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")],
     last: Annotated[
         int, typer.Option(help="With a run folder: its N checkpoints of the highest steps.")
     ] = 0,
+    best: Annotated[
+        int, typer.Option(help="With a run folder: its N best (train.keep_best N or more).")
+    ] = 0,
 ) -> None:
     """The mean of the weights of checkpoints of one model config and tokenizer, written as
     an export (translate reads it; train --resume does not)."""
-    from nmt.average import average_checkpoints, last_checkpoints
+    from nmt.average import average_checkpoints, best_checkpoints, last_checkpoints
 
     with user_errors():
+        if last and best:
+            raise NmtError("--last and --best exclude each other: choose one")
         folders = [p for p in checkpoints if p.is_dir()]
         if folders:
-            if len(checkpoints) != 1 or not last:
-                raise NmtError(f"{folders[0]} is a folder: pass it alone with --last N")
-            checkpoints = last_checkpoints(folders[0], last)
-        elif last:
-            raise NmtError("--last N needs one run folder instead of checkpoint files")
+            if len(checkpoints) != 1 or not (last or best):
+                raise NmtError(f"{folders[0]} is a folder: pass it alone with --last or --best N")
+            folder = folders[0]
+            checkpoints = last_checkpoints(folder, last) if last else best_checkpoints(folder, best)
+        elif last or best:
+            raise NmtError("--last and --best need one run folder instead of checkpoint files")
         result = average_checkpoints(checkpoints, out)
     steps = ", ".join("?" if s is None else str(s) for s in result.steps)
     err.print(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from nmt import NmtError
-from nmt.average import average_checkpoints, last_checkpoints
+from nmt.average import average_checkpoints, best_checkpoints, last_checkpoints
 from nmt.checkpoint import load_checkpoint, read_state, require_training_state, save_checkpoint
 from nmt.config import config_from_dict
 from nmt.export import checkpoint_info
 from nmt.model import build_model
 from nmt.tokenizer import train_tokenizer
+from nmt.train import train
 
 MODELS = {
     "rnn": {"embed_dim": 16, "enc_hidden_size": 16, "hidden_size": 24},
@@ -108,11 +111,34 @@ def test_the_average_command(tokenizer, tmp_path):
     one, two = (read_state(tmp_path / n)["model"] for n in ("avg.pt", "avg2.pt"))
     assert all(torch.equal(one[k], two[k]) for k in one)
     for args, mention in [
-        ((run,), "pass it alone with --last N"),
-        ((a, b, "--last", "2"), "needs one run folder"),
+        ((run,), "pass it alone with --last or --best N"),
+        ((a, b, "--last", "2"), "need one run folder"),
         ((run, "--last", "3"), "fewer than --last 3"),
+        ((run, "--best", "2"), "keeps 0 best checkpoints"),
+        ((run, "--last", "2", "--best", "2"), "exclude each other"),
     ]:
         r = nmt("average", *args, "-o", tmp_path / "x.pt")
         assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert mention in r.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_best_checkpoints_of_a_run_average_into_a_translator(toy_dir, tmp_path):
+    from conftest import tiny_config
+
+    from nmt.translate import Translator
+
+    run = tmp_path / "run"
+    cfg = tiny_config(toy_dir, run, arch="transformer")
+    t = cfg.train
+    t.max_steps, t.valid_every, t.keep_best, t.batch_tokens = 6, 2, 2, 800
+    t.schedule, t.warmup_steps, t.lr = "noam", 2, 0.002
+    train(cfg)
+    kept = read_state(run / "last.pt")["train_state"]["kept"]
+    best = [run / f"best-step-{int(step)}.pt" for _, step in kept]
+    assert best_checkpoints(run, 2) == best and best_checkpoints(run, 1) == best[:1]
+    with pytest.raises(NmtError, match="keeps 2 best checkpoints.*train.keep_best 3"):
+        best_checkpoints(run, 3)
+    average_checkpoints(best, tmp_path / "avg.pt")
+    [translation] = Translator(tmp_path / "avg.pt").translate(["The red cat."], beam_size=2)
+    assert translation.hypotheses and math.isfinite(translation.hypotheses[0].log_prob)
