@@ -105,11 +105,15 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
         raise ApiError(422, str(e)) from None
     if options.beam_size > limits.max_beam:
         raise ApiError(
-            422, f"beam_size {options.beam_size} is over the limit {limits.max_beam}", "max_beam"
+            422,
+            f"beam_size {options.beam_size} is over the limit max_beam={limits.max_beam}",
+            "max_beam",
         )
     if options.nbest > limits.max_nbest:
         raise ApiError(
-            422, f"nbest {options.nbest} is over the limit {limits.max_nbest}", "max_nbest"
+            422,
+            f"nbest {options.nbest} is over the limit max_nbest={limits.max_nbest}",
+            "max_nbest",
         )
     return TranslateRequest(sentences, options)
 
@@ -123,14 +127,15 @@ def _sentences(text: Any, limits: Limits) -> list[str]:
     if len(sentences) > limits.max_sentences:
         raise ApiError(
             413,
-            f"{len(sentences)} sentences is over the limit of {limits.max_sentences} a request",
+            f"{len(sentences)} sentences, over the limit max_sentences={limits.max_sentences}",
             "max_sentences",
         )
     for i, s in enumerate(sentences, 1):
         if len(s) > limits.max_chars:
             raise ApiError(
                 413,
-                f"sentence {i} has {len(s)} characters, over the limit {limits.max_chars}",
+                f"sentence {i} has {len(s)} characters, over the limit "
+                f"max_chars={limits.max_chars}",
                 "max_chars",
             )
         try:
@@ -170,12 +175,16 @@ def translation_json(t: Translation, attention: bool) -> dict[str, Any]:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"body of {declared} bytes is over the limit {limit}", "max_body_bytes")
+        raise ApiError(
+            413,
+            f"body of {declared} bytes, over the limit max_body_bytes={limit}",
+            "max_body_bytes",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"body is over the limit of {limit} bytes", "max_body_bytes")
+            raise ApiError(413, f"body over the limit max_body_bytes={limit}", "max_body_bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -209,7 +218,8 @@ class Service:
         if self.in_flight >= self.limits.max_concurrent:
             raise ApiError(
                 503,
-                f"{self.in_flight} requests in flight, the limit is {self.limits.max_concurrent}",
+                f"{self.in_flight} requests in flight, the limit "
+                f"max_concurrent={self.limits.max_concurrent}",
                 "max_concurrent",
             )
         self.in_flight += 1
@@ -235,8 +245,10 @@ class Service:
             gone.cancel()
             if not work.done():  # the client left: its sentences not yet decoded are dropped
                 work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
         if work.cancelled():
-            return Response(status_code=400)
+            return Response(status_code=400)  # nobody reads it
         try:
             results = work.result()
         except NmtError as e:
