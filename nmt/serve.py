@@ -363,9 +363,9 @@ def serve(
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
+    except SystemExit:  # uvicorn's way out when it cannot listen, after logging why
+        raise NmtError(f"cannot serve on {host}:{port} (see the error above)") from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         translator.close()
-    if not server.started:
-        raise NmtError(f"could not serve on {host}:{port} (see the log above)")

@@ -389,6 +389,16 @@ def test_bad_options_are_one_line_and_exit_2(trained) -> None:
     assert "max_wait_ms" in run.output
 
 
+def test_a_port_in_use_is_one_line_and_exit_2(trained) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        run = CliRunner().invoke(cli_app, ["serve", str(trained), "--port", port])
+    assert run.exit_code == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in run.output
+
+
 @pytest.fixture(scope="module")
 def browser():
     for path in (CHROMIUM, CHROMEDRIVER):
