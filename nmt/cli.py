@@ -782,6 +782,60 @@ def info(
         print(f"{key + ':':12}{'-' if value is None else value}")
 
 
+@app.command()
+def serve(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="CPU processes translating batches side by side.")
+    ] = 1,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch default).")] = 0,
+    quantize: Annotated[str, typer.Option(help="none or int8 (CPU).")] = "none",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    max_batch_tokens: Annotated[
+        int, typer.Option(help="Sentences x longest source in a batch of merged requests.")
+    ] = 4096,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a request may wait for its batch to fill.")
+    ] = 10.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
+    max_sentences: Annotated[int, typer.Option(help="Sentences a request.")] = 64,
+    max_chars: Annotated[int, typer.Option(help="Characters a sentence.")] = 2000,
+    max_beam: Annotated[int, typer.Option(help="Largest beam_size a request may ask.")] = 16,
+    max_nbest: Annotated[int, typer.Option(help="Largest nbest a request may ask.")] = 16,
+    max_concurrent: Annotated[
+        int, typer.Option(help="/translate requests in flight; more get 503.")
+    ] = 128,
+) -> None:
+    """Serve a model over HTTP: POST /translate, GET /health, /info, /docs, and a page at /."""
+    # long: one parameter per option, each passed on once to the library's typed options
+    with user_errors():
+        from nmt.batcher import BatchOptions
+        from nmt.serve import Limits, serve
+
+        limits = Limits(
+            max_body_bytes=max_body_bytes,
+            max_sentences=max_sentences,
+            max_chars=max_chars,
+            max_beam=max_beam,
+            max_nbest=max_nbest,
+            max_concurrent=max_concurrent,
+        )
+        batching = BatchOptions(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms)
+        serve(
+            checkpoint,
+            host=host,
+            port=port,
+            device=device,
+            quantize=quantize,
+            threads=threads,
+            workers=workers,
+            limits=limits,
+            batching=batching,
+        )
+
+
 # -- attention and plots ---------------------------------------------------------------
 def _line_range(spec: str) -> tuple[int, int]:
     try:

@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> train/translate/heatmaps -> workers -> search/model -> config."""
+"""Imports flow one way: cli -> serve -> batcher -> translate -> workers -> search -> config."""
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ RANK = {
     "average": 6,
     "translate": 7,
     "train": 6,
-    "cli": 8,
-    "__main__": 9,
+    "batcher": 8,
+    "serve": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 
 

@@ -1,0 +1,449 @@
+"""`nmt serve`: the HTTP API in-process, dynamic batching, limits and bad input, the page in
+a headless Chromium, and SIGTERM on a real server process (loopback addresses only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from nmt.batcher import Batcher, BatchOptions
+from nmt.cli import app as cli_app
+from nmt.search import SearchOptions
+from nmt.serve import Limits, make_app, server_info
+from nmt.translate import Translator
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+LIMITS = Limits(max_body_bytes=20_000, max_sentences=8, max_chars=300, max_beam=8, max_nbest=4)
+
+
+@pytest.fixture(scope="module")
+def translator(trained) -> Translator:
+    return Translator(trained)
+
+
+@pytest.fixture(scope="module")
+def sentences(toy_dir) -> list[str]:
+    return (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:16]
+
+
+@pytest.fixture(scope="module")
+def client(trained, translator):
+    app = make_app(
+        translator, server_info(trained, translator), LIMITS, BatchOptions(max_wait_ms=30.0)
+    )
+    with TestClient(app) as c:
+        yield c
+
+
+def _post(client, body) -> httpx.Response:
+    return client.post("/translate", json=body)
+
+
+def _texts(reply: dict) -> list[str]:
+    return [t["text"] for t in reply["translations"]]
+
+
+# -- the API ---------------------------------------------------------------------------
+def test_translate_matches_translator(client, translator, sentences) -> None:
+    body = {"text": sentences[:6], "beam_size": 4, "nbest": 3, "length_penalty": 0.6}
+    reply = _post(client, body).json()
+    want = translator.translate(sentences[:6], beam_size=4, nbest=3, length_penalty=0.6)
+    assert _texts(reply) == [t.text for t in want]
+    for got, t in zip(reply["translations"], want):
+        assert [h["text"] for h in got["nbest"]] == [h.text for h in t.hypotheses]
+        assert [h["score"] for h in got["nbest"]] == pytest.approx(
+            [h.score for h in t.hypotheses], abs=1e-5
+        )
+        assert got["score"] == got["nbest"][0]["score"]
+        assert "attention" not in got
+
+
+def test_translate_matches_cli_byte_for_byte(client, trained, sentences, tmp_path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    run = CliRunner().invoke(cli_app, ["translate", str(trained), str(source), "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    served = [_texts(_post(client, {"text": s}).json())[0] for s in sentences]
+    assert "".join(f"{t}\n" for t in served).encode() == out.read_bytes()
+
+
+def test_attention_when_asked(client, translator, sentences) -> None:
+    reply = _post(client, {"text": sentences[0], "attention": True}).json()
+    got = reply["translations"][0]["attention"]
+    want = translator.translate(sentences[:1], return_attention=True)[0]
+    assert got["source"] == want.src_tokens
+    assert got["target"] == want.hypotheses[0].tokens
+    assert len(got["weights"]) == len(got["target"])
+    assert all(len(row) == len(got["source"]) for row in got["weights"])
+    assert [sum(row) for row in got["weights"]] == pytest.approx([1.0] * len(got["target"]), 1e-3)
+
+
+def test_empty_sentence_and_empty_list(client) -> None:
+    reply = _post(client, {"text": ["", "   "]}).json()
+    assert reply == {
+        "translations": [{"text": "", "score": None, "log_prob": None, "nbest": []}] * 2
+    }
+    assert _post(client, {"text": []}).json() == {"translations": []}
+
+
+def test_health_info_docs_and_page(client, trained) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    info = client.get("/info").json()
+    assert info["languages"] == {"source": "src", "target": "tgt"}
+    assert info["step"] == 250 and info["best"] is not None and info["metric"]
+    assert "torch" in info["versions"] and info["model"]["hidden_size"] == 128
+    assert str(trained) not in json.dumps(info)  # no file paths of the server
+    api = client.get("/openapi.json").json()
+    assert api["openapi"].startswith("3.")
+    request = api["components"]["schemas"]["TranslateRequest"]["properties"]
+    assert request["beam_size"]["maximum"] == LIMITS.max_beam
+    assert "/openapi.json" in client.get("/docs").text
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/translate" in page.text
+    # nothing from a CDN: no script, style, image or font from elsewhere
+    assert not re.search(r"""(src|href)=["']?(https?:)?//|url\(|@import""", page.text)
+
+
+# -- limits and bad input --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "status", "limit"),
+    [
+        ({"text": ["a"] * 9}, 413, "max_sentences"),
+        ({"text": "a" * 301}, 413, "max_chars"),
+        ({"text": "a " * 15_000}, 413, "max_body_bytes"),
+        ({"text": "a", "beam_size": 9}, 422, "max_beam"),
+        ({"text": "a", "beam_size": 8, "nbest": 5}, 422, "max_nbest"),
+    ],
+)
+def test_limits(client, body, status, limit) -> None:
+    reply = _post(client, body)
+    assert reply.status_code == status
+    assert reply.json()["limit"] == limit
+    assert f"{limit}=" in reply.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "says"),
+    [
+        (b'{"text": "a"', 400, "JSON"),
+        (b'{"text": "caf\xe9"}', 400, "UTF-8"),
+        (b"", 400, "JSON"),
+        (b'["a"]', 422, "object"),
+        (b'{"txt": "a"}', 422, "txt"),
+        (b'{"beam_size": 2}', 422, "text"),
+        (b'{"text": 5}', 422, "text"),
+        (b'{"text": ["a", null]}', 422, "text"),
+        (b'{"text": "\\ud800"}', 422, "Unicode"),
+        (b'{"text": "a", "beam_size": "5"}', 422, "beam_size"),
+        (b'{"text": "a", "beam_size": true}', 422, "beam_size"),
+        (b'{"text": "a", "beam_size": 0}', 422, "beam_size"),
+        (b'{"text": "a", "beam_size": 2.5}', 422, "beam_size"),
+        (b'{"text": "a", "beam_size": 2, "nbest": 3}', 422, "nbest"),
+        (b'{"text": "a", "length_penalty": NaN}', 422, "length_penalty"),
+        (b'{"text": "a", "length_penalty": "big"}', 422, "length_penalty"),
+        (b'{"text": "a", "attention": "yes"}', 422, "attention"),
+        (b'{"text": "a", "beam_size": 1' + b"0" * 5000 + b"}", 400, "JSON"),
+    ],
+)
+def test_bad_input_is_a_4xx_and_the_server_lives(client, raw, status, says) -> None:
+    reply = client.post("/translate", content=raw, headers={"content-type": "application/json"})
+    assert reply.status_code == status, reply.text
+    assert says in reply.json()["error"]
+    assert _post(client, {"text": "a"}).status_code == 200
+
+
+def test_wrong_method_and_path_are_json_errors(client) -> None:
+    assert client.get("/translate").status_code == 405
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_concurrent_requests_over_the_limit_get_503(trained, translator) -> None:
+    limits = Limits(max_concurrent=1)
+    app = make_app(translator, {}, limits, BatchOptions(max_wait_ms=1500))
+    with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(c.post, "/translate", json={"text": "a"})
+        deadline = time.monotonic() + 5
+        while c.get("/health").json()["in_flight"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = _post(c, {"text": "b"})
+        assert second.status_code == 503 and second.json()["limit"] == "max_concurrent"
+        assert first.result().status_code == 200
+
+
+# -- batching --------------------------------------------------------------------------
+def _summary(translations) -> list[tuple[str, list[float]]]:
+    return [(t.text, [h.score for h in t.hypotheses]) for t in translations]
+
+
+def test_batch_invariance(translator, sentences) -> None:
+    """Requests merged into one batch get what each gets alone."""
+    options = SearchOptions(beam_size=4, nbest=2)
+    requests = [sentences[0:1], sentences[1:4], sentences[4:5], sentences[5:9]]
+    decoded: list[list[str]] = []
+
+    def decode(texts, opts):
+        decoded.append(texts)
+        return translator.translate(texts, opts)
+
+    async def main():
+        batcher = Batcher(decode, BatchOptions(max_batch_tokens=10_000, max_wait_ms=300))
+        task = asyncio.ensure_future(batcher.run())
+        lengths = [[5] * len(r) for r in requests]
+        results = await asyncio.gather(
+            *(batcher.translate(r, n, options) for r, n in zip(requests, lengths))
+        )
+        task.cancel()
+        batcher.close()
+        return results
+
+    merged = asyncio.run(main())
+    assert len(decoded) == 1, "the requests were not merged into one batch"
+    for request, got in zip(requests, merged):
+        want = _summary(translator.translate(request, options))
+        assert [t for t, _ in _summary(got)] == [t for t, _ in want]
+        for (_, scores), (_, expected) in zip(_summary(got), want):
+            assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_different_options_are_not_batched_together(translator, sentences) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def decode(texts, opts):
+        seen.append((len(texts), opts.beam_size))
+        return translator.translate(texts, opts)
+
+    async def main():
+        batcher = Batcher(decode, BatchOptions(max_wait_ms=200))
+        task = asyncio.ensure_future(batcher.run())
+        greedy, beam = SearchOptions(beam_size=1), SearchOptions(beam_size=3)
+        results = await asyncio.gather(
+            batcher.translate(sentences[:2], [5, 5], greedy),
+            batcher.translate(sentences[2:5], [5, 5, 5], beam),
+            batcher.translate(sentences[5:6], [5], greedy),
+        )
+        task.cancel()
+        batcher.close()
+        return results
+
+    a, b, c = asyncio.run(main())
+    assert sorted(seen) == [(3, 1), (3, 3)]
+    assert [t.text for t in a + c] == [
+        t.text for t in translator.translate(sentences[:2] + sentences[5:6], beam_size=1)
+    ]
+    assert [t.text for t in b] == [
+        t.text for t in translator.translate(sentences[2:5], beam_size=3)
+    ]
+
+
+def test_50_requests_from_10_threads_equal_one_at_a_time(client, sentences) -> None:
+    bodies = [
+        {"text": sentences[i % len(sentences) : i % len(sentences) + 1 + i % 3], "nbest": 2}
+        for i in range(50)
+    ]
+    alone = [_post(client, b).json() for b in bodies]
+    before = client.get("/health").json()["batches"]
+    with ThreadPoolExecutor(10) as pool:
+        together = list(pool.map(lambda b: _post(client, b).json(), bodies))
+    after = client.get("/health").json()["batches"]
+    assert [_texts(r) for r in together] == [_texts(r) for r in alone]
+    for got, want in zip(together, alone):
+        for g, w in zip(got["translations"], want["translations"]):
+            assert [h["score"] for h in g["nbest"]] == pytest.approx(
+                [h["score"] for h in w["nbest"]], abs=1e-5
+            )
+    assert after["batches"] - before["batches"] < 50, "no two requests shared a batch"
+
+
+def test_cancelled_request_drops_its_sentences(translator, sentences) -> None:
+    decoded: list[str] = []
+
+    def decode(texts, opts):
+        decoded.extend(texts)
+        return translator.translate(texts, opts)
+
+    async def main():
+        batcher = Batcher(decode, BatchOptions(max_batch_tokens=10, max_wait_ms=0))
+        task = asyncio.ensure_future(batcher.run())
+        options = SearchOptions(beam_size=2)
+        # 5 tokens a sentence and 10 a batch: the sentences go two by two
+        leaving = asyncio.ensure_future(batcher.translate(sentences[:8], [5] * 8, options))
+        while not decoded:
+            await asyncio.sleep(0.001)
+        leaving.cancel()
+        staying = await batcher.translate(sentences[8:9], [5], options)
+        task.cancel()
+        batcher.close()
+        return staying, batcher.stats
+
+    staying, stats = asyncio.run(main())
+    assert staying[0].text == translator.translate(sentences[8:9], beam_size=2)[0].text
+    assert len(decoded) < 9 and stats.dropped > 0
+    assert sentences[7] not in decoded
+
+
+def test_client_gone_before_its_batch_frees_its_work(trained, translator, sentences) -> None:
+    """An ASGI client that disconnects while its request waits for a batch: never decoded."""
+    app = make_app(translator, {}, Limits(), BatchOptions(max_wait_ms=300))
+    service = app.state.service
+    decoded: list[str] = []
+    service.batcher._decode = lambda texts, opts: decoded.extend(texts) or []
+    body = json.dumps({"text": sentences[:3]}).encode()
+    sent: list[dict] = []
+
+    async def main():
+        task = asyncio.ensure_future(service.batcher.run())
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(0.05)  # then the client goes away
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/translate",
+            "headers": [(b"content-type", b"application/json")],
+            "query_string": b"",
+        }
+        await app(scope, receive, send)
+        await asyncio.sleep(0.4)  # past max_wait_ms: its batch would have been decoded by now
+        task.cancel()
+        service.batcher.close()
+
+    asyncio.run(main())
+    assert decoded == []
+    assert service.batcher.stats.dropped == 3
+
+
+# -- real server processes -------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(trained: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "nmt", "serve", str(trained), "--port", str(port), *options]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode())
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not start")
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(trained, translator, sentences) -> None:
+    proc, url = _start(trained, "--max-wait-ms", "1500")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(
+                httpx.post, url + "/translate", json={"text": sentences[:2]}, timeout=60
+            )
+            time.sleep(0.5)  # the request waits for its batch to fill
+            proc.send_signal(signal.SIGTERM)
+            answer = reply.result()
+        assert answer.status_code == 200
+        assert _texts(answer.json()) == [t.text for t in translator.translate(sentences[:2])]
+        assert proc.wait(timeout=30) == 0, proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_options_are_one_line_and_exit_2(trained) -> None:
+    run = CliRunner().invoke(cli_app, ["serve", str(trained), "--max-wait-ms", "-1"])
+    assert run.exit_code == 2
+    assert "max_wait_ms" in run.output
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(trained) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        run = CliRunner().invoke(cli_app, ["serve", str(trained), "--port", port])
+    assert run.exit_code == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in run.output
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (os.path.exists(path) and os.access(path, os.X_OK)):
+            pytest.skip(f"{path} not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_page_translates_and_draws_the_attention(browser, trained, translator, sentences) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, url = _start(trained)
+    try:
+        browser.get(url + "/")
+        browser.find_element(By.ID, "source").send_keys(sentences[3])
+        browser.find_element(By.ID, "go").click()
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_element(By.ID, "translation").text)
+        want = translator.translate([sentences[3]], beam_size=5, nbest=3, return_attention=True)[0]
+        assert browser.find_element(By.ID, "translation").text == want.text
+        items = browser.find_elements(By.CSS_SELECTOR, "#nbest li .text")
+        assert [li.text for li in items] == [h.text for h in want.hypotheses]
+        scores = browser.find_elements(By.CSS_SELECTOR, "#nbest li .score")
+        assert [float(s.text) for s in scores] == pytest.approx(
+            [h.score for h in want.hypotheses], abs=1e-3
+        )
+        rows = browser.find_elements(By.CSS_SELECTOR, "#heatmap g.row")
+        assert len(rows) == len(want.hypotheses[0].tokens)
+        cells = rows[0].find_elements(By.CSS_SELECTOR, "rect.cell")
+        assert len(cells) == len(want.src_tokens)
+        ActionChains(browser).move_to_element(cells[0]).perform()
+        weight = want.hypotheses[0].attention[0][0]
+        wait.until(lambda d: d.find_element(By.ID, "weight").text)
+        assert browser.find_element(By.ID, "weight").text.endswith(f"{weight:.4f}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
