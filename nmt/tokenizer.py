@@ -7,6 +7,7 @@ the checkpoint agree without a lookup: pad 0, unk 1, bos 2, eos 3.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,13 +21,17 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_IDS = {"pad_id": PAD, "unk_id": UNK, "bos_id": BOS, "eos_id": EOS}
 
 
-def _train_model(lines: Iterable[str], vocab_size: int, model_type: str) -> bytes:
+def _train_model(lines: Iterable[str], vocab_size: int, model_type: str, sample: int) -> bytes:
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=buf,
         vocab_size=vocab_size,
         model_type=model_type,
+        # a uniform random sample (reservoir) when there are more lines: bounded time and
+        # memory on corpora of any size; all lines, in order, when there are fewer
+        input_sentence_size=sample,
+        shuffle_input_sentence=True,
         character_coverage=1.0,
         # small corpora cannot always fill the vocabulary: take what is there
         hard_vocab_limit=False,
@@ -67,11 +72,17 @@ class Tokenizer:
     def tgt_vocab_size(self) -> int:
         return self.tgt.get_piece_size()
 
-    def encode_src(self, lines: list[str], alpha: float = 0.0) -> list[list[int]]:
-        return _encode(self.src, lines, alpha)
+    def encode_src(
+        self, lines: list[str], alpha: float = 0.0, *, threads: int | None = None
+    ) -> list[list[int]]:
+        """Token ids of each line (sampled with `alpha` > 0), on `threads` threads
+        (None: sentencepiece's default)."""
+        return _encode(self.src, lines, alpha, threads)
 
-    def encode_tgt(self, lines: list[str], alpha: float = 0.0) -> list[list[int]]:
-        return _encode(self.tgt, lines, alpha)
+    def encode_tgt(
+        self, lines: list[str], alpha: float = 0.0, *, threads: int | None = None
+    ) -> list[list[int]]:
+        return _encode(self.tgt, lines, alpha, threads)
 
     def decode_tgt(self, ids: list[list[int]]) -> list[str]:
         return self.tgt.decode(ids)
@@ -156,37 +167,48 @@ def vocab_rows(tok: Tokenizer, side: str = "src") -> list[tuple[int, str, float]
     return [(i, sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
 
 
-def _encode(sp: spm.SentencePieceProcessor, lines: list[str], alpha: float) -> list[list[int]]:
+def _encode(
+    sp: spm.SentencePieceProcessor, lines: list[str], alpha: float, threads: int | None
+) -> list[list[int]]:
     if alpha > 0:
-        return sp.encode(lines, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1)
-    return sp.encode(lines, out_type=int)
+        return sp.encode(
+            lines, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1,
+            num_threads=threads,
+        )  # fmt: skip
+    return sp.encode(lines, out_type=int, num_threads=threads)
 
 
 def train_tokenizer(
-    src_lines: list[str],
-    tgt_lines: list[str],
+    src_lines: Iterable[str],
+    tgt_lines: Iterable[str],
     vocab_size: int = 8000,
     model_type: str = "unigram",
     joint: bool = True,
+    sample: int = 0,
 ) -> Tokenizer:
-    """Train sentencepiece on the two sides: one model over both (joint) or one per side."""
-    src_lines = [s for s in src_lines if s.strip()]
-    tgt_lines = [s for s in tgt_lines if s.strip()]
-    if not src_lines or not tgt_lines:
-        raise NmtError("tokenizer: training text is empty")
+    """Train sentencepiece on the two sides: one model over both (joint) or one per side.
+
+    The lines may stream (generators over files); blank ones are skipped. With `sample` > 0
+    each model learns from at most that many lines, drawn at random.
+    """
+    src_lines, tgt_lines = _non_blank(src_lines), _non_blank(tgt_lines)
     try:
         if joint:
             return Tokenizer(
-                _train_model(_interleave(src_lines, tgt_lines), vocab_size, model_type)
+                _train_model(itertools.chain(src_lines, tgt_lines), vocab_size, model_type, sample)
             )
         return Tokenizer(
-            _train_model(src_lines, vocab_size, model_type),
-            _train_model(tgt_lines, vocab_size, model_type),
+            _train_model(src_lines, vocab_size, model_type, sample),
+            _train_model(tgt_lines, vocab_size, model_type, sample),
         )
     except RuntimeError as e:
         raise NmtError(f"tokenizer: sentencepiece failed: {str(e).splitlines()[0]}") from None
 
 
-def _interleave(a: list[str], b: list[str]) -> Iterator[str]:
-    yield from a
-    yield from b
+def _non_blank(lines: Iterable[str]) -> Iterator[str]:
+    """The lines that are not blank; NmtError if none is."""
+    rest = (s for s in lines if s.strip())
+    first = next(rest, None)
+    if first is None:
+        raise NmtError("tokenizer: training text is empty")
+    return itertools.chain([first], rest)

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.atomic import copy_atomic, write_atomic
-from nmt.batching import Batch, make_batch, plan_batches
+from nmt.batching import Batch, BatchPlan, make_batch, plan_batches, plan_epoch, prefetch
+from nmt.cache import InMemoryPairs, TrainPairs
 from nmt.checkpoint import load_checkpoint, require_training_state, save_checkpoint
 from nmt.config import Config
-from nmt.corpus import filter_pairs
+from nmt.corpus import SeenPairs, filter_pairs
 from nmt.distributed import (
     all_reduce_sum,
     init_distributed,
@@ -38,7 +39,7 @@ from nmt.distributed import (
 )
 from nmt.metrics import score
 from nmt.model import build_model, count_parameters
-from nmt.prepare import TrainData, prepare_data, probe_run_dir
+from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
 from nmt.schedule import after_validation, learning_rate
 from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import PAD, Tokenizer
@@ -120,10 +121,15 @@ class Trainer:
         self.device, self.rank, self.world = device, rank, world
         self.on_log = on_log
         self.run_dir = Path(t.run_dir)
-        self.src_ids, self.tgt_ids = self._encode_train(epoch=0)
+        # the training pairs: the cache's token ids on disk, or the text encoded in memory
+        self.pairs: TrainPairs
+        if data.train_ids is not None:
+            self.pairs, self.filter_stats = data.train_ids, data.train_ids.stats
+        else:
+            self.pairs = self._encode_train(epoch=0)
         self.valid_src_ids = tokenizer.encode_src(data.valid_src)
         self.valid_tgt_ids = tokenizer.encode_tgt(data.valid_tgt)
-        if not self.src_ids:
+        if not len(self.pairs):
             raise NmtError("no training pair is left after filtering (check data.max_len)")
         torch.manual_seed(t.seed)
         self.model = build_model(
@@ -148,7 +154,7 @@ class Trainer:
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row
 
-    def _encode_train(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+    def _encode_train(self, epoch: int) -> InMemoryPairs:
         d, t = self.config.data, self.config.train
         if d.sampling_alpha > 0:
             import sentencepiece
@@ -157,17 +163,33 @@ class Trainer:
             sentencepiece.set_random_generator_seed(t.seed * 1000 + epoch)
         src = self.tokenizer.encode_src(self.data.train_src, d.sampling_alpha)
         tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
-        keep, stats = filter_pairs(src, tgt, d.max_len)
+        texts = (self.data.train_src, self.data.train_tgt)
+        keep, stats = filter_pairs(src, tgt, pair_filter(d), texts=texts, seen=SeenPairs())
         if epoch == 0:
-            log.info(
-                "training pairs: %d kept, %d dropped with an empty side, %d dropped over %d tokens",
-                stats.kept,
-                stats.empty,
-                stats.too_long,
-                d.max_len,
-            )
             self.filter_stats = stats
-        return [src[i] for i in keep], [tgt[i] for i in keep]
+        return InMemoryPairs([src[i] for i in keep], [tgt[i] for i in keep])
+
+    def _log_data(self) -> None:
+        """The data record of log.jsonl: pairs read, kept, and dropped by each filter."""
+        stats = self.filter_stats
+        log.info(
+            "training pairs: %d kept of %d; dropped: %d with an empty side, %d over %d tokens, "
+            "%d over the length ratio, %d identical, %d repeated",
+            stats.kept,
+            stats.read,
+            stats.empty,
+            stats.too_long,
+            self.config.data.max_len,
+            stats.ratio,
+            stats.identical,
+            stats.duplicate,
+        )
+        if self.rank == 0:
+            cache = self.data.train_ids
+            record = {"kind": "data", "step": 0, **dataclasses.asdict(stats)}
+            record["cache"] = str(cache.path) if cache is not None else None
+            with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self, name: str) -> None:
@@ -195,8 +217,8 @@ class Trainer:
         self.state = TrainState.from_dict(ckpt.train_state)
         if self.rank == 0:
             self._truncate_log(self.state.step)
-        if self.config.data.sampling_alpha > 0:
-            self.src_ids, self.tgt_ids = self._encode_train(self.state.epoch)
+        if self.data.train_ids is None and self.config.data.sampling_alpha > 0:
+            self.pairs = self._encode_train(self.state.epoch)
         log.info("resumed from %s at step %d", path, self.state.step)
 
     def _truncate_log(self, step: int) -> None:
@@ -314,6 +336,8 @@ class Trainer:
         t, s = self.config.train, self.state
         self.model.train()
         self.bad_steps = 0
+        if s.step == 0:
+            self._log_data()
         clock = _Clock(before=s.elapsed, started=time.perf_counter())
         window = _Window(start=time.perf_counter())
         stop = False
@@ -323,23 +347,31 @@ class Trainer:
             self._validate_and_save()
         return {"step": s.step, "epoch": s.epoch, "best": s.best, "run_dir": str(self.run_dir)}
 
-    def _epoch_plan(self) -> list[list[int]]:
-        """This rank's batches (lists of pair indices) of the current epoch, in order."""
+    def _epoch_plan(self) -> tuple[BatchPlan, list[int]]:
+        """The batch plan of the current epoch and the numbers of this rank's batches in it."""
         t, s = self.config.train, self.state
         gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
-        if s.batch_in_epoch == 0 and s.epoch > 0 and self.config.data.sampling_alpha:
-            self.src_ids, self.tgt_ids = self._encode_train(s.epoch)
-        plan = plan_batches(
-            [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids], t.batch_tokens, gen
+        resample = self.config.data.sampling_alpha and self.data.train_ids is None
+        if s.batch_in_epoch == 0 and s.epoch > 0 and resample:
+            self.pairs = self._encode_train(s.epoch)
+        plan = plan_epoch(self.pairs.src_lens, self.pairs.tgt_lens, t.batch_tokens, gen)
+        return plan, shard(list(range(len(plan))), self.rank, self.world)
+
+    def epoch_batches(self) -> Iterator[Batch]:
+        """This rank's batches of the current epoch from `state.batch_in_epoch` on, each
+        gathered (from the cache's files) and padded a few batches ahead."""
+        plan, mine = self._epoch_plan()
+        return prefetch(
+            lambda k: make_batch(*self.pairs.pairs(plan.batch(k))),
+            mine[self.state.batch_in_epoch :],
         )
-        return shard(plan, self.rank, self.world)
 
     def _train_epoch(self, clock: _Clock, window: _Window) -> bool:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""
         t, s = self.config.train, self.state
-        for idxs in self._epoch_plan()[s.batch_in_epoch :]:
-            pairs = [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
-            batch = make_batch(*pairs).to(self.device)
+        batches = self.epoch_batches()
+        for batch in batches:
+            batch = batch.to(self.device)
             lr = self._lr()
             mean_loss, n_tokens = self._update(batch, lr)
             s.batch_in_epoch += 1
@@ -360,6 +392,7 @@ class Trainer:
                 time_up = self._done(clock)
                 stop = stop or rank0_decides(time_up, self.device, self.world)
             if stop or self._done(clock):
+                batches.close()
                 return stop
         s.epoch += 1
         s.batch_in_epoch = 0
