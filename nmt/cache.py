@@ -51,6 +51,8 @@ def file_identity(path: str | Path) -> dict[str, Any]:
     """What tells a corpus file from an edited one: path, size, mtime and a content hash
     (whole up to HASH_WHOLE bytes, else its first and last EDGE bytes)."""
     p = Path(path).resolve()
+    if not p.is_file():
+        raise NmtError(f"{path}: file does not exist")
     st = p.stat()
     digest = hashlib.sha256()
     with p.open("rb") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from nmt.distributed import barrier
 from nmt.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
+
+CHUNK_LINES = 20000  # pairs read, encoded and written at a time: memory stays flat
 
 
 @dataclass
@@ -70,8 +73,8 @@ def training_chunks(config: Config) -> Iterator[tuple[list[str], list[str], floa
     d = config.data
     if d.dataset:
         ds = open_dataset(d.dataset, d.train_split)
-        return iter_dataset(ds, d.dataset, d.src_lang, d.tgt_lang)
-    return iter_parallel(d.train_src, d.train_tgt)
+        return iter_dataset(ds, d.dataset, d.src_lang, d.tgt_lang, CHUNK_LINES)
+    return iter_parallel(d.train_src, d.train_tgt, CHUNK_LINES)
 
 
 def training_lines(config: Config, side: str) -> Iterator[str]:
@@ -81,7 +84,7 @@ def training_lines(config: Config, side: str) -> Iterator[str]:
         pick = 0 if side == "src" else 1
         return (line for chunk in training_chunks(config) for line in chunk[pick])
     path = d.train_src if side == "src" else d.train_tgt
-    return (line for chunk, _ in read_chunks(path) for line in chunk)
+    return (line for chunk, _ in read_chunks(path, CHUNK_LINES) for line in chunk)
 
 
 def corpus_identity(config: Config) -> dict[str, Any]:
@@ -184,8 +187,8 @@ def load_cache(
     if cache is not None:
         log.info("training pairs: %s from %s", f"{len(cache):,}", path)
         return cache
-    log.info("tokenizing the training pairs into %s", path)
-    return build_cache(
+    start = time.perf_counter()
+    cache = build_cache(
         training_chunks(config),
         tokenizer,
         pair_filter(config.data),
@@ -194,6 +197,9 @@ def load_cache(
         where=_where(config.data),
         on_progress=on_progress,
     )
+    seconds = time.perf_counter() - start
+    log.info("tokenized %s training pairs into %s in %.1f s", f"{len(cache):,}", path, seconds)
+    return cache
 
 
 def prepare_data(
