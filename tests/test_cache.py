@@ -228,3 +228,17 @@ def test_reading_in_chunks_gives_the_lines_of_read_lines(tmp_path):
     (tmp_path / "d.txt").write_bytes(b"1\n2\n3\n4\n5\n6\n7\n8\n")
     with pytest.raises(NmtError, match="a.txt has 7 lines but .*d.txt has 8"):
         list(iter_parallel(path, tmp_path / "d.txt", 7))
+
+
+def test_repeated_pairs_are_found_across_many_chunks():
+    from nmt.corpus import SeenPairs
+
+    seen = SeenPairs()
+    firsts = []
+    for chunk in range(40):
+        src = [f"s{i % 150}" for i in range(chunk * 10, chunk * 10 + 10)]
+        firsts += seen.first_seen(src, ["t"] * len(src)).tolist()
+    assert sum(firsts) == 150  # 400 pairs, 150 of them different
+    assert firsts[:150] == [True] * 150 and not any(firsts[150:])
+    both = seen.first_seen(["s0", "new", "new"], ["t", "t", "t"]).tolist()
+    assert both == [False, True, False]
