@@ -242,3 +242,60 @@ def test_repeated_pairs_are_found_across_many_chunks():
     assert firsts[:150] == [True] * 150 and not any(firsts[150:])
     both = seen.first_seen(["s0", "new", "new"], ["t", "t", "t"]).tolist()
     assert both == [False, True, False]
+
+
+def test_a_run_dir_tokenizer_learns_from_a_bounded_sample_read_as_a_stream(
+    toy_dir, tmp_path, monkeypatch
+):
+    import sentencepiece as spm
+
+    real = spm.SentencePieceTrainer.train
+    given = []
+
+    def spy(**kwargs):
+        given.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(spm.SentencePieceTrainer, "train", spy)
+    cfg = _config(toy_dir, tmp_path / "run", tokenizer_sample=500)
+    prepare_data(cfg)
+    (kwargs,) = given
+    assert kwargs["input_sentence_size"] == 500 and kwargs["shuffle_input_sentence"]
+    assert not isinstance(kwargs["sentence_iterator"], list)  # the lines stream from the files
+
+
+def test_nmt_prepare_builds_the_cache_that_train_then_reads(toy_dir, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from nmt.cli import app
+
+    cfg = _config(toy_dir, tmp_path / "run", cache_dir=str(tmp_path / "shared-cache"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    runner = CliRunner()
+    first = runner.invoke(app, ["prepare", "-q", "-c", str(path)])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["pairs"] == summary["filter"]["kept"] == 3000
+    assert summary["cache"].startswith(str(tmp_path / "shared-cache"))
+    # another run dir, the same data and tokenizer: the same cache
+    second = runner.invoke(
+        app,
+        ["prepare", "-q", "-c", str(path), "--set", f"train.run_dir={tmp_path}/run2"]
+        + ["--set", f"data.tokenizer={tmp_path}/run/tokenizer"],
+    )
+    assert json.loads(second.stdout)["cache"] == summary["cache"]
+    bad = runner.invoke(app, ["prepare", "-c", str(path), "--set", "data.max_len_ratio=0.5"])
+    assert bad.exit_code == 2 and "data.max_len_ratio" in bad.stderr
+
+
+def test_subword_sampling_encodes_the_text_in_memory_every_epoch(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path / "run", sampling_alpha=0.5)
+    data, tokenizer = prepare_data(cfg)
+    assert data.train_ids is None and len(data.train_src) == 3000
+    assert not (tmp_path / "run" / "cache").exists()
+    trainer = Trainer(cfg, data, tokenizer, device=torch.device("cpu"))
+    first = trainer.pairs.pairs(range(20))
+    _batches(trainer, epoch=1)
+    assert trainer.pairs.pairs(range(20)) != first  # drawn anew for the new epoch
