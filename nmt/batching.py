@@ -20,6 +20,9 @@ from nmt.tokenizer import BOS, EOS, PAD
 
 T = TypeVar("T")
 
+# corpora of this many pairs or more are sorted one target length at a time (less memory)
+BUCKET_SORT_FROM = 1 << 18
+
 
 @dataclass
 class Batch:
@@ -103,19 +106,24 @@ def plan_epoch(
     n = len(src_lens)
     if n == 0:
         return BatchPlan(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
-    src_t = torch.from_numpy(np.add(np.asarray(src_lens), 1, dtype=np.int64))  # + EOS
-    tgt_t = torch.from_numpy(np.add(np.asarray(tgt_lens), 1, dtype=np.int64))  # + BOS/EOS
+    src_l, tgt_l = np.asarray(src_lens), np.asarray(tgt_lens)
     tie = torch.rand(n, generator=generator) if generator is not None else torch.zeros(n)
     # lexicographic sort on (target length, source length, random tie-break): the decoder
-    # steps through every padded target position, while packing spares the encoder padding.
-    # Built in place: (t * 4096 + s) + tie / 2, exactly, without temporaries of the corpus size
-    key = tgt_t.double().mul_(4096).add_(src_t).add_(tie, alpha=0.5)
+    # steps through every padded target position, while packing spares the encoder padding
+    if generator is not None and n >= BUCKET_SORT_FROM:
+        order = _sort_by_buckets(src_l, tgt_l, tie.numpy())
+    else:
+        # the key (t + 1) * 4096 + (s + 1) + tie / 2 (+ 1: EOS, BOS/EOS) is exact in float64
+        key = tgt_l.astype(np.float64)
+        key *= 4096
+        key += src_l
+        key += 4096 + 1
+        order = torch.argsort(torch.from_numpy(key).add_(tie, alpha=0.5)).numpy()
+        del key
     del tie
-    order = torch.argsort(key).numpy()
-    del key
-    src_sorted, tgt_sorted = src_t.numpy()[order], tgt_t.numpy()[order]
-    del src_t, tgt_t
-    bounds = _greedy_bounds(src_sorted, tgt_sorted, batch_tokens)
+    if n < 2**31:
+        order = order.astype(np.int32, copy=False)  # half the memory of the plan
+    bounds = _greedy_bounds(src_l[order], tgt_l[order], batch_tokens)
     starts, ends = bounds[:-1], bounds[1:]
     if generator is not None:
         perm = torch.randperm(len(starts), generator=generator).numpy()
@@ -123,15 +131,34 @@ def plan_epoch(
     return BatchPlan(order, starts, ends)
 
 
+def _sort_by_buckets(src_l: np.ndarray, tgt_l: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """The order of a sort on (target length, source length, tie), one target length at a
+    time: temporary arrays the size of one length's pairs, not of the corpus (a global
+    argsort of a float64 key needs some 30 bytes a pair). It agrees with that argsort except
+    on exactly equal keys, which the argsort leaves in no defined order anyway."""
+    order = np.empty(len(src_l), dtype=np.int32 if len(src_l) < 2**31 else np.int64)
+    at = 0
+    for t in np.unique(tgt_l).tolist():
+        members = np.flatnonzero(tgt_l == t)
+        members = members[np.lexsort((tie[members], src_l[members]))]
+        order[at : at + len(members)] = members
+        at += len(members)
+    return order
+
+
 def _greedy_bounds(src_l: np.ndarray, tgt_l: np.ndarray, batch_tokens: int) -> np.ndarray:
     """Boundaries in the sorted order, [0, ..., N]: each batch takes sentences while
-    (sentences) x (longest source + longest target) stays within the budget."""
+    (sentences) x (longest source + longest target) stays within the budget (+ 1 for EOS,
+    BOS/EOS on each length)."""
     cuts = [0]
     max_s = max_t = 0
     size = 0
-    step = 1 << 20  # Python ints a block at a time: memory stays flat on any corpus
+    step = 1 << 16  # Python ints a block at a time: memory stays flat on any corpus
     for first in range(0, len(src_l), step):
-        block = zip(src_l[first : first + step].tolist(), tgt_l[first : first + step].tolist())
+        block = zip(
+            np.add(src_l[first : first + step], 1, dtype=np.int64).tolist(),
+            np.add(tgt_l[first : first + step], 1, dtype=np.int64).tolist(),
+        )
         for i, (src, tgt) in enumerate(block, first):
             s, t = max(max_s, src), max(max_t, tgt)
             if size and (size + 1) * (s + t) > batch_tokens:

@@ -106,16 +106,14 @@ def corpus_identity(config: Config) -> dict[str, Any]:
 def check_corpus(config: Config) -> None:
     """Read the training pairs through once: errors in them (UTF-8, line counts, no pair at
     all) are raised before anything is written."""
+    found = False
     for src, tgt, _ in training_chunks(config):
-        if any(s.strip() and t.strip() for s, t in zip(src, tgt)):
-            break
-    else:
+        found = found or any(s.strip() and t.strip() for s, t in zip(src, tgt))
+    if not found:
         raise NmtError(
             f"the training set is empty: {_where(config.data)} hold no pair with two non-empty "
             "sides"
         )
-    for _ in training_chunks(config):  # the rest, for errors
-        pass
 
 
 def read_data(config: Config) -> TrainData:
