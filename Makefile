@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   venv + install, built-in corpus, tokenizer, model, translation, BLEU
+#   (make demo-transformer: the same with a Transformer, in runs/demo-transformer)
 #   make test   venv + install, lint, the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch first, pinned: a bare `torch` requirement can pull a multi-GB CUDA build
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo demo-transformer test lint format clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/toy/run.sh
+
+demo-transformer: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/toy/run.sh runs/demo-transformer recipes/toy/transformer.yaml
 
 lint: install
 	$(VENV)/bin/ruff check nmt tests tools
@@ -31,4 +35,4 @@ test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest -q
 
 clean:
-	rm -rf runs/demo .pytest_cache .ruff_cache
+	rm -rf runs/demo runs/demo-transformer .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ import torch
 import nmt
 from nmt import NmtError
 from nmt.atomic import write_atomic
-from nmt.config import Config, config_from_dict
+from nmt.config import Config, check_resumable, config_from_dict
 from nmt.model import Seq2Seq, build_model
 from nmt.tokenizer import Tokenizer
 
@@ -124,6 +124,23 @@ def require_training_state(ckpt: Checkpoint, path: str | Path) -> None:
         )
     if ckpt.train_state is None:
         raise NmtError(f"checkpoint {path} has no training state to resume from")
+
+
+def load_resumable(path: str | Path, config: Config) -> Checkpoint:
+    """The checkpoint at `path`, refused unless it can resume a run of `config`."""
+    ckpt = load_checkpoint(path)
+    require_training_state(ckpt, path)
+    check_resumable(ckpt.config, config, str(path))
+    return ckpt
+
+
+def saved_config(path: str | Path) -> Config:
+    """The config a checkpoint was trained with (its weights are not read)."""
+    state = read_state(path, mmap=True)
+    try:
+        return config_from_dict(state["config"])
+    except (NmtError, KeyError, TypeError) as e:
+        raise NmtError(f"checkpoint {path} holds no usable config ({e})") from None
 
 
 def load_checkpoint(

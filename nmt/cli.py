@@ -38,9 +38,29 @@ app.add_typer(tokenizer_app, name="tokenizer")
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from nmt import __version__
+
+        print(f"nmt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v debug logs.")] = 0,
+    verbose: Annotated[
+        int,
+        # metavar "": a counter takes no value, so --help shows none
+        typer.Option(
+            "--verbose", "-v", count=True, metavar="", show_default=False, help="Debug logs."
+        ),
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -125,14 +145,22 @@ def _quiet(quiet: bool) -> None:
 @data_app.command("toy")
 def data_toy(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder to write train|valid|test.{en,pt}.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write train|valid|test.{en,pt} (.pt: Portuguese, not a checkpoint).",
+        ),
     ],
     size: Annotated[
         int, typer.Option(help="Training pairs (valid/test get size/20, at least 50).")
     ] = 20000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
 ) -> None:
-    """Write the built-in English -> Portuguese corpus (no download)."""
+    """Write the built-in English -> Portuguese corpus (no download).
+
+    Files are named by language: .en English, .pt Portuguese (the language code, although
+    checkpoints end in .pt too)."""
     from nmt.toy import write_corpus
 
     with user_errors():
@@ -157,12 +185,13 @@ def tokenizer_train(
 ) -> None:
     """Train sentencepiece (pad 0, unk 1, bos 2, eos 3) on parallel text."""
     from nmt.corpus import read_parallel
-    from nmt.tokenizer import train_tokenizer
+    from nmt.tokenizer import check_tokenizer_dir, train_tokenizer
 
     with user_errors():
         _at_least("--vocab-size", vocab_size, 8)
         if model_type not in ("unigram", "bpe"):
             raise NmtError(f"--model-type must be unigram or bpe, got {model_type!r}")
+        check_tokenizer_dir(out)
         src_lines, tgt_lines = read_parallel(src, tgt)
         tok = train_tokenizer(src_lines, tgt_lines, vocab_size, model_type, joint)
         tok.save(out)
@@ -301,45 +330,103 @@ def train(
         typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue from a checkpoint (usually RUN_DIR/last.pt).")
+        Path | None,
+        typer.Option(
+            help="Continue from a checkpoint (usually RUN_DIR/last.pt) with its model, data "
+            "and training options; options given again may change only limits, logging, "
+            "validation, threads and device."
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start over in a run dir that holds a run: removes its best.pt, last.pt, "
+            "log.jsonl and the tokenizer/ it trained.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Train a model. Every option is listed in README.md; `--set` overrides the file."""
-    from nmt.config import load_config
+    from nmt.checkpoint import saved_config
+    from nmt.config import config_from_dict, load_raw, resume_config
     from nmt.train import train as run_training
 
     _quiet(quiet)
     with user_errors():
-        cfg = load_config(config, overrides or [])
-        if resume is not None:
-            from nmt.checkpoint import read_state
+        given = load_raw(config, overrides or [])
+        if resume is None:
+            cfg = config_from_dict(given)
+        else:
+            # the checkpoint's config, with what may change mid-run; a file that is no
+            # checkpoint is refused before the run dir, tokenizer and logs are touched
+            cfg = resume_config(saved_config(resume), given, str(resume))
+        with _train_progress(quiet) as (on_log, on_progress):
+            result = run_training(
+                cfg, resume=resume, on_log=on_log, overwrite=overwrite, on_progress=on_progress
+            )
+    # torchrun starts one process a rank (RANK): the result is printed once
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
 
-            # refuse a bad checkpoint before the run dir, tokenizer and logs are touched
-            read_state(resume)
-        with _train_progress(cfg.train.max_steps, quiet) as on_log:
-            result = run_training(cfg, resume=resume, on_log=on_log)
-    print(json.dumps(result))
+
+_PLAIN_EVERY_S = 30.0  # off a terminal, a progress line this often
+
+
+def _eta(seconds: float | None) -> str:
+    from nmt.progress import format_duration
+
+    return "" if seconds is None else f"ETA {format_duration(seconds)}"
 
 
 @contextmanager
-def _train_progress(total: int, quiet: bool):
+def _train_progress(quiet: bool):
+    """(on_log, on_progress) for the trainer: on a terminal a live bar updated every step;
+    otherwise a plain line every _PLAIN_EVERY_S seconds; validation results either way."""
+    import time
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    live = not quiet and err.is_terminal
     progress = Progress(
-        TextColumn("step {task.completed}"),
+        TextColumn("step {task.fields[step]}  epoch {task.fields[epoch]}"),
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         console=err,
-        disable=quiet or not err.is_terminal,
+        disable=not live,
     )
-    task = progress.add_task("train", total=total or None, status="")
+    task = progress.add_task("train", total=None, step=0, epoch="", status="", eta="")
+    last = {"loss": "", "printed": time.monotonic()}
+
+    def on_progress(p) -> None:
+        if quiet:
+            return
+        epoch = f"{p.epoch} ({p.batch}/{p.batches})"
+        status = "validating" if p.phase == "valid" else f"{p.tokens_per_s:,.0f} tok/s"
+        status += f"  {last['loss']}" if last["loss"] else ""
+        if live:
+            done = p.elapsed / (p.elapsed + p.eta) if p.eta is not None else None
+            progress.update(
+                task, total=1.0 if done is not None else None, completed=done or 0,
+                step=p.step, epoch=epoch, status=status, eta=_eta(p.eta),
+            )  # fmt: skip
+            return
+        now = time.monotonic()
+        if now - last["printed"] >= _PLAIN_EVERY_S:
+            last["printed"] = now
+            line = f"step {p.step}, epoch {epoch}: {status}  {_eta(p.eta)}".rstrip()
+            err.print(line, highlight=False, soft_wrap=True, markup=False)
 
     def on_log(record: dict) -> None:
         if quiet:
             return
-        if record["kind"] == "valid":
+        if record["kind"] == "train":
+            last["loss"] = f"loss {record['loss']:.3f}  lr {record['lr']:.2e}"
+        elif record["kind"] == "valid":
+            if live:  # "validating" is over
+                progress.update(task, status=f"validated: BLEU {record['bleu']:.2f}")
             err.print(
                 f"step {record['step']}: valid loss {record['valid_loss']:.3f} "
                 f"ppl {record['valid_ppl']:.2f} BLEU {record['bleu']:.2f} "
@@ -347,29 +434,72 @@ def _train_progress(total: int, quiet: bool):
                 highlight=False,
                 soft_wrap=True,
             )
-            return
-        status = (
-            f"loss {record['loss']:.3f}  {record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
-        )
-        if progress.disable:
-            err.print(f"step {record['step']}: {status}", highlight=False, soft_wrap=True)
-        else:
-            progress.update(task, completed=record["step"], status=status)
 
     with progress:
-        yield on_log
+        yield on_log, on_progress
 
 
 # -- translate -------------------------------------------------------------------------
-def _length_penalty(value: str) -> float | str:
-    if value == "avg":
-        return value
+# the library's names of translate's options -> their flags, for the library's messages
+_TRANSLATE_FLAGS = {
+    "beam_size": "--beam-size",
+    "nbest": "--nbest",
+    "length_penalty": "--length-penalty",
+    "max_len_ratio": "--max-len-ratio",
+    "max_len_offset": "--max-len-offset",
+    "min_len": "--min-len",
+    "stopping": "--stopping",
+    "batch_tokens": "--batch-tokens",
+    "fmt": "--format",
+    "errors": "--errors",
+    "resume": "--resume",
+    "quantize": "--quantize",
+    "threads": "--threads",
+    "workers": "--workers",
+    "weights": "--weights",
+    "attention_layer": "--layer",
+    "attention_head": "--head",
+}
+
+
+@contextmanager
+def _as_flags(flags: dict[str, str]):
+    """The library's messages about its options (they start with the option's name) name
+    the command's flags instead; others (about files, say) are left as they are."""
+    import re
+
     try:
-        return float(value)
+        yield
+    except NmtError as e:
+        names = "|".join(flags)
+        message = str(e)
+        if not re.match(rf"({names}) ", message):
+            raise
+        # a name standing alone, not part of a path or a longer word
+        message = re.sub(rf"(?<![\w./-])({names})(?![\w./-])", lambda m: flags[m[1]], message)
+        raise NmtError(message) from None
+
+
+_LAYER_HELP = "Transformer: decoder layer whose cross-attention is shown (-1: the last)."
+_HEAD_HELP = "Transformer: attention head shown (0, 1, ...), or mean over heads."
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
     except ValueError:
-        raise NmtError(
-            f"--length-penalty must be a number (GNMT alpha) or avg, got {value!r}"
-        ) from None
+        raise NmtError(f"--weights must be numbers separated by commas, got {text!r}") from None
+
+
+def _head(text: str) -> int | None:
+    if text == "mean":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise NmtError(f"--head must be a head number or mean, got {text!r}") from None
 
 
 @app.command()
@@ -417,55 +547,90 @@ def translate(
     ] = 1,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(help="Another checkpoint to average with CHECKPOINT (repeatable)."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Ensemble weights, one a model, e.g. 0.5,0.3,0.2.")
+    ] = None,
+    layer: Annotated[int, typer.Option(help=_LAYER_HELP)] = -1,
+    head: Annotated[str, typer.Option(help=_HEAD_HELP)] = "mean",
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
+    # long: one parameter per option, each passed on once to the library's typed options
     _quiet(quiet)
-    with user_errors():
-        _at_least("--batch-tokens", batch_tokens, 1)
-        _at_least("--threads", threads, 0)
-        _at_least("--workers", workers, 1)
-        if errors not in ("strict", "replace"):
-            raise NmtError(f"--errors must be strict or replace, got {errors!r}")
+    with user_errors(), _as_flags(_TRANSLATE_FLAGS):
+        from functools import partial
+
+        from nmt.search import SearchOptions
+        from nmt.translate import StreamOptions, Translator, translate_file, translate_stream
+
+        # jsonl records carry the attention whenever it is computed, heatmaps included
+        attention = with_attention or attention_dir is not None
+        search = SearchOptions(
+            beam_size=beam_size,
+            nbest=nbest,
+            length_penalty=length_penalty,
+            max_len_ratio=max_len_ratio,
+            max_len_offset=max_len_offset,
+            min_len=min_len,
+            stopping=stopping,
+            return_attention=attention,
+            scores=fmt != "text" or nbest > 1,  # text shows scores only in n-best lists
+        )
+        stream = StreamOptions(
+            batch_tokens=batch_tokens, fmt=fmt, errors=errors, with_attention=attention
+        )
         if resume and output is None:
             raise NmtError("--resume needs --output")
         if input is not None and not input.is_file():
             raise NmtError(f"{input}: file does not exist")
-        from nmt.translate import Translator, translate_file, translate_stream
-
         translator = Translator(
-            checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
+            [checkpoint, *(ensemble or [])],
+            device=device,
+            quantize=quantize,
+            threads=threads,
+            workers=workers,
+            weights=_weights(weights),
+            attention_layer=layer,
+            attention_head=_head(head),
         )
         # torch, the model and everything loaded so far live as long as the process: kept out
         # of the cyclic garbage collector, whose full passes over their 170k objects took
         # 0.07 s each, one per 1,000 sentences translated here
         gc.freeze()
-        kwargs = dict(
-            beam_size=beam_size,
-            nbest=nbest,
-            length_penalty=_length_penalty(length_penalty),
-            max_len_ratio=max_len_ratio,
-            max_len_offset=max_len_offset,
-            min_len=min_len,
-            stopping=stopping,
-            batch_tokens=batch_tokens,
-            fmt=fmt,
-            errors=errors,
-            name=str(input) if input else "<stdin>",
-            return_attention=with_attention or attention_dir is not None,
-            # text shows scores only in n-best lists
-            scores=fmt != "text" or nbest > 1,
-        )
+        on_chunk = None
         if attention_dir is not None:
             attention_dir.mkdir(parents=True, exist_ok=True)
-            kwargs["on_chunk"] = lambda results, first: _save_maps(results, first, attention_dir)
+            on_chunk = partial(_save_maps, out_dir=attention_dir)
+        name = str(input) if input else "<stdin>"
         with _translate_progress(quiet) as on_progress:
-            kwargs["on_progress"] = on_progress
             source = input.open("rb") if input else sys.stdin.buffer
             try:
                 if output is None:
-                    translate_stream(translator, source, sys.stdout, **kwargs)
+                    translate_stream(
+                        translator,
+                        source,
+                        sys.stdout,
+                        search,
+                        stream,
+                        name=name,
+                        on_progress=on_progress,
+                        on_chunk=on_chunk,
+                    )
                 else:
-                    translate_file(translator, source, output, resume=resume, **kwargs)
+                    translate_file(
+                        translator,
+                        source,
+                        output,
+                        search,
+                        stream,
+                        resume=resume,
+                        name=name,
+                        on_progress=on_progress,
+                        on_chunk=on_chunk,
+                    )
             finally:
                 translator.close()
                 if input:
@@ -603,6 +768,38 @@ def export(
 
 
 @app.command()
+def average(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(help="Checkpoint files, or one run folder with --last N."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")],
+    last: Annotated[
+        int, typer.Option(help="With a run folder: its N checkpoints of the highest steps.")
+    ] = 0,
+) -> None:
+    """The mean of the weights of checkpoints of one model config and tokenizer, written as
+    an export (translate reads it; train --resume does not)."""
+    from nmt.average import average_checkpoints, last_checkpoints
+
+    with user_errors():
+        folders = [p for p in checkpoints if p.is_dir()]
+        if folders:
+            if len(checkpoints) != 1 or not last:
+                raise NmtError(f"{folders[0]} is a folder: pass it alone with --last N")
+            checkpoints = last_checkpoints(folders[0], last)
+        elif last:
+            raise NmtError("--last N needs one run folder instead of checkpoint files")
+        result = average_checkpoints(checkpoints, out)
+    steps = ", ".join("?" if s is None else str(s) for s in result.steps)
+    err.print(
+        f"wrote {result.path}: the mean of {len(result.inputs)} checkpoints (steps {steps})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command()
 def info(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
@@ -655,9 +852,11 @@ def attention(
     fmt: Annotated[str, typer.Option("--format", help="png, svg, pdf, html, npz or json.")] = "png",
     beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
     words: Annotated[bool, typer.Option(help="Merge subword pieces into words.")] = False,
+    layer: Annotated[int, typer.Option(help=_LAYER_HELP)] = -1,
+    head: Annotated[str, typer.Option(help=_HEAD_HELP)] = "mean",
 ) -> None:
     """Translate and write one attention heatmap per sentence."""
-    with user_errors():
+    with user_errors(), _as_flags(_TRANSLATE_FLAGS):
         from nmt.corpus import read_lines
         from nmt.heatmaps import FORMATS, save_attention_maps
         from nmt.translate import Translator
@@ -673,7 +872,7 @@ def attention(
             sentences = read_lines(input)[first - 1 : last]
             if not sentences:
                 raise NmtError(f"{input} has no lines in --lines {lines}")
-        translator = Translator(checkpoint)
+        translator = Translator(checkpoint, attention_layer=layer, attention_head=_head(head))
         if translator.config.model.attention == "none":
             raise NmtError(
                 f"{checkpoint} was trained with attention none: there is no attention to plot"

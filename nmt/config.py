@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,16 @@ TRANSFORMER_ONLY = (
     "positions", "max_positions",
 )  # fmt: skip
 SCHEDULES = ("plateau", "noam")
+# options a resumed run may change: when and how often it stops, logs and validates, and where
+# it runs; every other option shapes the model or the updates and comes from the checkpoint
+RESUMABLE = frozenset(
+    {
+        "train.run_dir", "train.max_steps", "train.max_epochs", "train.max_minutes",
+        "train.valid_every", "train.log_every", "train.patience", "train.max_bad_steps",
+        "train.threads", "train.device", "data.cache_dir",
+    }
+)  # fmt: skip
+SEED_LIMIT = 2**32  # seeds derive the data order's seed * 1000 + epoch: it must fit 64 bits
 
 
 @dataclass
@@ -107,6 +118,9 @@ class TrainConfig:
     teacher_forcing_ratio: float = 1.0  # below 1: scheduled sampling of the decoder's own guesses
     valid_every: int = 500  # validate (loss, BLEU, chrF) every this many updates
     valid_metric: str = "bleu"  # metric that picks the best checkpoint: bleu | chrf | loss
+    keep_best: int = (
+        1  # best checkpoints kept: best.pt, and above 1 best-step-STEP.pt of the N best
+    )
     patience: int = 0  # stop after this many validations without improvement (0: off)
     log_every: int = 50  # log training loss and speed every this many updates
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
@@ -130,6 +144,17 @@ class Config:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
+# what error messages quote of a value: a YAML file of nested aliases expands to billions of
+# items, whose full repr would take gigabytes
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 80, 80
+
+
+def quote(value: Any) -> str:
+    """A short repr of `value` for an error message (at most about 200 characters)."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
 
 def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
     """`value` as the type of the option's default (a tuple: as many items, each coerced)."""
@@ -138,7 +163,7 @@ def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and len(value) == len(default):
             return tuple(_coerce(section, name, d, v) for d, v in zip(default, value))
         kinds = ", ".join(type(d).__name__ for d in default)
-        raise NmtError(f"config: {where} must be a list [{kinds}], got {value!r}")
+        raise NmtError(f"config: {where} must be a list [{kinds}], got {quote(value)}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -152,15 +177,20 @@ def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
                 value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise NmtError(f"config: {where} must be a finite number, got {value!r}")
+                raise NmtError(f"config: {where} must be a finite number, got {quote(value)}")
             return float(value)
     elif kind is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    raise NmtError(f"config: {where} must be {kind.__name__}, got {value!r}")
+    raise NmtError(f"config: {where} must be {kind.__name__}, got {quote(value)}")
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Build and validate a Config; unknown sections or keys are errors listing the valid ones."""
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) and len(key) <= 80 else quote(key)
+
+
+def _coerced(raw: Any) -> dict[str, dict[str, Any]]:
+    """The sections and keys of `raw`, checked and coerced to their options' types (not yet
+    validated together); unknown sections or keys are errors listing the valid ones."""
     if not isinstance(raw, dict):
         raise NmtError("config: expected a mapping with sections data, model, train")
     sections = {}
@@ -169,25 +199,64 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise NmtError(f"config: section {name} must be a mapping")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields), key=str)
+        unknown = sorted(set(values) - set(fields), key=quote)
         if unknown:
             raise NmtError(
-                f"config: unknown key {name}.{unknown[0]}; valid keys: {', '.join(fields)}"
+                f"config: unknown key {name}.{_key(unknown[0])}; valid keys: {', '.join(fields)}"
             )
-        sections[name] = cls(
-            **{k: _coerce(name, k, fields[k].default, v) for k, v in values.items()}
-        )
-    unknown = sorted(set(raw) - set(SECTIONS), key=str)
+        sections[name] = {k: _coerce(name, k, fields[k].default, v) for k, v in values.items()}
+    unknown = sorted(set(raw) - set(SECTIONS), key=quote)
     if unknown:
-        raise NmtError(f"config: unknown section {unknown[0]}; valid sections: data, model, train")
-    config = Config(**sections)
+        raise NmtError(
+            f"config: unknown section {_key(unknown[0])}; valid sections: data, model, train"
+        )
+    return sections
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config; unknown sections or keys are errors listing the valid ones."""
+    config = Config(**{name: SECTIONS[name](**values) for name, values in _coerced(raw).items()})
     validate(config)
     return config
 
 
+def _refuse_resume_change(where: str, saved: Any, given: Any, checkpoint: str) -> None:
+    raise NmtError(
+        f"--resume {checkpoint}: {where} is {quote(saved)} in the checkpoint, {quote(given)} "
+        "here (config file or --set); a resumed run keeps it: drop the option (or resume "
+        "without --config: the checkpoint holds the config), or train a new run elsewhere"
+    )
+
+
+def resume_config(saved: Config, given: dict[str, Any], checkpoint: str) -> Config:
+    """The config of a run resumed from `checkpoint`: its `saved` config, with the options
+    `given` again (a mapping read by `load_raw`) that may change mid-run (RESUMABLE); another
+    given option that differs from the saved one is refused, naming both values."""
+    merged = saved.to_dict()
+    for section, values in _coerced(given).items():
+        for key, value in values.items():
+            old = getattr(getattr(saved, section), key)
+            if value == old:
+                continue
+            if f"{section}.{key}" not in RESUMABLE:
+                _refuse_resume_change(f"{section}.{key}", old, value, checkpoint)
+            merged[section][key] = value
+    return config_from_dict(merged)
+
+
+def check_resumable(saved: Config, config: Config, checkpoint: str) -> None:
+    """Refuse to resume with a `config` that differs from the `saved` one beyond RESUMABLE."""
+    for section in SECTIONS:
+        a, b = getattr(saved, section), getattr(config, section)
+        for f in dataclasses.fields(a):
+            where = f"{section}.{f.name}"
+            if where not in RESUMABLE and getattr(a, f.name) != getattr(b, f.name):
+                _refuse_resume_change(where, getattr(a, f.name), getattr(b, f.name), checkpoint)
+
+
 def _choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise NmtError(f"config: {where} must be one of {', '.join(allowed)}, got {value!r}")
+        raise NmtError(f"config: {where} must be one of {', '.join(allowed)}, got {quote(value)}")
 
 
 def _at_least(where: str, value: float, low: float) -> None:
@@ -221,6 +290,7 @@ def validate(config: Config) -> None:
         ("train.valid_every", t.valid_every),
         ("train.log_every", t.log_every),
         ("train.max_bad_steps", t.max_bad_steps),
+        ("train.keep_best", t.keep_best),
     ]:
         _at_least(where, value, 1)
     for where, value in [
@@ -255,6 +325,8 @@ def validate(config: Config) -> None:
     for where, value in [("train.lr", t.lr), ("train.adam_eps", t.adam_eps)]:
         if value <= 0:
             raise NmtError(f"config: {where} must be > 0, got {value}")
+    if not 0 <= t.seed < SEED_LIMIT:
+        raise NmtError(f"config: train.seed must be between 0 and {SEED_LIMIT - 1}, got {t.seed}")
     if t.schedule == "noam" and t.warmup_steps < 1:
         raise NmtError("config: train.schedule noam needs train.warmup_steps > 0 (its peak step)")
     enc_out = m.enc_hidden_size * (2 if m.bidirectional else 1)
@@ -270,7 +342,9 @@ def validate(config: Config) -> None:
     if m.share_embeddings and not d.joint_vocab:
         raise NmtError("config: model.share_embeddings needs data.joint_vocab true")
     if t.device != "auto" and not (t.device == "cpu" or t.device.startswith("cuda")):
-        raise NmtError(f"config: train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+        raise NmtError(
+            f"config: train.device must be auto, cpu, cuda or cuda:N, got {quote(t.device)}"
+        )
 
 
 def decoder_positions(src_tokens: int) -> int:
@@ -323,6 +397,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (or start from the defaults when path is None) and apply overrides."""
+    return config_from_dict(load_raw(path, overrides))
+
+
+def load_raw(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+    """The options a YAML file and overrides give, as a mapping (not yet checked)."""
     raw: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -343,4 +422,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         if not isinstance(section_values, dict):
             raise NmtError(f"config: section {section} must be a mapping")
         section_values[key] = value
-    return config_from_dict(raw)
+    return raw

@@ -12,7 +12,7 @@ D encoder output size, L decoder layers, V target vocabulary.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import nn
@@ -36,10 +36,15 @@ class EncoderOut(NamedTuple):
     mask: torch.Tensor  # (B, S) True at real source tokens
 
 
-def select(tree, index: torch.Tensor):
-    """Pick batch rows (dim 0 of batch-first tensors, dim 1 of (L, B, H) states).
+Selectable = TypeVar("Selectable", DecoderState, EncoderOut, torch.Tensor, None)
 
-    Beam search uses it to follow backpointers and to drop finished sentences.
+
+def select(tree: Selectable, index: torch.Tensor) -> Selectable:
+    """Pick batch rows (dim 0 of batch-first tensors, dim 1 of (L, B, H) states): a state,
+    an encoder output or a tensor -> the same kind with len(index) rows.
+
+    Beam search uses it (through Seq2Seq) to follow backpointers and to drop finished
+    sentences.
     """
     if tree is None:
         return None

@@ -17,7 +17,7 @@ from nmt import NmtError
 from nmt.atomic import write_atomic
 from nmt.checkpoint import read_state
 from nmt.config import Config, config_from_dict
-from nmt.model import Seq2Seq
+from nmt.model import build_model
 from nmt.tokenizer import Tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -110,13 +110,13 @@ def _trained(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parts(state: dict[str, Any], path: Path) -> tuple[Config, Tokenizer, Seq2Seq]:
+def _parts(state: dict[str, Any], path: Path) -> tuple[Config, Tokenizer, torch.nn.Module]:
     """Config, tokenizer and an empty model (on the meta device: shapes only, no memory)."""
     try:
         config = config_from_dict(state["config"])
         tokenizer = Tokenizer.from_state(state["tokenizer"])
         with torch.device("meta"):
-            model = Seq2Seq(
+            model = build_model(
                 config.model,
                 src_vocab=tokenizer.src_vocab_size,
                 tgt_vocab=tokenizer.tgt_vocab_size,

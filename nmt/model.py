@@ -7,13 +7,13 @@ V target vocabulary.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nmt.batching import padding_mask
 from nmt.config import ModelConfig
-from nmt.decoder import Decoder, DecoderState, EncoderOut
+from nmt.decoder import Decoder, DecoderState, EncoderOut, select
 from nmt.encoder import Encoder
+from nmt.output import TiedOutput
 from nmt.tokenizer import PAD
 from nmt.transformer import Transformer
 
@@ -48,11 +48,12 @@ class Seq2Seq(nn.Module):
             dropout=config.dropout,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.output: nn.Module  # (..., H or E) -> logits (..., V)
         if config.tie_output:
             # the output layer reuses the target embedding: project H down to E first
             self.pre_output = nn.Linear(config.hidden_size, config.embed_dim, bias=False)
             self.output_bias = nn.Parameter(torch.zeros(tgt_vocab))
-            self.output = None
+            self.output = TiedOutput(self.tgt_embed, self.output_bias)
         else:
             self.pre_output = None
             self.output = nn.Linear(config.hidden_size, tgt_vocab)
@@ -68,9 +69,7 @@ class Seq2Seq(nn.Module):
         x = self.dropout(att_vec)
         if self.pre_output is not None:
             x = self.pre_output(x)  # (..., E)
-        if self.output is not None:  # untied, or an int8 copy of the tied matrix
-            return self.output(x)
-        return F.linear(x, self.tgt_embed.weight, self.output_bias)
+        return self.output(x)
 
     def encode(
         self, src: torch.Tensor, src_lengths: torch.Tensor
@@ -131,6 +130,14 @@ class Seq2Seq(nn.Module):
         state, weights = self.decoder.step(state, self.tgt_embed(prev), enc)
         logits = self.logits(state.att_vec).float()
         return (logits.log_softmax(-1) if normalize else logits), state, weights
+
+    def select_state(self, state: DecoderState, rows: torch.Tensor) -> DecoderState:
+        """The state's rows picked by index (R' rows): beam backpointers, dropping sentences."""
+        return select(state, rows)
+
+    def select_encoded(self, enc: EncoderOut, sentences: torch.Tensor) -> EncoderOut:
+        """enc's rows picked by index (N' rows): dropping finished sentences."""
+        return select(enc, sentences)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -138,16 +138,53 @@ def read_valid(config: Config) -> tuple[list[str], list[str]]:
     return read_parallel(d.valid_src, d.valid_tgt)
 
 
-def get_tokenizer(config: Config, run_dir: Path, data: TrainData | None = None) -> Tokenizer:
-    """The tokenizer named by the config, or the one in RUN_DIR/tokenizer, or one trained
-    there on (a random sample of) the training text: `data`'s, or the corpus read as a
-    stream."""
+def check_validation(config: Config, data: TrainData) -> None:
+    """Refuse, before any training, a validation set that validation would fail on."""
+    if not any(s.strip() and t.strip() for s, t in zip(data.valid_src, data.valid_tgt)):
+        d = config.data
+        where = f"{d.valid_src} and {d.valid_tgt}"
+        if d.dataset:
+            where = f"{d.dataset} ({d.valid_split})"
+        raise NmtError(
+            f"the validation set is empty: {where} hold no pair with two non-empty sides"
+        )
+
+
+def _same(tok: Tokenizer, saved: Tokenizer | None, where: Path) -> Tokenizer:
+    if saved is not None and tok.to_state() != saved.to_state():
+        raise NmtError(
+            f"tokenizer {where} is not the one the checkpoint was trained with (its models "
+            "differ): resume with the run's own tokenizer"
+        )
+    return tok
+
+
+def get_tokenizer(
+    config: Config,
+    run_dir: Path,
+    data: TrainData | None = None,
+    *,
+    saved: Tokenizer | None = None,
+) -> Tokenizer:
+    """The config's tokenizer, the run dir's, or one trained into the run dir on (a random
+    sample of) the training text: `data`'s, or the corpus read as a stream. A resumed run
+    passes the checkpoint's (`saved`), which any tokenizer found must equal byte for byte."""
     d = config.data
     if d.tokenizer:
-        return Tokenizer.load(d.tokenizer)
+        return _same(Tokenizer.load(d.tokenizer), saved, Path(d.tokenizer))
     tok_dir = run_dir / "tokenizer"
-    if (tok_dir / "src.model").is_file():
-        return Tokenizer.load(tok_dir)
+    if tok_dir.exists():
+        tok = Tokenizer.load(tok_dir)
+        if tok.joint != d.joint_vocab:
+            raise NmtError(
+                f"tokenizer {tok_dir} is {'joint' if tok.joint else 'separate'} but "
+                f"data.joint_vocab is {str(d.joint_vocab).lower()}: remove it, or "
+                "train with --overwrite"
+            )
+        return _same(tok, saved, tok_dir)
+    if saved is not None:
+        saved.save(tok_dir)
+        return saved
     if data is None:
         check_corpus(config)
     probe_run_dir(run_dir, need_bytes=0)
@@ -201,27 +238,34 @@ def load_cache(
 
 
 def prepare_data(
-    config: Config, *, rank: int = 0, world: int = 1, on_progress: Progress | None = None
+    config: Config,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    saved: Tokenizer | None = None,
+    on_progress: Progress | None = None,
 ) -> tuple[TrainData, Tokenizer]:
     """The data and tokenizer a Trainer learns from: the tokenizer named by the config, or
     one trained on the text into RUN_DIR/tokenizer, and the training pairs' cache, built
-    when missing (by rank 0; the other ranks wait, then open them). `on_progress` follows
-    a cache build (by default, log lines).
+    when missing (by rank 0; the other ranks wait, then open them). A resumed run passes its
+    checkpoint's tokenizer as `saved`. `on_progress` follows a cache build (by default, log
+    lines).
     """
     d = config.data
     _check_sources(d)
     run_dir = Path(config.train.run_dir)
     in_memory = d.sampling_alpha > 0
     data = read_data(config) if in_memory else TrainData([], [], *read_valid(config))
+    check_validation(config, data)
     text = data if in_memory else None
     if rank == 0:
-        tokenizer = get_tokenizer(config, run_dir, text)
+        tokenizer = get_tokenizer(config, run_dir, text, saved=saved)
         if not in_memory:
             data.train_ids = load_cache(config, tokenizer, on_progress)
         probe_run_dir(run_dir, need_bytes=0)
     barrier(world)
     if rank != 0:
-        tokenizer = get_tokenizer(config, run_dir, text)
+        tokenizer = get_tokenizer(config, run_dir, text, saved=saved)
         if not in_memory:
             data.train_ids = load_cache(config, tokenizer, on_progress)
     return data, tokenizer

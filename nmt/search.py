@@ -9,18 +9,61 @@ Shapes: N sentences still active, K beam size, R = N * K rows, S source length, 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import Tensor
 
+from nmt import NmtError
 from nmt.batching import pad, plan_batches, source_tensor
-from nmt.decoder import select
+from nmt.candidates import best_in_rows, top_candidates
 from nmt.tokenizer import BOS, EOS, PAD
 
 NEG_INF = float("-inf")
+
+
+@runtime_checkable
+class SearchModel(Protocol):
+    """What greedy and beam search need from a model (Seq2Seq, Transformer, an ensemble)."""
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[Any, Any]:
+        """src (B, S) ids incl. EOS, padded with PAD; src_lengths (B,) on the CPU
+        -> (enc, state): what every decoder step reads (B rows), the first decoder state
+        (B rows)."""
+        ...
+
+    def decode_step(
+        self, state: Any, prev: Tensor, enc: Any, normalize: bool = True
+    ) -> tuple[Tensor, Any, Tensor | None]:
+        """prev (R,) last tokens, state R rows, enc N rows with R = N * K (K hypotheses of a
+        sentence in consecutive rows, K inferred as R // N) -> float32 log-probs (R, V)
+        (raw logits when not normalize: same argmax), new state (R rows), attention weights
+        (R, S) that the heatmaps show, or None."""
+        ...
+
+    def select_state(self, state: Any, rows: Tensor) -> Any:
+        """The state's rows picked by index (R' rows): beam backpointers, dropping sentences."""
+        ...
+
+    def select_encoded(self, enc: Any, sentences: Tensor) -> Any:
+        """enc's rows picked by index (N' rows): dropping finished sentences."""
+        ...
+
+    def forward(
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing_ratio: float = 1.0,
+        return_attention: bool = False,
+        keep: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits (B, T, V) (or (N, V) at `keep` positions) and attention
+        (B, T, S) when asked: training and `score_tokens` use it."""
+        ...
 
 
 @dataclass
@@ -31,11 +74,30 @@ class Hypothesis:
     attention: torch.Tensor | None = None  # (len(tokens) + 1, source length incl. EOS)
 
 
-@dataclass
+def _whole(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise NmtError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def _finite(name: str, value: float, what: str = "a finite number >= 0") -> float:
+    """value as a float, or NmtError naming `name` if it is not finite and >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise NmtError(f"{name} must be {what}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
 class SearchOptions:
+    """How to search; checked when made, so a bad value fails before any work is done."""
+
     beam_size: int = 5
     nbest: int = 1
-    length_penalty: float | str = 1.0  # GNMT alpha (0: raw log-probability) or "avg" per token
+    # GNMT alpha (0: raw log-probability) or "avg" per token; a number may come as text
+    length_penalty: float | str = 1.0
     max_len_ratio: float = 1.5  # max output tokens = ratio * source tokens + offset
     max_len_offset: int = 10
     min_len: int = 0  # EOS is not allowed before this many tokens
@@ -43,8 +105,26 @@ class SearchOptions:
     stopping: str = "early"  # or "exact"
     return_attention: bool = False
     # False: greedy search takes its argmax over the logits and skips the log-softmax (an exp
-    # over V pieces a row: 5% of greedy decoding's CPU time, int8); log_prob and score are NaN
+    # over V pieces a row); log_prob and score are NaN
     scores: bool = True
+
+    def __post_init__(self) -> None:
+        _whole("beam_size", self.beam_size, 1)
+        _whole("nbest", self.nbest, 1)
+        if self.nbest > self.beam_size:
+            raise NmtError(
+                f"nbest must be between 1 and beam_size ({self.beam_size}), got {self.nbest}"
+            )
+        if self.length_penalty != "avg":
+            alpha = _finite(
+                "length_penalty", self.length_penalty, "a number >= 0 (GNMT alpha) or avg"
+            )
+            object.__setattr__(self, "length_penalty", alpha)
+        _finite("max_len_ratio", self.max_len_ratio)
+        _whole("max_len_offset", self.max_len_offset, 0)
+        _whole("min_len", self.min_len, 0)
+        if self.stopping not in ("early", "exact"):
+            raise NmtError(f"stopping must be early or exact, got {self.stopping!r}")
 
     def normalize(self, log_prob, length):
         """Length-normalized score of a float or a tensor; `length` counts the EOS."""
@@ -61,61 +141,6 @@ def max_lengths(src_lengths: torch.Tensor, opts: SearchOptions) -> torch.Tensor:
     return (limit + opts.max_len_offset).clamp(min=max(opts.min_len, 1))
 
 
-@functools.cache
-def block_size(vocab: int) -> int:
-    """Columns per block for the block-maxima searches below: the smallest divisor of the
-    vocabulary from its square root up (8000 -> 100), so that neither the number of blocks
-    nor their size is large."""
-    return next(b for b in range(max(1, math.isqrt(vocab - 1) + 1), vocab + 1) if vocab % b == 0)
-
-
-def _blocks(log_probs: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(R, V) -> the same values as (R, V / b, b) blocks, and b."""
-    rows, vocab = log_probs.shape
-    size = block_size(vocab)
-    return log_probs.reshape(rows, vocab // size, size), size
-
-
-def best_in_rows(log_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, V) -> the max (R,) and the index of its first occurrence (R,), as `max(-1)`.
-
-    Through block maxima: `amax` over (R, V / b, b) blocks is vectorized, while `max(-1)`
-    tracks an index per element and takes several times longer; only the best block of
-    each row is then searched for the index.
-    """
-    blocks, size = _blocks(log_probs)
-    best, block = blocks.amax(-1).max(-1)  # (R,)
-    rows = torch.arange(blocks.size(0), device=log_probs.device)
-    within = blocks[rows, block].argmax(-1)  # (R,)
-    return best, block * size + within
-
-
-def top_candidates(
-    log_probs: torch.Tensor, beam_lp: torch.Tensor, width: int, count: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The `count` best extensions of each sentence's `width` hypotheses: log_probs (R, V)
-    with R = N * width rows, beam_lp (R,) -> (N, count) scores beam_lp + log_prob, sorted
-    best first, with their rows of R and their tokens.
-
-    The same as top-k over all N x (width * V) sums, without forming them: a block's best
-    sum is its row's beam_lp plus its max, and the `count` best sums lie in the `count`
-    blocks with the best maxima (a sum outside them is beaten by the max of each of those
-    blocks), so only those blocks are summed and searched; 4x faster at 1,000 x 8,000.
-    """
-    blocks, size = _blocks(log_probs)
-    rows, n_blocks, _ = blocks.shape
-    n, vocab = rows // width, n_blocks * size
-    block_best = (blocks.amax(-1) + beam_lp[:, None]).view(n, width * n_blocks)
-    kept = min(count, width * n_blocks)
-    pick = block_best.topk(kept, dim=-1).indices  # (N, kept) blocks of the sentence
-    row = pick // n_blocks + torch.arange(n, device=log_probs.device)[:, None] * width
-    block = pick % n_blocks
-    sums = blocks[row, block] + beam_lp[row][..., None]  # (N, kept, size)
-    top_lp, idx = sums.view(n, kept * size).topk(min(count, width * vocab), dim=-1)
-    which = idx // size
-    return top_lp, row.gather(1, which), block.gather(1, which) * size + idx % size
-
-
 def _mask_special(log_probs: torch.Tensor, step: int, min_len: int, at_max: torch.Tensor) -> None:
     """In place: never PAD or BOS, no EOS before min_len, only EOS at max length (rows at_max)."""
     log_probs[:, PAD] = NEG_INF
@@ -128,9 +153,13 @@ def _mask_special(log_probs: torch.Tensor, step: int, min_len: int, at_max: torc
         log_probs[at_max, EOS] = eos
 
 
+def _trim(attention: torch.Tensor | None, src_len: torch.Tensor | int) -> torch.Tensor | None:
+    return None if attention is None else attention[:, : int(src_len)].float().cpu()
+
+
 @torch.inference_mode()
 def greedy(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+    model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
     """The most probable token at every step; one hypothesis per sentence."""
     batch = src.size(0)
@@ -155,8 +184,8 @@ def greedy(
         tokens = torch.cat([tokens, prev[:, None]], 1)
         if attn is not None:
             attn = attn + [weights]
-        done = (prev == EOS).nonzero().flatten().tolist()
-        for r in done:
+        ended_rows = (prev == EOS).nonzero().flatten().tolist()
+        for r in ended_rows:
             hyp_attn = torch.stack([w[r] for w in attn]) if attn is not None else None
             lp = float(log_prob[r]) if opts.scores else math.nan
             results[int(active[r])] = [
@@ -167,25 +196,45 @@ def greedy(
                     _trim(hyp_attn, src_lengths[int(active[r])]),
                 )
             ]
-        if done:
-            keep = (prev != EOS).nonzero().flatten()
+        if ended_rows:
+            open_rows = (prev != EOS).nonzero().flatten()
             active, prev, log_prob, tokens = (
-                t.index_select(0, keep) for t in (active, prev, log_prob, tokens)
+                t.index_select(0, open_rows) for t in (active, prev, log_prob, tokens)
             )
-            state, enc = select(state, keep), select(enc, keep)
+            state = model.select_state(state, open_rows)
+            enc = model.select_encoded(enc, open_rows)
             if attn is not None:
-                attn = [w.index_select(0, keep) for w in attn]
+                attn = [w.index_select(0, open_rows) for w in attn]
         step += 1
     return results
 
 
-def _trim(attention: torch.Tensor | None, src_len: torch.Tensor | int) -> torch.Tensor | None:
-    return None if attention is None else attention[:, : int(src_len)].float().cpu()
+def _extend(history: torch.Tensor, rows: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """history (R, t, ...) -> its `rows` (R',) with new (R', ...) appended: (R', t + 1, ...)."""
+    return torch.cat([history.index_select(0, rows), new[:, None]], 1)
+
+
+class _Finished:
+    """Each sentence's best `k` finished hypotheses, best first, and the k-th best score
+    (-inf while it has fewer than k)."""
+
+    def __init__(self, batch: int, k: int, device: torch.device) -> None:
+        self.k = k
+        self.hypotheses: list[list[Hypothesis]] = [[] for _ in range(batch)]
+        self.kth_best = torch.full((batch,), NEG_INF, device=device)  # (B,)
+
+    def add(self, sentence: int, hyp: Hypothesis) -> None:
+        hyps = self.hypotheses[sentence]
+        hyps.append(hyp)
+        hyps.sort(key=lambda h: -h.score)
+        del hyps[self.k :]
+        if len(hyps) == self.k:
+            self.kth_best[sentence] = hyps[-1].score
 
 
 @torch.inference_mode()
 def beam_search(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+    model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
     """Beam search; returns for every sentence its `nbest` best hypotheses, best first.
 
@@ -195,8 +244,11 @@ def beam_search(
     the sentence's max length: provably nothing better is left, but with a length penalty
     that bound is loose and most sentences run to the max length. Stopping "early" (the
     default, and Hugging Face's) compares with its score if it ended at the next step: the
-    same rule without a length penalty, and on Multi30k a fifth fewer decoder steps than
-    "exact" for the same BLEU.
+    same rule without a length penalty, and on Multi30k fewer decoder steps than "exact"
+    for the same BLEU.
+
+    One loop over steps, longer than most functions here: a step's parts (extend, finish,
+    stop, reorder) share a dozen tensors that would otherwise travel as arguments.
     """
     k, device = opts.beam_size, src.device
     batch = src.size(0)
@@ -212,8 +264,7 @@ def beam_search(
     attn_history = (
         torch.empty(batch, 0, src.size(1), device=device) if opts.return_attention else None
     )
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    kth_best = torch.full((batch,), NEG_INF, device=device)  # k-th best finished score
+    finished = _Finished(batch, k, device)
     step = 0
     while active.numel():
         n = active.numel()
@@ -224,28 +275,25 @@ def beam_search(
         _mask_special(log_probs, step, opts.min_len, at_max)
         # (N, 2K) best extensions of each sentence: scores, rows of R, tokens
         top_lp, top_row, top_tok = top_candidates(log_probs, beam_lp, width, 2 * k)
-        # hypotheses ending in EOS leave the beam; only the best K candidates may finish (an
+        # candidates ending in EOS leave the beam; only the best K of them may finish (an
         # EOS ranked below them would be pruned by a beam of K), so beam 1 is greedy search
-        ends = top_tok == EOS
-        is_eos = ends & (top_lp > NEG_INF)
-        is_eos[:, k:] = False
+        is_eos = top_tok == EOS
+        finishes = is_eos & (top_lp > NEG_INF)
+        finishes[:, k:] = False
         # one transfer to Python lists per step, not one per finished hypothesis
-        finishing = is_eos.nonzero().tolist()
-        if finishing:
+        finish_at = finishes.nonzero().tolist()  # [(sentence of N, candidate)]
+        if finish_at:
             rows_l, lp_l, active_l = top_row.tolist(), top_lp.tolist(), active.tolist()
-        for i, j in finishing:
+        for i, j in finish_at:
             r, lp, sent = rows_l[i][j], lp_l[i][j], active_l[i]
             hyp_attn = None
             if attn_history is not None:
                 hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[sent])
-            hyps = finished[sent]
-            hyps.append(Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn))
-            hyps.sort(key=lambda h: -h.score)
-            del hyps[k:]
-            if len(hyps) == k:
-                kth_best[sent] = hyps[-1].score
+            finished.add(
+                sent, Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn)
+            )
         # the best K candidates that do not end in EOS stay open
-        open_lp = top_lp.masked_fill(ends, NEG_INF)
+        open_lp = top_lp.masked_fill(is_eos, NEG_INF)
         next_lp, pick = open_lp.topk(min(k, open_lp.size(1)), dim=-1)  # (N, K)
         next_rows = top_row.gather(1, pick).flatten()  # (R,)
         next_tok = top_tok.gather(1, pick).flatten()
@@ -256,35 +304,27 @@ def beam_search(
         else:
             ends_at = step + 2.0  # EOS at the next step
         bound = opts.normalize(best_open, ends_at)
-        done = (kth_best[active] >= bound) | (best_open == NEG_INF)
-        keep = (~done).nonzero().flatten()  # (N',)
-        kept = next_lp.size(1)  # K, fewer only if the vocabulary is smaller than the beam
-        keep_rows = (keep[:, None] * kept + torch.arange(kept, device=device)).flatten()
-        src_rows = next_rows.index_select(0, keep_rows)
-        state = select(state, src_rows)
-        if keep.numel() < n:
-            enc = select(enc, keep)  # one row a sentence, read by all its beams
-        width = kept
-        history = torch.cat(
-            [history.index_select(0, src_rows), next_tok.index_select(0, keep_rows)[:, None]], 1
-        )
+        done = (finished.kth_best[active] >= bound) | (best_open == NEG_INF)
+        remaining = (~done).nonzero().flatten()  # (N',) sentences of N still searched
+        width = next_lp.size(1)  # K, fewer only if the vocabulary is smaller than the beam
+        # (R',) positions in next_* of the remaining sentences' hypotheses
+        remaining_rows = (remaining[:, None] * width + torch.arange(width, device=device)).flatten()
+        src_rows = next_rows.index_select(0, remaining_rows)  # (R',) their parent rows of R
+        state = model.select_state(state, src_rows)
+        if remaining.numel() < n:
+            enc = model.select_encoded(enc, remaining)  # one row a sentence, read by its beams
+        history = _extend(history, src_rows, next_tok.index_select(0, remaining_rows))
         if attn_history is not None:
-            attn_history = torch.cat(
-                [
-                    attn_history.index_select(0, src_rows),
-                    weights.index_select(0, src_rows)[:, None],
-                ],
-                1,
-            )
-        beam_lp = next_lp.flatten().index_select(0, keep_rows)
-        prev = next_tok.index_select(0, keep_rows)
-        active = active.index_select(0, keep)
+            attn_history = _extend(attn_history, src_rows, weights.index_select(0, src_rows))
+        beam_lp = next_lp.flatten().index_select(0, remaining_rows)
+        prev = next_tok.index_select(0, remaining_rows)
+        active = active.index_select(0, remaining)
         step += 1
-    return [hyps[: opts.nbest] for hyps in finished]
+    return [hyps[: opts.nbest] for hyps in finished.hypotheses]
 
 
 def translate_batch(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
+    model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, opts: SearchOptions
 ) -> list[list[Hypothesis]]:
     """Greedy for beam size 1, beam search otherwise."""
     if opts.beam_size == 1:
@@ -293,7 +333,7 @@ def translate_batch(
 
 
 def score_tokens(
-    model, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list[list[int]]
+    model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, hyps: list[list[int]]
 ) -> list[float]:
     """Teacher-forced log-probability of each output (+ EOS) given its source."""
     tgt_in, _ = pad(hyps, prefix=BOS)
@@ -305,19 +345,25 @@ def score_tokens(
     return lp.sum(1).tolist()
 
 
-def search_batch(model, src_ids: list[list[int]], opts: SearchOptions) -> list[list[Hypothesis]]:
+def search_batch(
+    model: SearchModel, src_ids: list[list[int]], opts: SearchOptions
+) -> list[list[Hypothesis]]:
     """One batch of id sequences (EOS not included) -> their hypotheses."""
     device = next(model.parameters()).device
     src, src_lengths = source_tensor(src_ids)
     return translate_batch(model, src.to(device), src_lengths, opts)
 
 
+# searches batches elsewhere (worker processes), yielding their results in order
+MapBatches = Callable[[list[list[list[int]]], SearchOptions], Iterable[list[list[Hypothesis]]]]
+
+
 def search_ids(
-    model,
+    model: SearchModel,
     src_ids: list[list[int]],
     opts: SearchOptions,
     batch_tokens: int = 4096,
-    map_batches: Callable[[list[list[list[int]]], SearchOptions], Iterable] | None = None,
+    map_batches: MapBatches | None = None,
 ) -> list[list[Hypothesis]]:
     """Translate id sequences in length-sorted token-budget batches; results in input order.
 
@@ -329,7 +375,7 @@ def search_ids(
     plan = plan_batches([len(s) for s in src_ids], [0] * len(src_ids), batch_tokens)
     batches = [[src_ids[i] for i in idxs] for idxs in plan]
     if map_batches is None:
-        found = (search_batch(model, b, opts) for b in batches)
+        found: Iterable[list[list[Hypothesis]]] = (search_batch(model, b, opts) for b in batches)
     else:
         found = map_batches(batches, opts)
     for idxs, hyps in zip(plan, found):

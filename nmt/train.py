@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
-from nmt.atomic import copy_atomic, write_atomic
+from nmt.atomic import copy_atomic
 from nmt.batching import Batch, BatchPlan, make_batch, plan_batches, plan_epoch, prefetch
 from nmt.cache import InMemoryPairs, TrainPairs
-from nmt.checkpoint import load_checkpoint, require_training_state, save_checkpoint
+from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
 from nmt.config import Config
 from nmt.corpus import SeenPairs, filter_pairs
 from nmt.distributed import (
@@ -40,6 +40,8 @@ from nmt.distributed import (
 from nmt.metrics import score
 from nmt.model import build_model, count_parameters
 from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
+from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
+from nmt.rundir import claim_run_dir, truncate_log
 from nmt.schedule import after_validation, learning_rate
 from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import PAD, Tokenizer
@@ -47,6 +49,7 @@ from nmt.tokenizer import PAD, Tokenizer
 log = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], None]
+ProgressCallback = Callable[[Progress], None]
 
 
 def pick_device(name: str) -> torch.device:
@@ -67,8 +70,11 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of this epoch's plan used (skipped ones included)
     lr_scale: float = 1.0  # plateau decays so far (a product of train.lr_decay)
     best: float | None = None  # best validation value of train.valid_metric
+    best_step: int = 0  # the step of that validation (what best.pt holds)
     bad_valids: int = 0  # validations since the best (early stopping)
     bad_since_decay: int = 0  # validations without improvement since the last decay
+    # train.keep_best > 1: [value, step] of the validations kept as best-step-STEP.pt, best first
+    kept: list[list[float]] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0  # training seconds, over every run resumed from this one
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,11 +121,13 @@ class Trainer:
         rank: int = 0,
         world: int = 1,
         on_log: Callback | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         t = config.train
         self.config, self.data, self.tokenizer = config, data, tokenizer
         self.device, self.rank, self.world = device, rank, world
         self.on_log = on_log
+        self.on_progress = on_progress if rank == 0 else None
         self.run_dir = Path(t.run_dir)
         # the training pairs: the cache's token ids on disk, or the text encoded in memory
         self.pairs: TrainPairs
@@ -153,6 +161,10 @@ class Trainer:
         )
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row
+        # the step validated last: every last.pt is written after a validation at its step
+        self.validated_step: int | None = None
+        # the epoch planned last and its plan
+        self._plan: tuple[int, BatchPlan] | None = None
 
     def _encode_train(self, epoch: int) -> InMemoryPairs:
         d, t = self.config.data, self.config.train
@@ -160,7 +172,8 @@ class Trainer:
             import sentencepiece
 
             # subword sampling drawn per epoch from (seed, epoch): resuming redraws the same
-            sentencepiece.set_random_generator_seed(t.seed * 1000 + epoch)
+            # (sentencepiece takes 32 bits: the same seed as before for every seed below 4.29M)
+            sentencepiece.set_random_generator_seed((t.seed * 1000 + epoch) % 2**32)
         src = self.tokenizer.encode_src(self.data.train_src, d.sampling_alpha)
         tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
         texts = (self.data.train_src, self.data.train_tgt)
@@ -168,28 +181,6 @@ class Trainer:
         if epoch == 0:
             self.filter_stats = stats
         return InMemoryPairs([src[i] for i in keep], [tgt[i] for i in keep])
-
-    def _log_data(self) -> None:
-        """The data record of log.jsonl: pairs read, kept, and dropped by each filter."""
-        stats = self.filter_stats
-        log.info(
-            "training pairs: %d kept of %d; dropped: %d with an empty side, %d over %d tokens, "
-            "%d over the length ratio, %d identical, %d repeated",
-            stats.kept,
-            stats.read,
-            stats.empty,
-            stats.too_long,
-            self.config.data.max_len,
-            stats.ratio,
-            stats.identical,
-            stats.duplicate,
-        )
-        if self.rank == 0:
-            cache = self.data.train_ids
-            record = {"kind": "data", "step": 0, **dataclasses.asdict(stats)}
-            record["cache"] = str(cache.path) if cache is not None else None
-            with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self, name: str) -> None:
@@ -206,35 +197,23 @@ class Trainer:
             train_state=state,
         )
 
-    def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
-        require_training_state(ckpt, path)
-        if ckpt.config.model != self.config.model:
-            raise NmtError(f"checkpoint {path} was trained with another model config")
+    def resume(self, path: str | Path, ckpt: Checkpoint | None = None) -> None:
+        """Continue from the checkpoint at `path` (`ckpt`: that file, already loaded)."""
+        ckpt = ckpt or load_resumable(path, self.config)
+        if ckpt.tokenizer.to_state() != self.tokenizer.to_state():
+            raise NmtError(f"checkpoint {path} was trained with another tokenizer")
         self.model.load_state_dict(ckpt.model.state_dict())
         self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
         torch.set_rng_state(ckpt.train_state["rng"])
         self.state = TrainState.from_dict(ckpt.train_state)
+        self.validated_step = self.state.step
         if self.rank == 0:
-            self._truncate_log(self.state.step)
+            # records written after the checkpoint (by a killed run) would repeat
+            truncate_log(self.run_dir / "log.jsonl", self.state.step)
         if self.data.train_ids is None and self.config.data.sampling_alpha > 0:
             self.pairs = self._encode_train(self.state.epoch)
+        self._plan = None  # planned for the state before this one
         log.info("resumed from %s at step %d", path, self.state.step)
-
-    def _truncate_log(self, step: int) -> None:
-        # records written after the checkpoint (by a killed run) would repeat on resume
-        path = self.run_dir / "log.jsonl"
-        if not path.is_file():
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = []
-        for ln in lines:
-            try:
-                if json.loads(ln).get("step", 0) <= step:
-                    kept.append(ln)
-            except json.JSONDecodeError:
-                break
-        write_atomic(path, "".join(k + "\n" for k in kept).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.rank != 0:
@@ -288,20 +267,47 @@ class Trainer:
         value = metrics["valid_loss"] if t.valid_metric == "loss" else metrics[t.valid_metric]
         better = s.best is None or (value < s.best if t.valid_metric == "loss" else value > s.best)
         if better:
-            s.best, s.bad_valids = value, 0
+            s.best, s.best_step, s.bad_valids = value, s.step, 0
         else:
             s.bad_valids += 1
         s.lr_scale, s.bad_since_decay = after_validation(t, better, s.lr_scale, s.bad_since_decay)
-        self._save("last.pt")
+        dropped = self._rank_kept(value)
+        self.validated_step = s.step
+        # best.pt before last.pt: a kill between the two leaves last.pt behind, and the
+        # resumed run repeats this validation and writes both again; the other order left a
+        # last.pt that names a best which best.pt does not hold
         if better and self.rank == 0:
-            copy_atomic(self.run_dir / "last.pt", self.run_dir / "best.pt")
+            self._save("best.pt")
+            copy_atomic(self.run_dir / "best.pt", self.run_dir / "last.pt")
+        else:
+            self._save("last.pt")
+        if self.rank == 0:
+            if any(step == s.step for _, step in s.kept):
+                copy_atomic(self.run_dir / "last.pt", self.run_dir / f"best-step-{s.step}.pt")
+            for step in dropped:
+                (self.run_dir / f"best-step-{step}.pt").unlink(missing_ok=True)
         return bool(t.patience) and s.bad_valids >= t.patience
+
+    def _rank_kept(self, value: float) -> list[int]:
+        """Enter this validation into the train.keep_best ranking (kept in the state, so a
+        resumed run goes on with it); returns the steps whose files fall out of it."""
+        t, s = self.config.train, self.state
+        if t.keep_best < 2:
+            return []
+        sign = 1 if t.valid_metric == "loss" else -1
+        # a stable sort: among equal values the earlier checkpoint stays, as for best.pt
+        ranked = sorted([*s.kept, [value, s.step]], key=lambda vs: sign * vs[0])
+        s.kept = ranked[: t.keep_best]
+        return [int(step) for _, step in ranked[t.keep_best :]]
 
     def _validate_and_save(self) -> bool:
         """Validation and checkpoints happen on rank 0; the others wait for its verdict."""
         s = self.state
         if self.rank != 0:
+            self.validated_step = s.step
             return rank0_decides(False, self.device, self.world)
+        if self.on_progress is not None:
+            self.on_progress(self._progress("valid"))
         metrics = self.validate()
         stop = self._after_validation(metrics)
         rank0_decides(stop, self.device, self.world)
@@ -310,7 +316,7 @@ class Trainer:
                 "kind": "valid",
                 "step": s.step,
                 "time": round(s.elapsed, 2),
-                "epoch": s.epoch + 1,
+                "epoch": self._epoch_label(),
                 **{k: round(v, 4) for k, v in metrics.items()},
                 "lr": self._lr(),
                 "best": s.best,
@@ -332,29 +338,103 @@ class Trainer:
             or (t.max_minutes and minutes >= t.max_minutes)
         )
 
+    def _epoch_label(self) -> int:
+        """The epoch the log names: the one in progress, or the one just completed."""
+        return self.state.epoch + (1 if self.state.batch_in_epoch else 0)
+
+    def _progress(self, phase: str) -> Progress:
+        s, now = self.state, time.monotonic()
+        rate = (s.step - self._start_step) / max(now - self._start_time, 1e-9)
+        return Progress(
+            phase=phase,
+            step=s.step,
+            epoch=s.epoch + 1,
+            batch=s.batch_in_epoch,
+            batches=self.batches_per_epoch,
+            tokens_per_s=self._tokens / max(now - self._start_time, 1e-9),
+            elapsed=s.elapsed,
+            eta=eta_seconds(self.config.train, s, self.batches_per_epoch, rate),
+        )
+
+    def _start(self) -> None:
+        """Log the plan; a new run's log starts with what the data gave."""
+        t, s = self.config.train, self.state
+        # this epoch's plan (kept for the epoch): its batches on this rank
+        self.batches_per_epoch = len(self._epoch_plan()[1])
+        self._start_step, self._start_time, self._tokens = s.step, time.monotonic(), 0
+        self._estimated = False
+        if self.rank != 0:
+            return
+        if s.step == 0:
+            self._log_data()
+        log.info("plan: %s", describe_plan(t, self.filter_stats, self.batches_per_epoch, s.step))
+
+    def _log_data(self) -> None:
+        """The data record of log.jsonl: pairs read, kept, and dropped by each filter."""
+        stats, d, cache = self.filter_stats, self.config.data, self.data.train_ids
+        log.info(
+            "training pairs: %d kept of %d; dropped: %d with an empty side, %d over %d tokens, "
+            "%d over the length ratio, %d identical, %d repeated",
+            stats.kept,
+            stats.read,
+            stats.empty,
+            stats.too_long,
+            d.max_len,
+            stats.ratio,
+            stats.identical,
+            stats.duplicate,
+        )
+        self._log(
+            {
+                "kind": "data",
+                "step": 0,
+                "read": stats.read,
+                "pairs": stats.kept,
+                "dropped_empty": stats.empty,
+                "dropped_too_long": stats.too_long,
+                "dropped_ratio": stats.ratio,
+                "dropped_identical": stats.identical,
+                "dropped_duplicate": stats.duplicate,
+                "max_len": d.max_len,
+                "batches_per_epoch": self.batches_per_epoch,
+                "cache": str(cache.path) if cache is not None else None,
+            }
+        )
+
     def train(self) -> dict[str, Any]:
+        """Train until a limit, early stopping or the end of the plan; the final result."""
         t, s = self.config.train, self.state
         self.model.train()
         self.bad_steps = 0
-        if s.step == 0:
-            self._log_data()
+        self._start()
         clock = _Clock(before=s.elapsed, started=time.perf_counter())
         window = _Window(start=time.perf_counter())
         stop = False
         while not stop and not self._done(clock):
             stop = self._train_epoch(clock, window)
-        if s.step % t.valid_every != 0 or s.step == 0:
+        if self.validated_step != s.step:
             self._validate_and_save()
-        return {"step": s.step, "epoch": s.epoch, "best": s.best, "run_dir": str(self.run_dir)}
+        return {
+            "step": s.step,
+            "epoch": self._epoch_label(),
+            "best": s.best,
+            "metric": t.valid_metric,
+            "best_step": s.best_step,
+            "run_dir": str(self.run_dir),
+        }
 
     def _epoch_plan(self) -> tuple[BatchPlan, list[int]]:
-        """The batch plan of the current epoch and the numbers of this rank's batches in it."""
+        """The batch plan of the current epoch and the numbers of this rank's batches in it;
+        made once an epoch (the start of training counts its batches with it)."""
         t, s = self.config.train, self.state
-        gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
-        resample = self.config.data.sampling_alpha and self.data.train_ids is None
-        if s.batch_in_epoch == 0 and s.epoch > 0 and resample:
-            self.pairs = self._encode_train(s.epoch)
-        plan = plan_epoch(self.pairs.src_lens, self.pairs.tgt_lens, t.batch_tokens, gen)
+        if self._plan is None or self._plan[0] != s.epoch:
+            gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
+            resample = self.config.data.sampling_alpha and self.data.train_ids is None
+            if s.batch_in_epoch == 0 and s.epoch > 0 and resample:
+                self.pairs = self._encode_train(s.epoch)
+            plan = plan_epoch(self.pairs.src_lens, self.pairs.tgt_lens, t.batch_tokens, gen)
+            self._plan = (s.epoch, plan)
+        plan = self._plan[1]
         return plan, shard(list(range(len(plan))), self.rank, self.world)
 
     def epoch_batches(self) -> Iterator[Batch]:
@@ -382,8 +462,11 @@ class Trainer:
             s.step += 1
             window.tokens += n_tokens
             window.loss += mean_loss * n_tokens
+            self._tokens += n_tokens
             now = time.perf_counter()
             s.elapsed = clock.elapsed(now)
+            if self.on_progress is not None:
+                self.on_progress(self._progress("train"))
             if s.step % t.log_every == 0:
                 self._log_train(window, lr, now)
             stop = s.step % t.valid_every == 0 and self._validate_and_save()
@@ -456,27 +539,63 @@ class Trainer:
                 "kind": "train",
                 "step": s.step,
                 "time": round(s.elapsed, 2),
-                "epoch": s.epoch + 1,
+                "epoch": self._epoch_label(),
                 "loss": window.loss / max(window.tokens, 1),
                 "lr": lr,
                 "tokens_per_s": window.tokens / max(now - window.start, 1e-9),
             }
         )
         window.tokens, window.loss, window.start = 0, 0.0, time.perf_counter()
+        if not self._estimated and self.rank == 0:
+            # the pace of the first window: a rough guide, said once
+            self._estimated = True
+            eta = self._progress("train").eta
+            if eta is not None:
+                log.info("estimated time to the end: %s", format_duration(eta))
 
 
-def train(config: Config, resume: str | Path | None = None, on_log: Callback | None = None) -> dict:
-    """Train a model as the config says; returns the final step, epoch and best score."""
+def train(
+    config: Config,
+    resume: str | Path | None = None,
+    on_log: Callback | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> dict:
+    """Train a model as the config says; returns the final step, epoch and best score.
+
+    A new run needs a run dir without a run in it, or `overwrite` (which removes that run);
+    `resume` continues the run of a checkpoint. `on_log` receives every log record,
+    `on_progress` the state after every update (both on rank 0 only).
+    """
     t = config.train
+    if overwrite and resume:
+        raise NmtError("--overwrite starts a new run and --resume continues one: give one")
     if t.threads:
         torch.set_num_threads(t.threads)
     device = pick_device(t.device)
     rank, world = init_distributed(device)
+    if rank != 0:
+        # the other ranks train alike: their progress and plan would repeat rank 0's
+        logging.getLogger("nmt").setLevel(logging.WARNING)
     device = local_device(device, world)
-    data, tokenizer = prepare_data(config, rank=rank, world=world)
-    trainer = Trainer(config, data, tokenizer, device=device, rank=rank, world=world, on_log=on_log)
-    if resume:
-        trainer.resume(resume)
+    ckpt = load_resumable(resume, config) if resume else None
+    if rank == 0:
+        claim_run_dir(config, resume=resume, overwrite=overwrite)
+    saved_tokenizer = ckpt.tokenizer if ckpt else None
+    data, tokenizer = prepare_data(config, rank=rank, world=world, saved=saved_tokenizer)
+    trainer = Trainer(
+        config,
+        data,
+        tokenizer,
+        device=device,
+        rank=rank,
+        world=world,
+        on_log=on_log,
+        on_progress=on_progress,
+    )
+    if ckpt is not None:
+        trainer.resume(resume, ckpt)
     result = trainer.train()
     shutdown(world)
     return result

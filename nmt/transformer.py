@@ -25,6 +25,7 @@ from torch import nn
 from nmt import NmtError
 from nmt.batching import padding_mask
 from nmt.config import ModelConfig
+from nmt.output import TiedOutput
 from nmt.tokenizer import PAD
 
 
@@ -269,12 +270,31 @@ class Transformer(nn.Module):
         pre = config.norm == "pre"
         self.encoder_norm = nn.LayerNorm(d) if pre else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d) if pre else nn.Identity()
+        self.output: nn.Module  # (..., D) -> logits (..., V)
         if config.tie_output:
-            self.output = None
             self.output_bias = nn.Parameter(torch.zeros(tgt_vocab))
+            self.output = TiedOutput(self.tgt_embed, self.output_bias)
         else:
             self.output = nn.Linear(d, tgt_vocab)
         self._init_weights()
+
+    def choose_attention(self, layer: int, head: int | None) -> None:
+        """The decoder layer (negative: from the last) whose cross-attention forward and
+        decode_step return, and its head, or None for the mean over heads."""
+        n, h = len(self.decoder_layers), self.config.heads
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise NmtError(
+                f"attention_layer must be between {-n} and {n - 1} (the model has {n} decoder "
+                f"layers), got {layer!r}"
+            )
+        if head is not None and (isinstance(head, bool) or not isinstance(head, int)):
+            raise NmtError(f"attention_head must be a head number or None (mean), got {head!r}")
+        if head is not None and not 0 <= head < h:
+            raise NmtError(
+                f"attention_head must be between 0 and {h - 1} (the model has {h} heads) or "
+                f"mean, got {head}"
+            )
+        self.attention_layer, self.attention_head = layer, head
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -311,9 +331,7 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (..., D) -> logits (..., V)."""
-        if self.output is not None:  # untied
-            return self.output(hidden)
-        return F.linear(hidden, self.tgt_embed.weight, self.output_bias)
+        return self.output(hidden)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Encoded, DecoderCache]:
         """src (B, S), src_lengths (B,) on the CPU -> every decoder layer's cross-attention

@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import weakref
-from collections.abc import Callable, Iterable, Iterator
-from copy import deepcopy
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import torch
 
 from nmt import NmtError
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import Checkpoint, load_checkpoint
 from nmt.corpus import decode_line
-from nmt.model import Seq2Seq
-from nmt.search import Hypothesis, SearchOptions, search_batch, search_ids
+from nmt.ensemble import Ensemble, ensemble_weights
+from nmt.quantize import quantize_int8
+from nmt.search import Hypothesis, SearchOptions, search_ids
+from nmt.transformer import Transformer
+from nmt.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -47,49 +49,162 @@ class Translation:
         return self.hypotheses[0].text if self.hypotheses else ""
 
 
+def _at_least(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise NmtError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+@contextmanager
+def _threads(threads: int) -> Iterator[None]:
+    """torch's CPU threads set to `threads` (0: left as they are), restored afterwards."""
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _same_tokenizer(
+    first: Checkpoint, other: Checkpoint, first_path: str | Path, other_path: str | Path
+) -> None:
+    """Refuse an ensemble member whose tokenizer (either side) differs from the first's."""
+    a, b = first.tokenizer.to_state(), other.tokenizer.to_state()
+    for side in ("tgt", "src"):
+        if a.get(side, a["src"]) != b.get(side, b["src"]):
+            kind = "target" if side == "tgt" else "source"
+            raise NmtError(
+                f"checkpoints {first_path} and {other_path} have different {kind} tokenizers: "
+                "an ensemble's models must share one tokenizer"
+            )
+
+
+def _choose_attention(
+    model: torch.nn.Module, path: str | Path, layer: int, head: int | None
+) -> None:
+    """Set the Transformer's heatmap layer and head; an RNN has one attention to show."""
+    if isinstance(model, Transformer):
+        model.choose_attention(layer, head)
+    elif layer != -1 or head is not None:
+        raise NmtError(
+            f"attention_layer and attention_head choose among a Transformer's attentions; "
+            f"{path} is an RNN, which has one"
+        )
+
+
 class Translator:
-    """A model loaded from one checkpoint file, ready to translate lists of sentences."""
+    """A model loaded from a checkpoint file, or an ensemble of several, ready to translate
+    lists of sentences.
+
+    `checkpoint`: one file, or a list of files whose models are searched as an ensemble
+    (nmt.ensemble: per-step log-probabilities averaged with `weights`, equal by default);
+    they must share one tokenizer, and the attention shown is the first model's.
+    `attention_layer` and `attention_head` (None: the mean over heads) choose which of a
+    Transformer's cross-attentions the attention output shows (the first model's).
+    `threads` > 0: torch's CPU threads while it translates (restored after each call), or
+    of each worker process with `workers` > 1 (0 meaning 1 there).
+    """
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | Sequence[str | Path],
         device: str = "cpu",
         quantize: str | None = None,
         threads: int = 0,
         workers: int = 1,
+        *,
+        weights: Sequence[float] | None = None,
+        attention_layer: int = -1,
+        attention_head: int | None = None,
     ) -> None:
-        self._pool = None  # worker processes, started at the first translation
-        if workers < 1:
-            raise NmtError(f"--workers must be >= 1, got {workers}")
+        self._pool: WorkerPool | None = None  # worker processes, started at the first call
+        _at_least("workers", workers, 1)
+        _at_least("threads", threads, 0)
         if workers > 1 and device != "cpu":
-            raise NmtError("--workers above 1 runs on the CPU only")
-        if threads:
-            torch.set_num_threads(threads)
-        ckpt = load_checkpoint(checkpoint, device, mmap=True)
-        self.config, self.tokenizer, self.model = ckpt.config, ckpt.tokenizer, ckpt.model
-        self.max_src_len = self.config.data.max_len
-        if quantize == "int8":
-            if device != "cpu":
-                raise NmtError("--quantize int8 runs on the CPU only")
-            self.model = quantize_int8(self.model, copy=False)
-        elif quantize not in (None, "none"):
-            raise NmtError(f"--quantize {quantize}: allowed values are none, int8")
-        self.workers = workers
-        self.worker_threads = threads or 1
+            raise NmtError("workers above 1 run on the CPU only")
+        if quantize not in (None, "none", "int8"):
+            raise NmtError(f"quantize must be one of none, int8, got {quantize!r}")
+        if quantize == "int8" and device != "cpu":
+            raise NmtError("quantize int8 runs on the CPU only")
+        paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+        if not paths:
+            raise NmtError("give at least one checkpoint")
+        mix = ensemble_weights(weights, len(paths))  # checked before anything loads
+        self.workers, self.threads = workers, threads
+        with _threads(threads):
+            ckpts = [load_checkpoint(p, device, mmap=True) for p in paths]
+            for path, ckpt in zip(paths[1:], ckpts[1:]):
+                _same_tokenizer(ckpts[0], ckpt, paths[0], path)
+            _choose_attention(ckpts[0].model, paths[0], attention_layer, attention_head)
+            models = [ckpt.model for ckpt in ckpts]
+            if quantize == "int8":
+                models = [quantize_int8(m, copy=False) for m in models]
+        self.config, self.tokenizer = ckpts[0].config, ckpts[0].tokenizer
+        self.model = models[0] if len(models) == 1 else Ensemble(models, mix)
+        # every member reads the source: it is cut to the shortest limit among them
+        self.max_src_len = min(ckpt.config.data.max_len for ckpt in ckpts)
 
     def translate(
         self,
         sentences: list[str],
+        options: SearchOptions | None = None,
+        *,
         beam_size: int = 5,
+        nbest: int = 1,
+        length_penalty: float | str = 1.0,
+        max_len_ratio: float = 1.5,
+        max_len_offset: int = 10,
+        min_len: int = 0,
+        stopping: str = "early",
+        return_attention: bool = False,
+        scores: bool = True,
         batch_tokens: int = 4096,
         line_numbers: Iterable[int] | None = None,
-        **options: Any,
     ) -> list[Translation]:
-        """Translate in memory; `options` are the fields of `SearchOptions` (nbest,
-        length_penalty, max_len_ratio, max_len_offset, min_len, stopping,
-        return_attention, scores)."""
-        opts = SearchOptions(beam_size=beam_size, **options)
-        check_options(opts)
+        """Translate in memory, searching with `options`, or with the SearchOptions that the
+        keywords from `beam_size` to `scores` make (see SearchOptions) when it is None.
+
+        `batch_tokens` bounds sentences x longest source in a batch; `line_numbers` name the
+        sentences in warnings (1, 2, ... by default).
+        """
+        keywords = SearchOptions(
+            beam_size=beam_size,
+            nbest=nbest,
+            length_penalty=length_penalty,
+            max_len_ratio=max_len_ratio,
+            max_len_offset=max_len_offset,
+            min_len=min_len,
+            stopping=stopping,
+            return_attention=return_attention,
+            scores=scores,
+        )
+        if options is None:
+            options = keywords
+        elif keywords != SearchOptions():
+            raise TypeError("give either options or search keywords, not both")
+        _at_least("batch_tokens", batch_tokens, 1)
+        ids = self._source_ids(sentences, line_numbers)
+        todo = [i for i, seq in enumerate(ids) if seq]
+        found = self._search([ids[i] for i in todo], options, batch_tokens)
+        # one detokenizer call for all hypotheses: each sentencepiece batch call has a fixed
+        # cost, which a call per sentence paid on every line
+        texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in found for h in hyps]))
+        results = [Translation(s, [], []) for s in sentences]
+        for i, hyps in zip(todo, found):
+            results[i] = Translation(
+                sentences[i],
+                self.tokenizer.src_pieces(ids[i]) + ["</s>"],
+                [self._output(h, next(texts), options.return_attention) for h in hyps],
+            )
+        return results
+
+    def _source_ids(
+        self, sentences: list[str], line_numbers: Iterable[int] | None
+    ) -> list[list[int]]:
+        """Source ids of each sentence, truncated (with a warning) to the model's max length."""
         ids = self.tokenizer.encode_src(sentences)
         numbers = list(line_numbers) if line_numbers is not None else range(1, len(ids) + 1)
         for n, seq in zip(numbers, ids):
@@ -101,56 +216,24 @@ class Translator:
                     self.max_src_len,
                 )
                 del seq[self.max_src_len :]
-        todo = [i for i, seq in enumerate(ids) if seq]
-        todo_ids = [ids[i] for i in todo]
-        if self.workers > 1:
-            # several batches a worker, so that none waits long for the last one to finish
-            tokens = sum(len(seq) + 1 for seq in todo_ids)
-            split = BATCHES_PER_WORKER * self.workers
-            batch_tokens = max(1, min(batch_tokens, -(-tokens // split)))
-        found = search_ids(self.model, todo_ids, opts, batch_tokens, self._map_batches())
-        # one detokenizer call for all hypotheses: each sentencepiece batch call has a fixed
-        # cost (0.45 ms measured here), which a call per sentence paid on every line
-        texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in found for h in hyps]))
-        results = [Translation(s, [], []) for s in sentences]
-        for i, hyps in zip(todo, found):
-            results[i] = Translation(
-                sentences[i],
-                self.tokenizer.src_pieces(ids[i]) + ["</s>"],
-                [self._output(h, next(texts), opts.return_attention) for h in hyps],
-            )
-        return results
+        return ids
 
-    def _map_batches(self) -> Callable[[list[list[list[int]]], SearchOptions], list] | None:
-        """Batches to the worker processes, results in order; None: search in this process."""
+    def _search(
+        self, src_ids: list[list[int]], options: SearchOptions, batch_tokens: int
+    ) -> list[list[Hypothesis]]:
+        """Hypotheses of each id sequence, searched here or by the worker processes."""
         if self.workers == 1:
-            return None
+            with _threads(self.threads):
+                return search_ids(self.model, src_ids, options, batch_tokens)
         if self._pool is None:
-            import multiprocessing
-
-            # fork: the workers share the loaded model's memory instead of loading their own
-            ctx = multiprocessing.get_context("fork")
-            self._pool = ctx.Pool(self.workers, _worker_init, (self.model, self.worker_threads))
-            # stops the workers when the Translator is collected, or at the latest at exit
-            # while the modules terminate() needs are still there
-            self._stop_pool = weakref.finalize(self, self._pool.terminate)
-        pool = self._pool
-
-        def map_batches(batches: list[list[list[int]]], opts: SearchOptions) -> list:
-            # the largest batches first, so that the small ones fill the gaps at the end
-            order = sorted(range(len(batches)), key=lambda i: -_padded_tokens(batches[i]))
-            found = pool.imap(_worker_search, [(batches[i], opts) for i in order])
-            results: list = [None] * len(batches)
-            for i, hyps in zip(order, found):
-                results[i] = hyps
-            return results
-
-        return map_batches
+            self._pool = WorkerPool(self.model, self.workers, self.threads or 1)
+        batch_tokens = self._pool.batch_tokens(src_ids, batch_tokens)
+        return search_ids(self.model, src_ids, options, batch_tokens, self._pool.map_batches)
 
     def close(self) -> None:
         """Stop the worker processes (also done when the Translator is garbage-collected)."""
         if self._pool is not None:
-            self._stop_pool()
+            self._pool.close()
             self._pool = None
 
     def _output(self, hyp: Hypothesis, text: str, with_attention: bool) -> Output:
@@ -165,80 +248,26 @@ class Translator:
         )
 
 
-# Each worker process translates whole batches, on one thread by default: decoder steps are
-# small matmuls and elementwise passes that two threads on a CPU speed up far less than
-# twice, while two processes each on its own core come closer (see README, Performance).
-_worker_model: Seq2Seq | None = None
-# beam 5 over the 1,000 Multi30k test sentences with 2 workers, mean of 4 runs: 9.2 s with
-# 2 batches a worker, 8.3 s with 4, 8.1 s with 6 (smaller batches use the cores less well)
-BATCHES_PER_WORKER = 4
+FORMATS = ("text", "jsonl")
 
 
-def _padded_tokens(batch: list[list[int]]) -> int:
-    return len(batch) * (max(map(len, batch)) + 1)
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a stream is read, batched and written; checked when made."""
 
+    batch_tokens: int = 4096  # sentences x longest source in a batch
+    fmt: str = "text"  # text: one line per translation (Moses-style n-best); jsonl: records
+    errors: str = "strict"  # invalid UTF-8 input: strict (an error) or replace
+    chunk_lines: int = 10_000  # lines read, translated and written at a time
+    with_attention: bool = False  # jsonl: tokens and attention in each record
 
-def _worker_init(model: Seq2Seq, threads: int) -> None:
-    global _worker_model
-    torch.set_num_threads(threads)
-    _worker_model = model
-
-
-def _worker_search(task: tuple[list[list[int]], SearchOptions]) -> list[list[Hypothesis]]:
-    batch, opts = task
-    return search_batch(_worker_model, batch, opts)
-
-
-def check_options(opts: SearchOptions) -> None:
-    if opts.beam_size < 1:
-        raise NmtError(f"--beam-size must be >= 1, got {opts.beam_size}")
-    if not 1 <= opts.nbest <= opts.beam_size:
-        raise NmtError(
-            f"--nbest must be between 1 and --beam-size ({opts.beam_size}), got {opts.nbest}"
-        )
-    if opts.max_len_ratio < 0 or opts.max_len_offset < 0 or opts.min_len < 0:
-        raise NmtError("--max-len-ratio, --max-len-offset and --min-len must be >= 0")
-    if opts.stopping not in ("early", "exact"):
-        raise NmtError(f"--stopping must be early or exact, got {opts.stopping!r}")
-    lp = opts.length_penalty
-    if lp != "avg" and (isinstance(lp, str) or lp < 0):
-        raise NmtError(f"--length-penalty must be a number >= 0 or avg, got {lp!r}")
-
-
-def quantize_int8(model: Seq2Seq, copy: bool = True) -> Seq2Seq:
-    """Dynamic int8 quantization of the Linear and recurrent layers (CPU inference).
-
-    A tied output layer multiplies by the embedding matrix directly, which quantization
-    would not see: it gets an int8 copy of its own, as it is the largest matmul of a step.
-    Bahdanau's energy (A -> 1) stays float: quantizing its (B, S, A) input at every step
-    costs more than the product saves (400 x 20 x 512: 1.5 ms float, 6 ms int8).
-    """
-    import warnings
-
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-    if copy:  # otherwise `model` itself becomes the quantized one
-        model = deepcopy(model)
-    model.eval()
-    # torch.ao.quantization warns that it is deprecated, and an empty Linear that its init
-    # does nothing: both are known here
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if model.output is None:
-            weight = model.tgt_embed.weight  # (V, E)
-            # built empty and given the tied weights: a Linear(E, V) would first draw
-            # V x E random numbers only to overwrite them
-            output = model.output = torch.nn.Linear(0, 0)
-            output.in_features, output.out_features = weight.size(1), weight.size(0)
-            output.weight = torch.nn.Parameter(weight.detach().clone())
-            output.bias = torch.nn.Parameter(model.output_bias.detach().clone())
-        kinds = (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
-        spec = {
-            name: default_dynamic_qconfig
-            for name, module in model.named_modules()
-            if isinstance(module, kinds) and not name.endswith("attention.energy")
-        }
-        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+    def __post_init__(self) -> None:
+        _at_least("batch_tokens", self.batch_tokens, 1)
+        _at_least("chunk_lines", self.chunk_lines, 1)
+        if self.fmt not in FORMATS:
+            raise NmtError(f"fmt must be text or jsonl, got {self.fmt!r}")
+        if self.errors not in ("strict", "replace"):
+            raise NmtError(f"errors must be strict or replace, got {self.errors!r}")
 
 
 def read_chunks(
@@ -275,15 +304,16 @@ def read_chunks(
         yield first, chunk
 
 
-def format_translation(t: Translation, fmt: str, with_attention: bool) -> str:
+def format_translation(t: Translation, stream: StreamOptions) -> str:
     """The output line(s) of one translation, newline included."""
-    if fmt == "jsonl":
+    if stream.fmt == "jsonl":
+        extra = stream.with_attention
         record = {
             "source": t.source,
             "hypotheses": [
                 {"text": h.text, "log_prob": h.log_prob, "score": h.score}
-                | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if with_attention else {})
-                | ({"attention": h.attention} if with_attention else {})
+                | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if extra else {})
+                | ({"attention": h.attention} if extra else {})
                 for h in t.hypotheses
             ],
         }
@@ -299,45 +329,48 @@ def count_lines(path: Path) -> int:
     if not path.exists():
         return 0
     data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep != len(data):
+    complete = data.rfind(b"\n") + 1  # bytes up to the last newline
+    if complete != len(data):
         with path.open("r+b") as f:
-            f.truncate(keep)
-    return data[:keep].count(b"\n")
+            f.truncate(complete)
+    return data[:complete].count(b"\n")
 
 
 def translate_stream(
     translator: Translator,
     source: IO[bytes],
     sink: IO[str],
+    search: SearchOptions | None = None,
+    stream: StreamOptions | None = None,
     *,
-    chunk_lines: int = 10_000,
-    batch_tokens: int = 4096,
-    fmt: str = "text",
-    errors: str = "strict",
     name: str = "<stdin>",
     skip: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
     on_chunk: Callable[[list[Translation], int], None] | None = None,
-    **options: Any,
 ) -> int:
     """Translate a stream chunk by chunk, writing results in input order; memory stays flat
-    in the size of the input. Returns the number of lines translated."""
-    if fmt not in ("text", "jsonl"):
-        raise NmtError(f"--format must be text or jsonl, got {fmt!r}")
+    in the size of the input. Returns the number of lines translated.
+
+    `name` names the source in messages; the first `skip` lines are not written (resume);
+    `on_progress(lines, source tokens)` and `on_chunk(translations, first line number)` are
+    called after each chunk is written.
+    """
+    search = search or SearchOptions()
+    stream = stream or StreamOptions()
+    if stream.with_attention and not search.return_attention:
+        search = replace(search, return_attention=True)  # the records carry it
     done = 0
-    with_attention = bool(options.get("return_attention"))
-    for first, lines in read_chunks(source, chunk_lines, errors, name, skip):
+    for first, lines in read_chunks(source, stream.chunk_lines, stream.errors, name, skip):
         results = translator.translate(
             lines,
-            batch_tokens=batch_tokens,
+            search,
+            batch_tokens=stream.batch_tokens,
             line_numbers=range(first, first + len(lines)),
-            **options,
         )
         if first <= skip:  # resuming inside this chunk: its first lines are already written
             results, lines = results[skip - first + 1 :], lines[skip - first + 1 :]
             first = skip + 1
-        sink.write("".join(format_translation(t, fmt, with_attention) for t in results))
+        sink.write("".join(format_translation(t, stream) for t in results))
         sink.flush()
         if on_chunk is not None:
             on_chunk(results, first)
@@ -351,16 +384,24 @@ def translate_file(
     translator: Translator,
     source: IO[bytes],
     output: Path,
+    search: SearchOptions | None = None,
+    stream: StreamOptions | None = None,
+    *,
     resume: bool = False,
-    **kwargs: Any,
+    name: str = "<stdin>",
+    on_progress: Callable[[int, int], None] | None = None,
+    on_chunk: Callable[[list[Translation], int], None] | None = None,
 ) -> int:
     """Translate into OUTPUT through OUTPUT.partial, renamed when complete; with `resume`, a
-    partial file left by a killed run is continued after its last complete line."""
+    partial file left by a killed run is continued after its last complete line. The other
+    arguments are translate_stream's."""
+    search = search or SearchOptions()
+    stream = stream or StreamOptions()
     partial = output.with_name(output.name + ".partial")
     skip = 0
     if resume:
-        if kwargs.get("fmt", "text") == "text" and kwargs.get("nbest", 1) > 1:
-            raise NmtError("--resume works with one output line per input line (--nbest 1)")
+        if stream.fmt == "text" and search.nbest > 1:
+            raise NmtError("resume works with one output line per input line (nbest 1)")
         skip = count_lines(partial)
         if skip:
             log.info("resuming %s after line %d", output, skip)
@@ -372,7 +413,17 @@ def translate_file(
         raise NmtError(f"cannot write {partial} ({e.strerror or e})") from None
     try:
         with sink:
-            n = translate_stream(translator, source, sink, skip=skip, **kwargs)
+            n = translate_stream(
+                translator,
+                source,
+                sink,
+                search,
+                stream,
+                name=name,
+                skip=skip,
+                on_progress=on_progress,
+                on_chunk=on_chunk,
+            )
             sink.flush()
             os.fsync(sink.fileno())
     except NmtError:

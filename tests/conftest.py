@@ -16,37 +16,62 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def _data_and_train(data_dir: Path, run_dir: Path) -> dict:
+    return {
+        "data": {
+            "train_src": str(data_dir / "train.en"),
+            "train_tgt": str(data_dir / "train.pt"),
+            "valid_src": str(data_dir / "valid.en"),
+            "valid_tgt": str(data_dir / "valid.pt"),
+            "vocab_size": 300,
+            "max_len": 40,
+        },
+        "train": {
+            "run_dir": str(run_dir),
+            "batch_tokens": 2000,
+            "lr": 0.01,
+            "max_steps": 250,
+            "valid_every": 250,
+            "log_every": 50,
+        },
+    }
+
+
+TINY_SIZES = {
+    "rnn": {"embed_dim": 64, "enc_hidden_size": 64, "hidden_size": 128},
+    "transformer": {"d_model": 64, "heads": 4, "ff_size": 128},
+}
+
+
 def tiny_config(data_dir: Path, run_dir: Path, **model):
-    """A config small enough to train in seconds on the toy corpus."""
+    """A config small enough to train in seconds on the toy corpus (model.arch rnn, or
+    transformer with `arch="transformer"`)."""
     from nmt.config import config_from_dict
 
-    return config_from_dict(
-        {
-            "data": {
-                "train_src": str(data_dir / "train.en"),
-                "train_tgt": str(data_dir / "train.pt"),
-                "valid_src": str(data_dir / "valid.en"),
-                "valid_tgt": str(data_dir / "valid.pt"),
-                "vocab_size": 300,
-                "max_len": 40,
-            },
-            "model": {
-                "embed_dim": 64,
-                "enc_hidden_size": 64,
-                "hidden_size": 128,
-                "dropout": 0.0,
-                **model,
-            },
-            "train": {
-                "run_dir": str(run_dir),
-                "batch_tokens": 2000,
-                "lr": 0.01,
-                "max_steps": 250,
-                "valid_every": 250,
-                "log_every": 50,
-            },
-        }
-    )
+    raw = _data_and_train(data_dir, run_dir)
+    raw["model"] = {**TINY_SIZES[model.get("arch", "rnn")], "dropout": 0.0, **model}
+    return config_from_dict(raw)
+
+
+def tiny_transformer_config(data_dir: Path, run_dir: Path, tokenizer: str = "", **model):
+    """A 2+2-layer Transformer config small enough to train in seconds on the toy corpus;
+    `tokenizer`: a folder of `nmt tokenizer train` to use instead of training one."""
+    from nmt.config import config_from_dict
+
+    raw = _data_and_train(data_dir, run_dir)
+    raw["data"]["tokenizer"] = tokenizer
+    raw["model"] = {
+        "arch": "transformer",
+        "d_model": 64,
+        "heads": 4,
+        "ff_size": 128,
+        "enc_layers": 2,
+        "dec_layers": 2,
+        "dropout": 0.0,
+        **model,
+    }
+    raw["train"].update(schedule="noam", warmup_steps=60, lr=0.004)
+    return config_from_dict(raw)
 
 
 @pytest.fixture(scope="session")
@@ -65,4 +90,17 @@ def trained(toy_dir, tmp_path_factory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("run")
     train(tiny_config(toy_dir, run_dir))
+    return run_dir / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_transformer(toy_dir, trained, tmp_path_factory) -> Path:
+    """best.pt of a small Transformer trained for 250 steps on the toy corpus, with the
+    tokenizer of `trained` (so that the two can form an ensemble)."""
+    from nmt.checkpoint import load_tokenizer
+    from nmt.train import train
+
+    run_dir = tmp_path_factory.mktemp("transformer-run")
+    load_tokenizer(trained).save(run_dir / "tokenizer")
+    train(tiny_transformer_config(toy_dir, run_dir, tokenizer=str(run_dir / "tokenizer")))
     return run_dir / "best.pt"

@@ -107,7 +107,8 @@ def test_a_changed_corpus_or_tokenizer_makes_a_new_cache(tmp_path):
     assert new.train_ids.pairs([0])[0] == [tokenizer.encode_src(["sentence numbex 0"])[0]]
     assert new.train_ids.pairs([0])[0] != old_ids[0]
     # another tokenizer, same corpus
-    other = train_tokenizer(src, tgt, vocab_size=40)
+    other = train_tokenizer(src, tgt, vocab_size=30)
+    assert other.src_proto != tokenizer.src_proto
     other.save(tmp_path / "other-tok")
     cfg.data.tokenizer = str(tmp_path / "other-tok")
     third, tok = prepare_data(cfg)
@@ -142,6 +143,7 @@ def test_a_killed_build_and_a_damaged_array_are_rebuilt(toy_dir, tmp_path):
 def test_a_failed_first_build_leaves_no_folder(tmp_path):
     src = ["a b", "c d"]
     data = _corpus(tmp_path, src, ["", " "])
+    (data / "valid.pt").write_text("a b\nc d\n")  # validation is fine: training is not
     cfg = _config(data, tmp_path / "run", tokenizer=str(tmp_path / "tok"))
     train_tokenizer(src, src, vocab_size=20).save(tmp_path / "tok")
     from nmt import NmtError
@@ -201,7 +203,8 @@ def test_the_filters_count_what_they_drop(tmp_path, monkeypatch):
     trainer.train()
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     data_record = next(r for r in records if r["kind"] == "data")
-    assert (data_record["duplicate"], data_record["identical"], data_record["kept"]) == (28, 10, 2)
+    counts = ("dropped_duplicate", "dropped_identical", "dropped_ratio", "pairs", "read")
+    assert tuple(data_record[k] for k in counts) == (28, 10, 10, 2, 60)
 
 
 def test_lengths_and_ids_are_stored_compactly(toy_dir, tmp_path):
@@ -249,19 +252,26 @@ def test_a_run_dir_tokenizer_learns_from_a_bounded_sample_read_as_a_stream(
 ):
     import sentencepiece as spm
 
-    real = spm.SentencePieceTrainer.train
-    given = []
+    real_spm, real_train = spm.SentencePieceTrainer.train, nmt.prepare.train_tokenizer
+    given, streamed = [], []
 
-    def spy(**kwargs):
-        given.append(kwargs)
-        return real(**kwargs)
+    def spy_spm(**kwargs):
+        given.append(list(kwargs.pop("sentence_iterator")))
+        return real_spm(sentence_iterator=iter(given[-1]), **kwargs)
 
-    monkeypatch.setattr(spm.SentencePieceTrainer, "train", spy)
+    def spy_train(src, tgt, **kwargs):
+        streamed.append(not isinstance(src, list) and not isinstance(tgt, list))
+        return real_train(src, tgt, **kwargs)
+
+    monkeypatch.setattr(spm.SentencePieceTrainer, "train", spy_spm)
+    monkeypatch.setattr(nmt.prepare, "train_tokenizer", spy_train)
     cfg = _config(toy_dir, tmp_path / "run", tokenizer_sample=500)
     prepare_data(cfg)
-    (kwargs,) = given
-    assert kwargs["input_sentence_size"] == 500 and kwargs["shuffle_input_sentence"]
-    assert not isinstance(kwargs["sentence_iterator"], list)  # the lines stream from the files
+    assert streamed == [True]  # the lines stream from the files
+    (lines,) = given  # joint: one model, 500 lines drawn from both sides' 6000
+    corpus = _lines(toy_dir / "train.en") + _lines(toy_dir / "train.pt")
+    assert len(lines) == 500 and set(lines) <= set(corpus)
+    assert lines != corpus[:500]
 
 
 def test_nmt_prepare_builds_the_cache_that_train_then_reads(toy_dir, tmp_path):

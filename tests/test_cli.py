@@ -68,7 +68,7 @@ def write_config(path: Path, toy_dir: Path, run_dir: Path, tok_dir: Path, **trai
     cfg = tiny_config(toy_dir, run_dir, embed_dim=16, enc_hidden_size=16, hidden_size=32)
     raw = cfg.to_dict()
     raw["data"]["tokenizer"] = str(tok_dir)
-    raw["train"].update(max_steps=20, valid_every=20, log_every=10, **train)
+    raw["train"].update({"max_steps": 20, "valid_every": 20, "log_every": 10, **train})
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
 
@@ -168,7 +168,11 @@ def test_tokenizer_bad_inputs(pair, tmp_path):
     src, tgt = pair("a\n", "b\n")
     user_error(train(src, tgt, "--model-type", "word"), "--model-type", "unigram or bpe")
     user_error(train(src, tgt, "--vocab-size", "-1"), "--vocab-size", ">= 8")
+    src, tgt = pair("a small text\n", "ein kleiner Text\n")
+    user_error(train(src, tgt, "--vocab-size", "2000000000"), "2,000,000,000", "at most")
     assert not out.exists()
+    write(out, "a file")
+    user_error(train(src, tgt, "--vocab-size", "20"), f"{out} is a file")
 
 
 # -- train ------------------------------------------------------------------------------
@@ -197,6 +201,117 @@ def test_train_resume_continues(cli_run, tmp_path):
     from nmt.checkpoint import load_checkpoint
 
     assert load_checkpoint(copy / "last.pt").train_state["step"] == 30
+
+
+def test_train_again_into_a_run_is_refused(cli_run):
+    config, run_dir, _ = cli_run
+    line = user_error(
+        nmt("train", "--config", config, "-q"),
+        str(run_dir), f"--resume {run_dir / 'last.pt'}", "--overwrite (removes",
+    )  # fmt: skip
+    assert "tokenizer/" not in line  # the config names its own tokenizer: never removed
+
+
+def test_train_overwrite_starts_over(cli_run, tmp_path):
+    config, run_dir, _ = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for _ in range(2):  # as `make demo` does each time
+        r = nmt("train", "--config", config, "--set", f"train.run_dir={copy}", "--overwrite", "-q")
+        ok(r)
+    records = [json.loads(line) for line in (copy / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [10, 20]
+
+
+def test_train_resume_as_the_readme_shows_it(toy_dir, tok_dir, tmp_path):
+    run = tmp_path / "run"
+    my = {
+        "data": {
+            "train_src": str(toy_dir / "train.en"), "train_tgt": str(toy_dir / "train.pt"),
+            "valid_src": str(toy_dir / "valid.en"), "valid_tgt": str(toy_dir / "valid.pt"),
+            "tokenizer": str(tok_dir),
+        },
+        "model": {"embed_dim": 16, "enc_hidden_size": 16, "hidden_size": 32},
+        "train": {"run_dir": str(run), "max_steps": 4, "valid_every": 2, "batch_tokens": 800},
+    }  # fmt: skip
+    config = write(tmp_path / "my.yaml", yaml.safe_dump(my))
+    ok(nmt("train", "--config", config, "--set", "train.lr=0.0005", "--set", "model.cell=lstm"))
+    last = run / "last.pt"
+    r = nmt("train", "--config", config, "--resume", last, "--set", "train.max_steps=6", "-q")
+    ok(r)
+    assert json.loads(r.stdout)["step"] == 6
+    r = nmt("train", "--resume", last, "--set", "train.max_steps=8", "-q")
+    ok(r)
+    assert json.loads(r.stdout)["step"] == 8
+    from nmt.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(last)
+    assert (ckpt.config.model.cell, ckpt.config.train.lr) == ("lstm", 0.0005)
+    user_error(
+        nmt("train", "--config", config, "--resume", last, "--set", "model.cell=gru"),
+        "model.cell is 'lstm' in the checkpoint, 'gru' here", "without --config",
+    )  # fmt: skip
+
+
+def test_train_progress_off_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
+    from nmt import cli
+
+    monkeypatch.setattr(cli, "_PLAIN_EVERY_S", 0.0)
+    config = write_config(
+        tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=0, max_epochs=30
+    )
+    r = nmt("train", "--config", config, "--set", "train.max_minutes=0.05")
+    ok(r)
+    err = r.stderr
+    words = " ".join(err.split())  # the log wraps long lines
+    assert "plan: " in words and "training pairs" in words and "batches an epoch" in words
+    assert "stops after 30 epochs" in words and "or 0.05 minutes" in words
+    lines = [ln for ln in err.splitlines() if ln.startswith("step ") and "tok/s" in ln]
+    assert lines and "epoch 1 (1/" in lines[0] and "ETA" in lines[0]
+
+
+def test_train_progress_on_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from nmt import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=160))
+    config = write_config(tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=6)
+    ok(nmt("train", "--config", config, "--set", "train.log_every=100"))
+    shown = screen.getvalue()
+    # the bar moved before the first log record (log_every 100): every update shows
+    assert "epoch 1 (6/" in shown and "ETA" in shown and "tok/s" in shown
+
+
+def test_train_prints_its_result_on_rank_0_only(train_config, monkeypatch):
+    from nmt import train as train_module
+
+    config, _ = train_config()
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: {"step": 1})
+    monkeypatch.setenv("RANK", "1")
+    r = nmt("train", "--config", config)
+    ok(r)
+    assert r.stdout == ""
+    monkeypatch.setenv("RANK", "0")
+    assert json.loads(nmt("train", "--config", config).stdout) == {"step": 1}
+
+
+def test_version_and_verbose_in_help():
+    from nmt import __version__
+
+    r = nmt("--version")
+    ok(r)
+    assert r.stdout.strip() == f"nmt {__version__}"
+    help_text = nmt("--help").stdout
+    assert "--verbose" in help_text and "INTEGER" not in help_text and "<int>" not in help_text
+
+
+def test_data_toy_help_says_pt_is_portuguese():
+    text = " ".join(nmt("data", "toy", "--help").stdout.split())
+    assert "Portuguese, not a checkpoint" in text
 
 
 @pytest.fixture
@@ -401,6 +516,8 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
         (["--length-penalty", "-1"], ["--length-penalty"]),
         (["--min-len", "-1"], ["--min-len"]),
         (["--max-len-offset", "-2"], ["--max-len-offset"]),
+        (["--max-len-ratio", "nan"], ["--max-len-ratio", "finite"]),
+        (["--length-penalty", "inf"], ["--length-penalty"]),
         (["--quantize", "int4"], ["--quantize", "none, int8"]),
         (["--batch-tokens", "0"], ["--batch-tokens", ">= 1"]),
         (["--threads", "-1"], ["--threads", ">= 0"]),

@@ -313,3 +313,65 @@ def test_every_field_has_a_typed_default():
             assert items and all(type(v) in (bool, int, float, str) for v in items), (
                 f"{cls.__name__}.{f.name}"
             )
+
+
+def test_error_messages_quote_little_of_a_huge_value(tmp_path):
+    # nested aliases: a million items from a few hundred bytes
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 6):
+        levels.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\ntrain:\n  seed: *a5\n")
+    with pytest.raises(NmtError, match="train.seed must be int") as e:
+        load_config(path)
+    assert len(str(e.value)) < 300
+
+
+@pytest.mark.parametrize("seed", ["100000000000000000000", "-1", "4294967296"])
+def test_a_seed_out_of_range_is_refused(seed):
+    with pytest.raises(NmtError, match="train.seed must be between 0 and 4294967295"):
+        load_config(None, [f"train.seed={seed}"])
+
+
+def test_resume_keeps_the_saved_config_and_takes_what_may_change():
+    from nmt.config import load_raw, resume_config
+
+    saved = load_config(None, ["model.cell=lstm", "train.lr=0.002", "train.max_steps=10"])
+    given = load_raw(None, ["train.max_steps=20", "train.lr=0.002", "train.device=cpu"])
+    cfg = resume_config(saved, given, "run/last.pt")
+    assert cfg.model.cell == "lstm"  # not given: the checkpoint's, not the default
+    assert (cfg.train.max_steps, cfg.train.device, cfg.train.lr) == (20, "cpu", 0.002)
+
+
+def test_a_resumed_run_may_read_its_cache_elsewhere():
+    from nmt.config import load_raw, resume_config
+
+    saved = load_config(None, ["data.cache_dir=/disk/a"])
+    cfg = resume_config(saved, load_raw(None, ["data.cache_dir=/disk/b"]), "run/last.pt")
+    assert cfg.data.cache_dir == "/disk/b"
+
+
+@pytest.mark.parametrize(
+    "override, mentions",
+    [
+        ("model.cell=gru", ["model.cell is 'lstm' in the checkpoint, 'gru' here"]),
+        ("train.lr=0.1", ["train.lr is 0.002 in the checkpoint, 0.1 here"]),
+        ("data.vocab_size=500", ["data.vocab_size is 8000 in the checkpoint, 500 here"]),
+    ],
+)
+def test_resume_refuses_a_change_that_cannot_happen_mid_run(override, mentions):
+    from nmt.config import load_raw, resume_config
+
+    saved = load_config(None, ["model.cell=lstm", "train.lr=0.002"])
+    with pytest.raises(NmtError) as e:
+        resume_config(saved, load_raw(None, [override]), "run/last.pt")
+    for text in [*mentions, "--resume run/last.pt", "drop the option"]:
+        assert text in str(e.value)
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_config_is_valid(recipe):
+    load_config(recipe)

@@ -25,6 +25,16 @@ def _run(cmd, env_threads="1"):
     env = dict(os.environ, OMP_NUM_THREADS=env_threads, MKL_NUM_THREADS=env_threads)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+ARCHS = {
+    "rnn": ({}, {}),
+    "transformer": (
+        {"arch": "transformer"},
+        {"schedule": "noam", "lr": 0.003, "warmup_steps": 20, "adam_betas": [0.9, 0.98]},
+    ),
+}
 
 
 @pytest.mark.slow
@@ -33,17 +43,20 @@ def _run(cmd, env_threads="1"):
     and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun")),
     reason="torchrun not found",
 )
-def test_two_processes_follow_the_one_process_loss_curve(toy_dir, tmp_path):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path):
     """2 ranks x B tokens learn like 1 rank x 2B tokens: the same global batch size, but not
     the same sentences in each batch, so the curves agree within sampling noise, not exactly.
     """
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    model, options = ARCHS[arch]
     runs = {}
     for name, world, batch in (("single", 1, 2000), ("ddp", 2, 1000)):
-        cfg = tiny_config(toy_dir, tmp_path / name).to_dict()
+        cfg = tiny_config(toy_dir, tmp_path / name, **model).to_dict()
         cfg["train"].update(
             batch_tokens=batch, max_steps=STEPS, valid_every=STEPS, log_every=EVERY, threads=1
         )
+        cfg["train"].update(options)
         if world > 1:
             cfg["train"]["max_minutes"] = 60  # ranks agree on the time after every update
         path = tmp_path / f"{name}.yaml"
@@ -52,8 +65,12 @@ def test_two_processes_follow_the_one_process_loss_curve(toy_dir, tmp_path):
             cmd = [sys.executable, "-m", "nmt", "train", "-q", "-c", str(path)]
         else:
             cmd = [torchrun, "--standalone", f"--nproc_per_node={world}", "-m", "nmt"]
-            cmd += ["train", "-q", "-c", str(path)]
-        _run(cmd)
+            cmd += ["train", "-c", str(path)]
+        proc = _run(cmd)
+        if world > 1:
+            # the ranks train alike: rank 0 alone tells the plan and prints the result
+            assert len(proc.stdout.splitlines()) == 1, proc.stdout
+            assert " ".join(proc.stderr.split()).count("batches an epoch") == 1, proc.stderr
         runs[name] = _train_records(tmp_path / name)
         assert (tmp_path / name / "last.pt").is_file()
     # tokens/s covers the whole logging window: 2 ranks are not EVERY times faster than 1

@@ -267,6 +267,51 @@ def test_python_api_writes_what_nmt_attention_writes(trained: Path, tmp_path: Pa
     assert path.read_bytes() == (tmp_path / "cli" / "attention.json").read_bytes()
 
 
+def test_layer_and_head_options_of_attention_and_translate(
+    trained_transformer: Path, trained: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from nmt.cli import app
+    from nmt.translate import Translator
+
+    text = "The red cat sees the dog."
+    runner = CliRunner()
+    args = ["attention", str(trained_transformer), "--text", text, "--format", "json", "-b", "2"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "cli"), "--layer", "0", "--head", "3"])
+    assert result.exit_code == 0, result.output
+    chosen = Translator(trained_transformer, attention_layer=0, attention_head=3)
+    results = chosen.translate([text], beam_size=2, return_attention=True)
+    (path,) = save_attention_maps(results, tmp_path / "api", "json")
+    assert path.read_bytes() == (tmp_path / "cli" / "attention.json").read_bytes()
+    # translate's jsonl records show the same weights
+    cmd = [
+        "translate",
+        str(trained_transformer),
+        "--format",
+        "jsonl",
+        "--with-attention",
+        "-b",
+        "2",
+    ]
+    result = runner.invoke(app, [*cmd, "--layer", "0", "--head", "3", "-q"], input=text + "\n")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["hypotheses"][0]["attention"] == results[0].hypotheses[0].attention
+    for bad, line in [
+        (["--head", "x"], "--head must be a head number or mean, got 'x'"),
+        (["--layer", "7"], "--layer must be between -2 and 1"),
+    ]:
+        result = runner.invoke(app, [*args, "-o", str(tmp_path / "bad"), *bad])
+        assert result.exit_code == 2 and result.stderr.strip() == f"error: {line}" + (
+            "" if "head" in line else " (the model has 2 decoder layers), got 7"
+        )
+    result = runner.invoke(
+        app, ["attention", str(trained), "--text", text, "-o", str(tmp_path / "r"), "--head", "0"]
+    )
+    assert result.exit_code == 2 and "is an RNN, which has one" in result.stderr
+
+
 def test_bad_inputs(tmp_path: Path, maps: list[AttentionMap]) -> None:
     with pytest.raises(ValueError, match="unknown attention format 'gif'.*png, svg, pdf, html"):
         save_attention(maps, tmp_path, "gif")

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from nmt import NmtError
 from nmt.corpus import read_lines
-from nmt.translate import Translator, translate_stream
+from nmt.search import SearchOptions
+from nmt.translate import StreamOptions, Translator, translate_stream
 
 FEW = settings(
     max_examples=15,
@@ -63,11 +64,13 @@ def join(lines: list[bytes], crlf: bool, final_newline: bool) -> bytes:
     return data + eol if final_newline and lines else data
 
 
-def run(translator: Translator, data: bytes, fmt: str = "text", **options) -> str:
+def run(
+    translator: Translator, data: bytes, fmt: str = "text", search: SearchOptions | None = None
+) -> str:
     sink = io.StringIO()
-    n = translate_stream(
-        translator, io.BytesIO(data), sink, fmt=fmt, errors="replace", beam_size=2, **options
-    )
+    search = search or SearchOptions(beam_size=2)
+    stream = StreamOptions(fmt=fmt, errors="replace")
+    n = translate_stream(translator, io.BytesIO(data), sink, search, stream)
     assert n == n_lines(data)
     return sink.getvalue()
 
@@ -108,7 +111,9 @@ def test_translate_stream_keeps_one_line_per_line(translator, lines, crlf, final
 def test_very_long_lines_are_truncated_not_dropped(translator, long, before, crlf, final_newline):
     data = join([*before, long.encode()], crlf, final_newline)
     # a short output limit: the property is about reading and truncating, not decoding
-    out = run(translator, data, max_len_ratio=0.2, max_len_offset=2)
+    out = run(
+        translator, data, search=SearchOptions(beam_size=2, max_len_ratio=0.2, max_len_offset=2)
+    )
     assert out.count("\n") == n_lines(data)
 
 

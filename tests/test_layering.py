@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> train/translate/heatmaps/curves -> search/model -> config."""
+"""Imports flow one way: cli -> train/translate/heatmaps -> workers -> search/model -> config."""
 
 from __future__ import annotations
 
@@ -25,18 +25,26 @@ RANK = {
     "schedule": 2,
     "cache": 2,
     "prepare": 3,
+    "candidates": 2,
+    "progress": 2,
+    "rundir": 2,
     "encoder": 2,
     "attention": 2,
+    "output": 2,
     "decoder": 3,
     "transformer": 3,
     "model": 4,
     "search": 5,
+    "ensemble": 5,
     "checkpoint": 5,
+    "quantize": 5,
+    "workers": 6,
     "export": 6,
-    "translate": 6,
+    "average": 6,
+    "translate": 7,
     "train": 6,
-    "cli": 7,
-    "__main__": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 
 

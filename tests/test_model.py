@@ -13,8 +13,8 @@ from nmt import NmtError
 from nmt.batching import make_batch
 from nmt.config import ModelConfig, config_from_dict
 from nmt.decoder import DecoderState, EncoderOut, select
-from nmt.model import Seq2Seq
-from nmt.search import SearchOptions, greedy
+from nmt.model import Seq2Seq, TiedOutput
+from nmt.search import SearchModel, SearchOptions, greedy
 from nmt.tokenizer import BOS, EOS, PAD
 
 V_SRC, V_TGT = 23, 19
@@ -147,7 +147,12 @@ def test_keep_mask_gives_the_logits_of_the_kept_positions() -> None:
 
 def test_tied_output_uses_the_target_embedding() -> None:
     model = _model(tie_output=True)
-    assert model.output is None
+    assert isinstance(model.output, TiedOutput)
+    # the tied matrix and bias are saved once, under the names checkpoints have always had
+    keys = set(model.state_dict())
+    assert {"tgt_embed.weight", "output_bias"} <= keys
+    assert not any(k.startswith("output.") for k in keys)
+    assert sum(1 for p in model.parameters() if p is model.tgt_embed.weight) == 1
     assert not any(
         isinstance(m, torch.nn.Linear) and m.out_features == V_TGT for m in model.modules()
     )
@@ -254,6 +259,12 @@ def test_select_picks_rows_of_every_state(model_overrides) -> None:
     enc, state = model.encode(batch.src, batch.src_lengths)
     index = torch.tensor([2, 0, 0])
     picked_enc, picked_state = select(enc, index), select(state, index)
+    # the model's own selectors, which search calls, pick the same rows
+    assert isinstance(model, SearchModel)
+    for a, b in zip(model.select_encoded(enc, index), picked_enc):
+        assert (a is None and b is None) or torch.equal(a, b)
+    by_model = model.select_state(state, index)
+    assert torch.equal(by_model.att_vec, picked_state.att_vec)
     assert isinstance(picked_enc, EncoderOut) and isinstance(picked_state, DecoderState)
     assert torch.equal(picked_enc.values, enc.values[index])
     assert torch.equal(picked_enc.mask, enc.mask[index])
@@ -308,7 +319,7 @@ def test_tiny_model_overfits_eight_pairs(overrides) -> None:
 
 @pytest.mark.parametrize("tie_output", [False, True])
 def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
-    from nmt.translate import quantize_int8
+    from nmt.quantize import quantize_int8
 
     torch.manual_seed(0)
     model = _model(attention="bahdanau", tie_output=tie_output, share_embeddings=False).eval()
@@ -319,7 +330,7 @@ def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
     assert isinstance(quantized.output, quantized_linear)  # tied: an int8 copy of its own
     assert isinstance(quantized.decoder.cells[0], torch.ao.nn.quantized.dynamic.GRUCell)
     assert type(quantized.decoder.attention.energy) is torch.nn.Linear  # stays float
-    assert (model.output is None) == tie_output  # the float model is left as it was
+    assert isinstance(model.output, TiedOutput) == tie_output  # the float model is left as it was
     b = make_batch(SRC, TGT)
     with torch.inference_mode():
         expected, _ = model(b.src, b.src_lengths, b.tgt_in)

@@ -19,11 +19,17 @@ from nmt.checkpoint import load_checkpoint, read_state
 STEPS, EVERY = 80, 20
 
 
-def _config_file(toy_dir, run_dir, path):
-    cfg = tiny_config(toy_dir, run_dir).to_dict()
+# the transformer with dropout, so that only a restored RNG continues the same way
+MODELS = {"rnn": {}, "transformer": {"arch": "transformer", "dropout": 0.1}}
+SCHEDULES = {"rnn": {}, "transformer": {"schedule": "noam", "warmup_steps": 20, "lr": 0.003}}
+
+
+def _config_file(toy_dir, run_dir, path, arch):
+    cfg = tiny_config(toy_dir, run_dir, **MODELS[arch]).to_dict()
     cfg["train"].update(
         max_steps=STEPS, valid_every=EVERY, log_every=10, threads=1, batch_tokens=1200
     )
+    cfg["train"].update(SCHEDULES[arch])
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -51,12 +57,13 @@ def _wait_for_checkpoint(run_dir, proc, min_step):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_reaches_the_same_model(toy_dir, tmp_path):
-    straight = _config_file(toy_dir, tmp_path / "straight", tmp_path / "straight.yaml")
+@pytest.mark.parametrize("arch", MODELS)
+def test_kill_and_resume_reaches_the_same_model(arch, toy_dir, tmp_path):
+    straight = _config_file(toy_dir, tmp_path / "straight", tmp_path / "straight.yaml", arch)
     assert _train(straight).wait() == 0
 
     crashed_dir = tmp_path / "crashed"
-    crashed = _config_file(toy_dir, crashed_dir, tmp_path / "crashed.yaml")
+    crashed = _config_file(toy_dir, crashed_dir, tmp_path / "crashed.yaml", arch)
     proc = _train(crashed)
     _wait_for_checkpoint(crashed_dir, proc, STEPS // 2)
     proc.send_signal(signal.SIGKILL)

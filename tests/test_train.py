@@ -17,8 +17,8 @@ from nmt.corpus import PairFilter, filter_pairs
 from nmt.train import train
 
 
-def _config(toy_dir, run_dir, **train_options):
-    cfg = tiny_config(toy_dir, run_dir)
+def _config(toy_dir, run_dir, model=None, **train_options):
+    cfg = tiny_config(toy_dir, run_dir, **(model or {}))
     cfg.train.max_steps, cfg.train.valid_every, cfg.train.log_every = 6, 3, 1
     cfg.train.batch_tokens = 800
     for key, value in train_options.items():
@@ -129,7 +129,7 @@ def test_trains_from_a_saved_hugging_face_dataset(toy_dir, tmp_path):
     d.dataset, d.src_lang, d.tgt_lang = str(tmp_path / "ds"), "en", "pt"
     assert train(cfg)["step"] == 3
     with pytest.raises(NmtError, match="set data.src_lang"):
-        d.src_lang = "de"
+        d.src_lang, cfg.train.run_dir = "de", str(tmp_path / "run-de")
         train(cfg)
 
 
@@ -207,11 +207,26 @@ def test_resuming_a_checkpoint_with_the_old_dict_state(toy_dir, tmp_path):
     assert trainer.train()["step"] == 6
 
 
-def test_a_resumed_run_ends_with_the_same_weights(toy_dir, tmp_path):
-    straight = _config(toy_dir, tmp_path / "straight", max_steps=7, warmup_steps=2)
+# the transformer with dropout everywhere, so that resuming must restore the RNG too
+TRANSFORMER = {"arch": "transformer", "dropout": 0.1, "attention_dropout": 0.1}
+ARCHS = {
+    "rnn": ({}, {}),
+    "transformer": (TRANSFORMER, {"schedule": "noam", "adam_betas": (0.9, 0.98)}),
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path):
+    model, options = ARCHS[arch]
+
+    def config(name, steps):
+        return _config(toy_dir, tmp_path / name, model, max_steps=steps, warmup_steps=2, **options)
+
+    straight = config("straight", 7)
     train(straight)
-    train(_config(toy_dir, tmp_path / "resumed", max_steps=4, warmup_steps=2))
-    again = _config(toy_dir, tmp_path / "resumed", max_steps=7, warmup_steps=2)
+    # stopped where a validation falls (valid_every 3): both runs validate at the same steps
+    train(config("resumed", 3))
+    again = config("resumed", 7)
     train(again, resume=tmp_path / "resumed" / "last.pt")
     a = read_state(tmp_path / "straight" / "last.pt")
     b = read_state(tmp_path / "resumed" / "last.pt")
@@ -257,3 +272,144 @@ def test_best_pt_is_written_like_every_checkpoint(toy_dir, tmp_path, monkeypatch
     assert written.count("last.pt") == written.count("best.pt") == 1
     assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_kill_between_the_checkpoint_writes_keeps_best_pt_consistent(
+    toy_dir, tmp_path, monkeypatch
+):
+    import os
+
+    import nmt.atomic
+
+    real, renames = os.replace, []
+
+    def killed_at_the_fourth(src, dst):
+        # validations at steps 3 and 6 each write best.pt and last.pt: die before the 4th
+        if Path(dst).name in ("best.pt", "last.pt"):
+            renames.append(Path(dst).name)
+            if len(renames) == 4:
+                raise KeyboardInterrupt
+        return real(src, dst)
+
+    cfg = _config(toy_dir, tmp_path, valid_metric="loss")
+    monkeypatch.setattr(nmt.atomic.os, "replace", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(nmt.atomic.os, "replace", real)
+    result = train(cfg, resume=tmp_path / "last.pt")
+    best = read_state(tmp_path / "best.pt")["train_state"]
+    valid = [r for r in _log(tmp_path) if r["kind"] == "valid"]
+    best_record = min(valid, key=lambda r: r["valid_loss"])
+    # what the run reports as its best is what best.pt holds
+    assert best["best"] == result["best"]
+    assert best["step"] == best_record["step"] == result["best_step"] == 6
+
+
+def test_empty_validation_files_are_refused_before_training(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path / "run")
+    (tmp_path / "v.en").write_text("")
+    (tmp_path / "v.pt").write_text("")
+    cfg.data.valid_src, cfg.data.valid_tgt = str(tmp_path / "v.en"), str(tmp_path / "v.pt")
+    with pytest.raises(NmtError, match="validation set is empty: .*v.en and .*v.pt"):
+        train(cfg)
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_the_result_and_the_log_agree(toy_dir, tmp_path):
+    result = train(_config(toy_dir, tmp_path, max_steps=4, valid_every=2))
+    log = _log(tmp_path)
+    assert result["epoch"] == log[-1]["epoch"] == 1
+    assert result["metric"] == "bleu"
+    assert result["best"] == max(r["bleu"] for r in log if r["kind"] == "valid")
+    # the pairs kept and dropped are the log's first record
+    data = log[0]
+    assert data["kind"] == "data" and data["step"] == 0
+    assert data["pairs"] + data["dropped_empty"] + data["dropped_too_long"] == 3000
+    assert data["pairs"] > 0 and data["batches_per_epoch"] > 0
+
+
+def test_resuming_a_finished_run_adds_no_record(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path, max_steps=4, valid_every=3)
+    train(cfg)
+    log = (tmp_path / "log.jsonl").read_text()
+    assert train(cfg, resume=tmp_path / "last.pt")["step"] == 4
+    assert (tmp_path / "log.jsonl").read_text() == log
+
+
+def test_only_rank_0_logs(toy_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(nmt.train, "init_distributed", lambda device: (1, 1))
+    level = logging.getLogger("nmt").level
+    try:
+        with caplog.at_level(logging.INFO):
+            train(_config(toy_dir, tmp_path, max_steps=2))
+    finally:
+        logging.getLogger("nmt").setLevel(level)
+    assert not [r for r in caplog.records if r.levelno < logging.WARNING]
+
+
+def test_another_tokenizer_of_the_same_size_is_refused_on_resume(toy_dir, tmp_path):
+    import shutil
+
+    from nmt.tokenizer import Tokenizer, train_tokenizer
+
+    cfg = _config(toy_dir, tmp_path / "run", max_steps=2)
+    train(cfg)
+    ours = Tokenizer.load(tmp_path / "run" / "tokenizer")
+    en, pt = (
+        (toy_dir / n).read_text(encoding="utf-8").splitlines() for n in ("train.en", "train.pt")
+    )
+    other = train_tokenizer(en, pt, vocab_size=ours.src_vocab_size, model_type="bpe")
+    assert other.src_vocab_size == ours.src_vocab_size
+    shutil.rmtree(tmp_path / "run" / "tokenizer")
+    other.save(tmp_path / "run" / "tokenizer")
+    cfg.train.max_steps = 4
+    with pytest.raises(NmtError, match="not the one the checkpoint was trained with"):
+        train(cfg, resume=tmp_path / "run" / "last.pt")
+
+
+def test_the_largest_seed_trains_with_subword_sampling(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path, max_steps=1, valid_every=1, seed=2**32 - 1)
+    cfg.data.sampling_alpha = 0.1
+    assert train(cfg)["step"] == 1
+
+
+def test_a_transformer_trains_with_the_noam_schedule(toy_dir, tmp_path):
+    from nmt.transformer import Transformer
+
+    cfg = _config(
+        toy_dir, tmp_path, TRANSFORMER, max_steps=40, valid_every=40, schedule="noam",
+        warmup_steps=10, lr=0.002, batch_tokens=1500, label_smoothing=0.1, clip_norm=1.0,
+    )  # fmt: skip
+    train(cfg)
+    records = [r for r in _log(tmp_path) if r["kind"] == "train"]
+    noam = [0.002 * min(n / 10, (10 / n) ** 0.5) for n in range(1, 41)]
+    assert [r["lr"] for r in records] == pytest.approx(noam)
+    losses = [r["loss"] for r in records]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5]), losses
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert isinstance(ckpt.model, Transformer) and ckpt.config.model.arch == "transformer"
+    assert ckpt.train_state["step"] == 40
+
+
+def test_keep_best_keeps_the_n_best_checkpoints_across_a_resume(toy_dir, tmp_path, monkeypatch):
+    scores = iter([5.0, 9.0, 7.0, 3.0, 10.0, 1.0])  # BLEU of the validations at steps 1..6
+
+    def scripted(self):
+        return {"valid_loss": 1.0, "valid_ppl": 2.7, "bleu": next(scores), "chrf": 0.0}
+
+    monkeypatch.setattr(nmt.train.Trainer, "validate", scripted)
+
+    def kept():
+        return sorted(p.name for p in tmp_path.glob("best-step-*.pt"))
+
+    train(_config(toy_dir, tmp_path, max_steps=4, valid_every=1, keep_best=2))
+    assert kept() == ["best-step-2.pt", "best-step-3.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-2.pt").read_bytes()
+    assert read_state(tmp_path / "best-step-3.pt")["train_state"]["step"] == 3
+    again = _config(toy_dir, tmp_path, max_steps=6, valid_every=1, keep_best=2)
+    train(again, resume=tmp_path / "last.pt")
+    assert kept() == ["best-step-2.pt", "best-step-5.pt"]
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-5.pt").read_bytes()
+    assert read_state(tmp_path / "last.pt")["train_state"]["kept"] == [[10.0, 5], [9.0, 2]]

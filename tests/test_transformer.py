@@ -1,11 +1,13 @@
 """Tests for nmt.transformer: every option builds and runs, padding and the future stay hidden,
 decoding step by step (with beams sharing a sentence's encoder rows) equals the parallel
-forward pass, a tiny model learns to copy sequences, and search decodes it."""
+forward pass, a tiny model learns to copy sequences, and search decodes it (the search tests
+of tests/test_search.py run on a trained Transformer too)."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import pytest
 import torch
@@ -16,7 +18,8 @@ from nmt.batching import make_batch, source_tensor
 from nmt.checkpoint import load_checkpoint, read_state, save_checkpoint
 from nmt.config import config_from_dict, decoder_positions
 from nmt.model import Seq2Seq, build_model
-from nmt.search import SearchOptions, beam_search, greedy, max_lengths, score_tokens
+from nmt.output import TiedOutput
+from nmt.search import SearchOptions, beam_search, greedy, max_lengths
 from nmt.tokenizer import BOS, PAD, train_tokenizer
 from nmt.transformer import Transformer, attention, sinusoids
 
@@ -90,7 +93,8 @@ def test_every_option_builds_and_runs(options) -> None:
 
 def test_shared_and_tied_embeddings_are_one_matrix() -> None:
     model = _model(share_embeddings=True, tie_output=True)
-    assert model.src_embed.weight is model.tgt_embed.weight and model.output is None
+    assert model.src_embed.weight is model.tgt_embed.weight
+    assert isinstance(model.output, TiedOutput)
     torch.manual_seed(0)
     untied = build_model(_config(tie_output=False), src_vocab=V_SRC, tgt_vocab=V_SRC)
     d = model.config.d_model
@@ -261,45 +265,6 @@ def _copy_pairs(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
     return pairs
 
 
-class _Rows:
-    """A state or encoder output that the free `select` of the current search can index."""
-
-    def __init__(self, value, pick) -> None:
-        self.value, self.pick = value, pick
-
-    def index_select(self, dim: int, rows: torch.Tensor) -> _Rows:
-        return _Rows(self.pick(self.value, rows), self.pick)
-
-
-class _Searchable:
-    """The model as search.py sees it: until search calls `model.select_state` and
-    `model.select_encoded` itself, states and encoder outputs are wrapped to carry them."""
-
-    def __init__(self, model: Transformer) -> None:
-        self.model = model
-
-    def encode(self, src, src_lengths):
-        enc, state = self.model.encode(src, src_lengths)
-        return _Rows(enc, self.model.select_encoded), _Rows(state, self.model.select_state)
-
-    def decode_step(self, state, prev, enc, normalize=True):
-        lp, state, w = self.model.decode_step(state.value, prev, enc.value, normalize)
-        return lp, _Rows(state, self.model.select_state), w
-
-    def select_state(self, state, rows):
-        return state.index_select(0, rows)
-
-    def select_encoded(self, enc, sentences):
-        return enc.index_select(0, sentences)
-
-    def __call__(self, *args, **kwargs):
-        return self.model(*args, **kwargs)
-
-
-def searchable(model: Transformer):
-    return model if hasattr(Seq2Seq, "select_state") else _Searchable(model)
-
-
 @pytest.fixture(scope="module")
 def copier() -> tuple[Transformer, list[float]]:
     """A 1+1-layer transformer trained for 200 steps to copy sequences of 2-6 symbols."""
@@ -333,32 +298,34 @@ def test_greedy_search_copies_unseen_sequences(copier) -> None:
     pairs = _copy_pairs(20, seed=10_000)
     src, src_lengths = source_tensor([s for s, _ in pairs])
     opts = SearchOptions(beam_size=1, return_attention=True)
-    found = greedy(searchable(model), src, src_lengths, opts)
+    found = greedy(model, src, src_lengths, opts)
     right = sum(hyps[0].tokens == tgt for hyps, (_, tgt) in zip(found, pairs))
     assert right >= 16
     first = found[0][0]
     assert first.attention.shape == (len(first.tokens) + 1, len(pairs[0][0]) + 1)
 
 
-def test_beam_search_is_batch_independent_and_scores_like_the_forward_pass(copier) -> None:
+def test_int8_quantization_covers_every_linear_and_keeps_the_outputs(copier) -> None:
+    from nmt.quantize import quantize_int8
+
     model, _ = copier
-    pairs = _copy_pairs(6, seed=20_000)
-    srcs = [s for s, _ in pairs]
-    opts = SearchOptions(beam_size=4, nbest=2)
-    src, src_lengths = source_tensor(srcs)
-    batched = beam_search(searchable(model), src, src_lengths, opts)
-    for i, s in enumerate(srcs):
-        one, one_lengths = source_tensor([s])
-        alone = beam_search(searchable(model), one, one_lengths, opts)[0]
-        assert [h.tokens for h in alone] == [h.tokens for h in batched[i]]
-        lp = pytest.approx([h.log_prob for h in batched[i]], abs=1e-5)
-        assert [h.log_prob for h in alone] == lp
-    best = [hyps[0] for hyps in batched]
-    forced = score_tokens(model, src, src_lengths, [h.tokens for h in best])
-    assert forced == pytest.approx([h.log_prob for h in best], abs=1e-4)
-    beam1 = beam_search(searchable(model), src, src_lengths, SearchOptions(beam_size=1))
-    greedy_hyps = greedy(searchable(model), src, src_lengths, SearchOptions(beam_size=1))
-    assert [h[0].tokens for h in beam1] == [h[0].tokens for h in greedy_hyps]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing reaches the user's terminal
+        quantized = quantize_int8(model)
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert isinstance(quantized.output, dynamic)  # tied: an int8 copy of its own
+    assert not [n for n, m in quantized.named_modules() if type(m) is torch.nn.Linear]
+    assert isinstance(model.output, TiedOutput)  # the float model is left as it was
+    pairs = _copy_pairs(40, seed=30_000)
+    src, src_lengths = source_tensor([s for s, _ in pairs])
+    for fn, opts in [(greedy, SearchOptions(beam_size=1)), (beam_search, SearchOptions())]:
+        expected = fn(model, src, src_lengths, opts)
+        found = fn(quantized, src, src_lengths, opts)
+        same = sum(a[0].tokens == b[0].tokens for a, b in zip(expected, found))
+        assert same >= 36
+        # the model is as sure of its outputs: mean log-probabilities a sentence agree
+        mean = sum(h[0].log_prob for h in expected) / len(pairs)
+        assert sum(h[0].log_prob for h in found) / len(pairs) == pytest.approx(mean, abs=0.05)
 
 
 # -- config and checkpoints --------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, save_checkpoint
+from nmt.search import SearchOptions
 from nmt.translate import Translator
 
 
@@ -93,12 +96,12 @@ def test_worker_processes_give_the_same_translations(
     trained, translator, sentences, beam_size
 ) -> None:
     # small batches so that both workers get several; input order must survive the pool
-    options = dict(beam_size=beam_size, nbest=min(beam_size, 2), return_attention=True)
+    options = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 2), return_attention=True)
     mixed = ["", *sentences, ""]
-    alone = translator.translate(mixed, batch_tokens=60, **options)
+    alone = translator.translate(mixed, options, batch_tokens=60)
     parallel = Translator(trained, workers=2)
     try:
-        together = parallel.translate(mixed, batch_tokens=60, **options)
+        together = parallel.translate(mixed, options, batch_tokens=60)
     finally:
         parallel.close()
     assert [t.source for t in together] == mixed
@@ -111,10 +114,93 @@ def test_worker_processes_give_the_same_translations(
         assert sum(a, []) == pytest.approx(sum(b, []), abs=1e-5)
 
 
-def test_workers_option_is_checked(trained) -> None:
-    from nmt import NmtError
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 0}, "workers must be a whole number >= 1, got 0"),
+        ({"device": "cuda", "workers": 2}, "workers above 1 run on the CPU only"),
+        ({"threads": -1}, "threads must be a whole number >= 0, got -1"),
+        ({"quantize": "int4"}, "quantize must be one of none, int8, got 'int4'"),
+        ({"device": "cuda", "quantize": "int8"}, "quantize int8 runs on the CPU only"),
+    ],
+)
+def test_translator_options_are_checked(trained, options, message) -> None:
+    with pytest.raises(NmtError, match=message):
+        Translator(trained, **options)
 
-    with pytest.raises(NmtError, match="--workers must be >= 1"):
-        Translator(trained, workers=0)
-    with pytest.raises(NmtError, match="CPU only"):
-        Translator(trained, device="cuda", workers=2)
+
+def test_search_options_or_keywords_give_the_same(translator, sentences) -> None:
+    options = SearchOptions(beam_size=3, nbest=2, length_penalty="avg")
+    by_options = translator.translate(sentences, options)
+    by_keywords = translator.translate(sentences, beam_size=3, nbest=2, length_penalty="avg")
+    assert _summary(by_options) == _summary(by_keywords)
+    with pytest.raises(TypeError, match="either options or search keywords"):
+        translator.translate(sentences, options, beam_size=2)
+    # a library caller gets the checks the command line gets
+    with pytest.raises(NmtError, match=r"nbest must be between 1 and beam_size \(2\)"):
+        translator.translate(sentences, beam_size=2, nbest=3)
+    with pytest.raises(NmtError, match="max_len_ratio must be a finite number"):
+        translator.translate(sentences, max_len_ratio=float("nan"))
+    with pytest.raises(NmtError, match="batch_tokens must be a whole number >= 1"):
+        translator.translate(sentences, batch_tokens=0)
+
+
+def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, monkeypatch) -> None:
+    import nmt.translate
+
+    before = torch.get_num_threads()
+    seen = []
+    search_ids = nmt.translate.search_ids
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return search_ids(*args, **kwargs)
+
+    monkeypatch.setattr(nmt.translate, "search_ids", spy)
+    translator = Translator(trained, threads=before + 1)
+    assert torch.get_num_threads() == before
+    translator.translate(sentences[:2], beam_size=2)
+    assert seen == [before + 1]  # its threads while it translates
+    assert torch.get_num_threads() == before
+
+
+# -- which attention a Transformer shows ---------------------------------------------------
+def test_attention_layer_and_head_choose_the_transformer_attention(
+    trained_transformer, sentences
+) -> None:
+    default = Translator(trained_transformer)
+    chosen = Translator(trained_transformer, attention_layer=0, attention_head=1)
+    assert (chosen.model.attention_layer, chosen.model.attention_head) == (0, 1)
+    a = default.translate(sentences[:3], beam_size=3, return_attention=True)
+    b = chosen.translate(sentences[:3], beam_size=3, return_attention=True)
+    assert [t.text for t in a] == [t.text for t in b]  # what is shown changes, not the output
+    model = load_checkpoint(trained_transformer).model
+    model.choose_attention(0, 1)
+    src_ids = chosen.tokenizer.encode_src(sentences[:1])
+    hyp = chosen._search(src_ids, SearchOptions(beam_size=3, return_attention=True), 4096)[0][0]
+    with torch.inference_mode():
+        src = torch.tensor([src_ids[0] + [3]])
+        tgt_in = torch.tensor([[2] + hyp.tokens])  # BOS
+        _, att = model(src, torch.tensor([src.size(1)]), tgt_in, return_attention=True)
+    shown = sum(b[0].hypotheses[0].attention, [])
+    assert shown == pytest.approx(att[0].flatten().tolist(), abs=1e-5)
+    assert sum(a[0].hypotheses[0].attention, []) != pytest.approx(shown, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"attention_layer": 2}, "attention_layer must be between -2 and 1 .* got 2"),
+        ({"attention_head": 4}, "attention_head must be between 0 and 3 .* got 4"),
+        ({"attention_head": "1"}, "attention_head must be a head number or None"),
+    ],
+)
+def test_attention_layer_and_head_are_checked(trained_transformer, options, message) -> None:
+    with pytest.raises(NmtError, match=message):
+        Translator(trained_transformer, **options)
+
+
+def test_attention_layer_and_head_are_refused_for_an_rnn(trained) -> None:
+    with pytest.raises(NmtError, match=f"{trained} is an RNN, which has one"):
+        Translator(trained, attention_head=0)
+    Translator(trained, attention_layer=-1, attention_head=None)  # the defaults are fine

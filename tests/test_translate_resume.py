@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from nmt import NmtError
-from nmt.translate import Translator, translate_file
+from nmt.search import SearchOptions
+from nmt.translate import StreamOptions, Translator, translate_file
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,18 @@ def source(toy_dir) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _translate(translator, source: bytes, out: Path, **kwargs) -> str:
-    translate_file(translator, io.BytesIO(source), out, beam_size=3, **kwargs)
+def _translate(
+    translator,
+    source: bytes,
+    out: Path,
+    fmt: str = "text",
+    chunk_lines: int = 10_000,
+    resume: bool = False,
+    nbest: int = 1,
+) -> str:
+    search = SearchOptions(beam_size=3, nbest=nbest)
+    stream = StreamOptions(fmt=fmt, chunk_lines=chunk_lines)
+    translate_file(translator, io.BytesIO(source), out, search, stream, resume=resume)
     return out.read_text(encoding="utf-8")
 
 
@@ -106,7 +117,7 @@ def test_without_resume_an_old_partial_is_discarded(translator, source, referenc
 
 
 def test_resume_refuses_multi_line_nbest_text(translator, source, tmp_path):
-    with pytest.raises(NmtError, match="--resume"):
+    with pytest.raises(NmtError, match="resume works with one output line"):
         _translate(translator, source, tmp_path / "o.txt", resume=True, nbest=2)
 
 

@@ -1,11 +1,14 @@
-"""Training speed of the reference RNN (recipes/multi30k/reference.yaml) on Multi30k de->en.
+"""Training speed on Multi30k de->en of the reference RNN (recipes/multi30k/reference.yaml) or,
+with --arch transformer, of the Transformer recipe (recipes/multi30k/transformer.yaml).
 
 Prints target tokens/s, peak RSS and the fraction of this machine's fp32 matmul peak (measured
-in the same run) that the training step reaches; with --vs-joey, trains JoeyNMT's reference
-config for the same number of steps in the same run and prints the ratio. Run it with nothing
+in the same run) that the training step reaches; with --vs-joey, trains JoeyNMT's config of the
+same architecture (the peers' reference RNN, or tools/joey.py's Transformer with the recipe's
+sizes) for the same number of steps in the same run and prints the ratio. Run it with nothing
 else busy on the machine.
 
 usage: MULTI30K_DIR=../shared/data/multi30k python tools/bench_train.py [--steps N] [--vs-joey]
+       [--arch rnn|transformer]
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ import joey  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FLOP_PER_TARGET_TOKEN = 47e6  # forward + backward of the reference model (../shared/peers)
+CONFIGS = {"rnn": "reference.yaml", "transformer": "transformer.yaml"}
+
+
+def transformer_flop_per_target_token(recipe: Path, vocab: int = 8000) -> float:
+    """Forward + backward (3 x the forward's 2 x multiply-adds) of a training step per target
+    token, from the recipe's sizes, counting the matmuls of the projections, feed-forward
+    layers and output layer; the attention scores (S or T x D a token) are left out, and the
+    source is taken as long as the target (Multi30k's German is slightly longer)."""
+    m = joey._recipe(recipe)["model"]
+    d, ff = int(m["d_model"]), int(m["ff_size"])
+    enc = int(m["enc_layers"]) * (4 * d * d + 2 * d * ff)
+    # self-attention (4 D^2), cross-attention queries/outputs and keys/values (2 + 2 D^2), FF
+    dec = int(m["dec_layers"]) * (8 * d * d + 2 * d * ff)
+    return 6.0 * (enc + dec + d * vocab)
 
 
 def matmul_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
@@ -40,7 +57,9 @@ def matmul_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def train_ours(data: Path, out: Path, steps: int, threads: int, extra: list[str]) -> dict:
+def train_ours(
+    data: Path, out: Path, steps: int, threads: int, extra: list[str], config: str
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
     if (run_dir / "log.jsonl").exists():
@@ -59,7 +78,7 @@ def train_ours(data: Path, out: Path, steps: int, threads: int, extra: list[str]
         "train.threads": threads,
     }
     cmd = [sys.executable, "-m", "nmt", "train", "-q"]
-    cmd += ["--config", str(REPO / "recipes/multi30k/reference.yaml")]
+    cmd += ["--config", str(REPO / "recipes/multi30k" / config)]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     for item in extra:
@@ -85,6 +104,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vs-joey", action="store_true", help="run JoeyNMT's reference too")
+    ap.add_argument("--arch", choices=CONFIGS, default="rnn", help="which recipe to train")
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="override for ours")
     args = ap.parse_args()
@@ -93,8 +113,13 @@ def main() -> None:
         raise SystemExit(f"no Multi30k at {data}: set MULTI30K_DIR")
     peak = matmul_peak(args.threads)
     print(f"fp32 matmul peak, {args.threads} threads: {peak:,.0f} GFLOP/s", flush=True)
-    ours = train_ours(data, args.cache / "bench_train_nmt", args.steps, args.threads, args.sets)
-    frac = ours["tokens_per_s"] * FLOP_PER_TARGET_TOKEN / (peak * 1e9)
+    config = CONFIGS[args.arch]
+    flop = FLOP_PER_TARGET_TOKEN
+    if args.arch == "transformer":
+        flop = transformer_flop_per_target_token(REPO / "recipes/multi30k" / config)
+    out = args.cache / f"bench_train_nmt_{args.arch}"
+    ours = train_ours(data, out, args.steps, args.threads, args.sets, config)
+    frac = ours["tokens_per_s"] * flop / (peak * 1e9)
     print(
         f"nmt      {ours['tokens_per_s']:8,.0f} target tok/s  "
         f"peak RSS {ours['peak_rss_mb']:6,.0f} MB"
@@ -103,11 +128,14 @@ def main() -> None:
     )
     if not args.vs_joey:
         return
-    cache = args.cache / "joey"
+    # a cache of its own (venv, spm, model) for the Transformer: joey.train wipes the model dir
+    cache = args.cache / ("joey" if args.arch == "rnn" else f"joey-{args.arch}")
     joey.ensure_joey(cache)
     joey.ensure_spm(cache, data)
-    theirs = joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
-    jfrac = theirs["tokens_per_s"] * FLOP_PER_TARGET_TOKEN / (peak * 1e9)
+    theirs = joey.train(
+        cache, data, args.steps, threads=args.threads, validation_freq=0, arch=args.arch
+    )
+    jfrac = theirs["tokens_per_s"] * flop / (peak * 1e9)
     print(
         f"joeynmt  {theirs['tokens_per_s']:8,.0f} target tok/s  peak RSS "
         f"{theirs['peak_rss_mb']:6,.0f} MB  {jfrac:6.1%} of matmul peak  "

@@ -6,7 +6,8 @@ venv's python, the way /work/shared/peers/run_joey.sh does:
 
     ensure_joey(cache)            -> cache/venv/bin/python  (torch 2.13.0+cpu, joeynmt 2.3.0)
     ensure_spm(cache, data)       -> cache/spm              (joint unigram spm, 8k, as train_spm.py)
-    write_config(cache, data,...) -> cache/config.yaml      (joey_rnn_m30k_deen.yaml, paths filled)
+    write_config(cache, data,...) -> cache/config.yaml      (joey_rnn_m30k_deen.yaml, paths filled;
+                                                             arch="transformer": its Transformer)
     train(cache, data, steps)     -> {"steps", "seconds", "tokens_per_s", "peak_rss_mb", ...}
     translate(cache, data, src, beam, out) -> {"seconds", "sentences", "sentences_per_s", "out"}
 
@@ -54,6 +55,8 @@ PEERS = SHARED / "peers"
 DEFAULT_DATA = Path(os.environ.get("MULTI30K_DIR", SHARED / "data" / "multi30k"))
 DEFAULT_CACHE = REPO / ".bench-cache" / "joey"
 TEMPLATE = PEERS / "joey_rnn_m30k_deen.yaml"
+TRANSFORMER_RECIPE = REPO / "recipes" / "multi30k" / "transformer.yaml"
+ARCHS = ("rnn", "transformer")
 REFERENCE_LOGGING_FREQ = 50
 NEVER = 10**9  # validation_freq that is never reached
 
@@ -162,6 +165,91 @@ def _set_key(text: str, section: str, key: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _recipe(path: Path) -> dict[str, dict[str, str]]:
+    """The `section: {key: value}` pairs of one of nmt's flat YAML recipes (stdlib only: two
+    levels of `key: value` lines, comments dropped; values stay strings)."""
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        key, _, value = line.strip().partition(":")
+        if not line[0].isspace():
+            current = sections.setdefault(key, {})
+        elif current is not None:
+            current[key] = value.strip()
+    return sections
+
+
+def _joey_stack(side: str, layers: str, m: dict[str, str]) -> str:
+    """Joey's `encoder:` or `decoder:` block of a Transformer with the recipe's sizes."""
+    return f"""\
+    {side}:
+        type: "transformer"
+        num_layers: {layers}
+        num_heads: {m["heads"]}
+        embeddings:
+            embedding_dim: {m["d_model"]}
+            scale: True
+            dropout: 0.0
+        hidden_size: {m["d_model"]}
+        ff_size: {m["ff_size"]}
+        dropout: {m["dropout"]}
+        layer_norm: "{m.get("norm", "pre")}"
+"""
+
+
+def transformer_template(rnn_text: str, recipe: Path = TRANSFORMER_RECIPE) -> str:
+    """JoeyNMT's Transformer with the sizes and training settings of nmt's Multi30k recipe
+    (recipes/multi30k/transformer.yaml), on the data, vocabulary and budget of the peers' RNN
+    config `rnn_text`: its `model:` section is replaced and the training keys of the schedule
+    set. Joey's `warmupinversesquareroot` is the same curve as nmt's noam: linear to
+    `learning_rate` at `learning_rate_warmup` updates, then 1 / sqrt(step).
+
+    Joey has one `dropout` a layer for all its dropout sites: it gets model.dropout (the
+    recipe's residual dropout); shared source/target embeddings are `tied_embeddings`, the
+    tied output layer `tied_softmax`."""
+    r = _recipe(recipe)
+    m, t = r["model"], r["train"]
+    head, sep, _ = rnn_text.partition("\nmodel:\n")
+    if not sep:
+        raise ValueError("no top-level model section in the Joey config")
+    text = (
+        head
+        + "\n"
+        + f"""\
+model:
+    initializer: "xavier_uniform"
+    bias_initializer: "zeros"
+    init_gain: 1.0
+    embed_initializer: "xavier_uniform"
+    embed_init_gain: 1.0
+    tied_embeddings: {m.get("share_embeddings", "false").capitalize()}
+    tied_softmax: {m.get("tie_output", "true").capitalize()}
+"""
+        + _joey_stack("encoder", m["enc_layers"], m)
+        + _joey_stack("decoder", m["dec_layers"], m)
+    )
+    text = text.replace('name: "m30k_deen_rnn"', 'name: "m30k_deen_transformer"')
+    text = text.replace("reference RNN", "Transformer (tools/joey.py, from recipes/multi30k)")
+    # the RNN's note on its scheduler does not apply to this one
+    text = "".join(ln for ln in text.splitlines(True) if "plateau fails" not in ln)
+    for key, value in [
+        ("scheduling", '"warmupinversesquareroot"'),
+        ("learning_rate", t["lr"]),
+        ("learning_rate_warmup", t["warmup_steps"]),
+        ("adam_betas", t.get("adam_betas", "[0.9, 0.999]")),
+        ("label_smoothing", t.get("label_smoothing", "0.1")),
+        ("clip_grad_norm", t.get("clip_norm", "1.0")),
+        # Joey counts a batch as sentences x its longer side, nmt both sides: half as many
+        # tokens make batches of as many sentences
+        ("batch_size", str(int(t["batch_tokens"]) // 2)),
+    ]:
+        text = _set_key(text, "training", key, value)
+    return text
+
+
 def _freqs(max_steps: int | None, validation_freq: int) -> tuple[int, int]:
     """(logging_freq, validation_freq) satisfying Joey's check that logging_freq divides
     validation_freq: validation_freq is kept, logging_freq is the largest divisor of it that is
@@ -181,15 +269,20 @@ def write_config(
     validation_freq: int = 300,
     threads: int = 2,
     path: Path | None = None,
+    arch: str = "rnn",
 ) -> Path:
     """Write cache_dir/config.yaml: the peers' joey_rnn_m30k_deen.yaml with model dir
     cache_dir/model, the data and cache_dir/spm paths filled in, `training.updates: max_steps`
     (Joey's stop-after-N-updates key) when given, and validation_freq (0 = never; see the module
     docstring for the logging_freq adjustment). Joey has no thread setting of its own: `threads`
     is applied through OMP_NUM_THREADS/MKL_NUM_THREADS by train()/translate() and is only
-    recorded here as a comment."""
+    recorded here as a comment. arch "transformer": `transformer_template` of the RNN config."""
     cache_dir, data_dir = Path(cache_dir).resolve(), Path(data_dir).resolve()
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
     text = TEMPLATE.read_text()
+    if arch == "transformer":
+        text = transformer_template(text)
     text = (
         text.replace("@MODEL_DIR@", str(cache_dir / "model"))
         .replace("@DATA@", str(data_dir))
@@ -201,7 +294,7 @@ def write_config(
     if max_steps is not None:
         text = _set_key(text, "training", "updates", str(int(max_steps)))
     header = (
-        f"# written by nmt tools/joey.py: max_steps={max_steps} validation_freq={vf} "
+        f"# written by nmt tools/joey.py: arch={arch} max_steps={max_steps} validation_freq={vf} "
         f"logging_freq={lf} threads={threads} (threads via OMP/MKL_NUM_THREADS)\n"
     )
     out = Path(path) if path is not None else cache_dir / "config.yaml"
@@ -342,10 +435,12 @@ def train(
     threads: int = 2,
     *,
     validation_freq: int = 300,
+    arch: str = "rnn",
 ) -> dict:
     """Train Joey from scratch (the model dir is wiped: the reference config has overwrite: True)
-    for `steps` updates, `python -m joeynmt train config --skip-test` with OMP/MKL_NUM_THREADS =
-    threads, timed as a whole process. Returns
+    for `steps` updates (`arch`: the peers' RNN or `transformer_template`),
+    `python -m joeynmt train config --skip-test` with OMP/MKL_NUM_THREADS = threads, timed as
+    a whole process. Returns
 
     steps, seconds (whole process incl. start-up and validation), loop_seconds (Joey's training
     loop, from its log), validation_seconds, tokens_per_s (median of Joey's 'Tokens per Sec'
@@ -358,7 +453,12 @@ def train(
     py = ensure_joey(cache_dir)
     ensure_spm(cache_dir, data_dir)
     cfg = write_config(
-        cache_dir, data_dir, max_steps=steps, validation_freq=validation_freq, threads=threads
+        cache_dir,
+        data_dir,
+        max_steps=steps,
+        validation_freq=validation_freq,
+        threads=threads,
+        arch=arch,
     )
     model_dir = cache_dir / "model"
     cmd = [str(py), "-m", "joeynmt", "train", str(cfg), "--skip-test"]
@@ -466,6 +566,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, help="train from scratch for N updates")
     ap.add_argument("--validation-freq", type=int, default=300, help="0 = never validate")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arch", choices=ARCHS, default="rnn", help="the peers' RNN or a Transformer")
     ap.add_argument(
         "--translate-beam",
         type=int,
@@ -486,7 +587,9 @@ def main(argv: list[str] | None = None) -> None:
             json.dumps({"python": str(venv_python(cache)), "spm": str(ensure_spm(cache, a.data))})
         )
     if a.steps is not None:
-        res = train(cache, a.data, a.steps, a.threads, validation_freq=a.validation_freq)
+        res = train(
+            cache, a.data, a.steps, a.threads, validation_freq=a.validation_freq, arch=a.arch
+        )
         print(json.dumps(res), flush=True)
     src = a.src_file or a.data / "test_2016_flickr.de"
     ref = src.with_suffix(".en") if src.suffix == ".de" else None

@@ -3,10 +3,11 @@
 # decoding of test_2016_flickr, BLEU and chrF with signatures in RUN_DIR/results.json.
 #
 # usage: recipes/multi30k/run.sh [SRC] [TGT] [CONFIG] [--set section.key=value ...]
-#   SRC/TGT: de en | en de | fr en        CONFIG: small | full (recipes/multi30k/CONFIG.yaml)
+#   SRC/TGT: de en | en de | fr en
+#   CONFIG: small | full | transformer (recipes/multi30k/CONFIG.yaml)
 #   defaults: de en small; --set options go to `nmt train`
 # env:   LENGTH_PENALTIES  GNMT alphas tried on val, the best BLEU decodes test (default: one
-#                       value, 1.0, for small; 0.6 to 1.4 for full)
+#                       value, 1.0, for small; 0.6 to 1.4 for full and transformer)
 #        MULTI30K_DIR   folder with {train,val,test_2016_flickr}.{de,en,fr}; when unset the
 #                       de/en data comes from the Hugging Face hub (bentrevett/multi30k)
 #        RUN_DIR        default runs/multi30k-SRC-TGT-CONFIG (relative to the repo root)
@@ -22,7 +23,7 @@ nmt=${NMT:-$(command -v nmt || echo "$root/.venv/bin/nmt")}
 python=$(dirname "$nmt")/python
 [ -x "$python" ] || python=python3
 step() { printf '\n[%s] %s\n' "$(date +%T)" "$*" >&2; }
-[ -f "$here/$config.yaml" ] || { echo "no config $here/$config.yaml (small or full)" >&2; exit 2; }
+[ -f "$here/$config.yaml" ] || { echo "no config $here/$config.yaml (small, full or transformer)" >&2; exit 2; }
 mkdir -p "$run/data"
 start=$(date +%s)
 
@@ -59,7 +60,8 @@ step "sentencepiece -> $run/tokenizer"
 
 step "training ($config) -> $run"
 if [ ! -f "$run/train.json" ]; then
-  resume=()
+  # continue an interrupted run; one killed before its first checkpoint starts over
+  resume=(--overwrite)
   [ -f "$run/last.pt" ] && resume=(--resume "$run/last.pt")
   "$nmt" train --config "$here/$config.yaml" "${resume[@]}" \
     --set data.train_src="$run/data/train.$src" --set data.train_tgt="$run/data/train.$tgt" \
@@ -73,7 +75,7 @@ fi
 translate=("$nmt" translate "$run/best.pt" --beam-size 5 --workers "$(nproc)" --threads 1 -q)
 
 # the length penalty is chosen on val, never on test
-case $config in full) default_penalties="0.6 0.8 1.0 1.2 1.4" ;; *) default_penalties="1.0" ;; esac
+case $config in full|transformer) default_penalties="0.6 0.8 1.0 1.2 1.4" ;; *) default_penalties="1.0" ;; esac
 read -r -a penalties <<< "${LENGTH_PENALTIES:-$default_penalties}"
 if [ ! -f "$run/length_penalty" ]; then
   if [ "${#penalties[@]}" -eq 1 ]; then

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The built-in English -> Portuguese corpus from generation to a BLEU score, offline.
-# usage: recipes/toy/run.sh [RUN_DIR]        (default runs/demo, relative to the repo root)
+# usage: recipes/toy/run.sh [RUN_DIR] [CONFIG]
+#   RUN_DIR default runs/demo (relative to the repo root); CONFIG default recipes/toy/config.yaml
+#   (the attention GRU); recipes/toy/transformer.yaml trains a Transformer instead
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 run=${1:-runs/demo}
+config=${2:-$here/config.yaml}
+[ -f "$config" ] || { echo "no config $config" >&2; exit 2; }
 step() { printf '\n[%s] %s\n' "$(date +%T)" "$*" >&2; }
 start=$(date +%s)
 
@@ -12,8 +16,9 @@ step "corpus -> $run/data"
 nmt data toy -o "$run/data" --size 20000 --seed 1
 
 step "training (tokenizer included) -> $run"
-# the config names runs/demo; point it at $run when another folder is given
-nmt train --config "$here/config.yaml" \
+# the config names its own run folder; point it at $run when another folder is given. The demo
+# starts over each time: --overwrite replaces the run an earlier demo left there (the data stays)
+nmt train --config "$config" --overwrite \
   --set data.train_src="$run/data/train.en" --set data.train_tgt="$run/data/train.pt" \
   --set data.valid_src="$run/data/valid.en" --set data.valid_tgt="$run/data/valid.pt" \
   --set train.run_dir="$run" > "$run/train.json"

@@ -1,0 +1,118 @@
+"""Checkpoint averaging: the mean of the weights, written as an export; refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt import NmtError
+from nmt.average import average_checkpoints, last_checkpoints
+from nmt.checkpoint import load_checkpoint, read_state, require_training_state, save_checkpoint
+from nmt.config import config_from_dict
+from nmt.export import checkpoint_info
+from nmt.model import build_model
+from nmt.tokenizer import train_tokenizer
+
+MODELS = {
+    "rnn": {"embed_dim": 16, "enc_hidden_size": 16, "hidden_size": 24},
+    "transformer": {"arch": "transformer", "d_model": 16, "heads": 2, "ff_size": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(toy_dir):
+    src = (toy_dir / "train.en").read_text(encoding="utf-8").splitlines()[:300]
+    tgt = (toy_dir / "train.pt").read_text(encoding="utf-8").splitlines()[:300]
+    return train_tokenizer(src, tgt, vocab_size=120)
+
+
+def _save(path, tokenizer, *, seed, step, arch="rnn", **model):
+    config = config_from_dict({"model": {**MODELS[arch], "share_embeddings": True, **model}})
+    torch.manual_seed(seed)
+    net = build_model(
+        config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
+    )
+    state = {"step": step, "optimizer": {}, "rng": torch.get_rng_state()}
+    save_checkpoint(path, model=net, config=config, tokenizer=tokenizer, train_state=state)
+    return path
+
+
+@pytest.mark.parametrize("arch", MODELS)
+def test_the_average_is_the_mean_of_the_weights(arch, tokenizer, tmp_path):
+    paths = [_save(tmp_path / f"{i}.pt", tokenizer, seed=i, step=10 * i, arch=arch) for i in (1, 2)]
+    result = average_checkpoints(paths, tmp_path / "avg.pt")
+    assert result.steps == [10, 20]
+    a, b = (read_state(p)["model"] for p in paths)
+    avg = read_state(tmp_path / "avg.pt")
+    assert avg["kind"] == "export" and avg["train_state"] is None
+    assert avg["trained"]["step"] == 20
+    assert set(avg["model"]) == set(a)
+    for name, value in avg["model"].items():
+        torch.testing.assert_close(value, (a[name] + b[name]) / 2, msg=name)
+    # a normal checkpoint for translation, the shared embedding still one matrix
+    ckpt = load_checkpoint(tmp_path / "avg.pt")
+    assert ckpt.model.src_embed.weight is ckpt.model.tgt_embed.weight
+    torch.testing.assert_close(ckpt.model.src_embed.weight, avg["model"]["src_embed.weight"])
+    with pytest.raises(NmtError, match="cannot resume"):
+        require_training_state(ckpt, tmp_path / "avg.pt")
+    # `nmt info` counts the parameters of the checkpoint's own architecture
+    info = checkpoint_info(tmp_path / "avg.pt")
+    assert info["parameters"] == sum(p.numel() for p in ckpt.model.parameters())
+    assert (info["kind"], info["step"], info["model"]["arch"]) == ("export", 20, arch)
+
+
+def test_checkpoints_of_other_models_or_tokenizers_are_refused(tokenizer, toy_dir, tmp_path):
+    base = _save(tmp_path / "a.pt", tokenizer, seed=1, step=1)
+    wider = _save(tmp_path / "b.pt", tokenizer, seed=1, step=2, hidden_size=32)
+    with pytest.raises(NmtError, match=r"b\.pt has another model config"):
+        average_checkpoints([base, wider], tmp_path / "avg.pt")
+    lines = (toy_dir / "train.en").read_text(encoding="utf-8").splitlines()[300:600]
+    other = _save(tmp_path / "c.pt", train_tokenizer(lines, lines, vocab_size=120), seed=1, step=2)
+    with pytest.raises(NmtError, match=r"c\.pt has another tokenizer"):
+        average_checkpoints([base, other], tmp_path / "avg.pt")
+    arch = _save(tmp_path / "d.pt", tokenizer, seed=1, step=2, arch="transformer")
+    with pytest.raises(NmtError, match="another model config"):
+        average_checkpoints([base, arch], tmp_path / "avg.pt")
+    with pytest.raises(NmtError, match="at least two"):
+        average_checkpoints([base], tmp_path / "avg.pt")
+    with pytest.raises(NmtError, match="would overwrite"):
+        average_checkpoints([base, base], base)
+    assert not (tmp_path / "avg.pt").exists()
+
+
+def test_the_last_checkpoints_of_a_run_folder(tokenizer, tmp_path):
+    for name, step in [("step-10.pt", 10), ("step-20.pt", 20), ("last.pt", 30), ("best.pt", 30)]:
+        _save(tmp_path / name, tokenizer, seed=step, step=step)
+    assert last_checkpoints(tmp_path, 2) == [tmp_path / "step-20.pt", tmp_path / "last.pt"]
+    with pytest.raises(NmtError, match="3 distinct training steps, fewer than --last 4"):
+        last_checkpoints(tmp_path, 4)
+
+
+def test_the_average_command(tokenizer, tmp_path):
+    from typer.testing import CliRunner
+
+    from nmt.cli import app
+
+    def nmt(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    run = tmp_path / "run"
+    run.mkdir()
+    a = _save(run / "best.pt", tokenizer, seed=1, step=10)
+    b = _save(run / "last.pt", tokenizer, seed=2, step=20)
+    r = nmt("average", a, b, "-o", tmp_path / "avg.pt")
+    assert r.exit_code == 0, r.stderr
+    assert "mean of 2 checkpoints (steps 10, 20)" in r.stderr
+    r = nmt("average", run, "--last", "2", "-o", tmp_path / "avg2.pt")
+    assert r.exit_code == 0, r.stderr
+    one, two = (read_state(tmp_path / n)["model"] for n in ("avg.pt", "avg2.pt"))
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    for args, mention in [
+        ((run,), "pass it alone with --last N"),
+        ((a, b, "--last", "2"), "needs one run folder"),
+        ((run, "--last", "3"), "fewer than --last 3"),
+    ]:
+        r = nmt("average", *args, "-o", tmp_path / "x.pt")
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert mention in r.stderr
+    assert not (tmp_path / "x.pt").exists()
