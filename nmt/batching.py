@@ -6,12 +6,22 @@ targets are split into decoder input (BOS y) and output (y EOS).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 from nmt.tokenizer import BOS, EOS, PAD
+
+T = TypeVar("T")
+
+# corpora of this many pairs or more are sorted one target length at a time (less memory)
+BUCKET_SORT_FROM = 1 << 18
 
 
 @dataclass
@@ -61,12 +71,31 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def plan_batches(
-    src_lens: Sequence[int],
-    tgt_lens: Sequence[int],
+@dataclass
+class BatchPlan:
+    """Batches of example indices as arrays: batch k is `order[starts[k]:ends[k]]`.
+
+    Two arrays the size of the corpus, not a Python list per batch: an epoch of millions of
+    pairs is planned in a few bytes a pair.
+    """
+
+    order: np.ndarray  # (N,) example indices, grouped batch after batch
+    starts: np.ndarray  # (n_batches,) where each batch starts in `order`, in the plan's order
+    ends: np.ndarray  # (n_batches,)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, k: int) -> list[int]:
+        return self.order[self.starts[k] : self.ends[k]].tolist()
+
+
+def plan_epoch(
+    src_lens: Sequence[int] | np.ndarray,
+    tgt_lens: Sequence[int] | np.ndarray,
     batch_tokens: int,
     generator: torch.Generator | None = None,
-) -> list[list[int]]:
+) -> BatchPlan:
     """Group example indices into batches of similar length.
 
     A batch holds at most `batch_tokens` tokens counted with padding: sentences x (longest
@@ -76,27 +105,90 @@ def plan_batches(
     """
     n = len(src_lens)
     if n == 0:
-        return []
-    src_t = torch.as_tensor(src_lens, dtype=torch.long) + 1  # + EOS
-    tgt_t = torch.as_tensor(tgt_lens, dtype=torch.long) + 1  # + BOS/EOS
+        return BatchPlan(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
+    src_l, tgt_l = np.asarray(src_lens), np.asarray(tgt_lens)
     tie = torch.rand(n, generator=generator) if generator is not None else torch.zeros(n)
     # lexicographic sort on (target length, source length, random tie-break): the decoder
     # steps through every padded target position, while packing spares the encoder padding
-    key = (tgt_t * 4096 + src_t).double() + tie.double() * 0.5
-    order = torch.argsort(key).tolist()
-    src_l, tgt_l = src_t.tolist(), tgt_t.tolist()
-    batches: list[list[int]] = []
-    current: list[int] = []
-    max_s = max_t = 0
-    for i in order:
-        s, t = max(max_s, src_l[i]), max(max_t, tgt_l[i])
-        if current and (len(current) + 1) * (s + t) > batch_tokens:
-            batches.append(current)
-            current, s, t = [], src_l[i], tgt_l[i]
-        current.append(i)
-        max_s, max_t = s, t
-    batches.append(current)
+    if generator is not None and n >= BUCKET_SORT_FROM:
+        order = _sort_by_buckets(src_l, tgt_l, tie.numpy())
+    else:
+        # the key (t + 1) * 4096 + (s + 1) + tie / 2 (+ 1: EOS, BOS/EOS) is exact in float64
+        key = tgt_l.astype(np.float64)
+        key *= 4096
+        key += src_l
+        key += 4096 + 1
+        order = torch.argsort(torch.from_numpy(key).add_(tie, alpha=0.5)).numpy()
+        del key
+    del tie
+    if n < 2**31:
+        order = order.astype(np.int32, copy=False)  # half the memory of the plan
+    bounds = _greedy_bounds(src_l[order], tgt_l[order], batch_tokens)
+    starts, ends = bounds[:-1], bounds[1:]
     if generator is not None:
-        perm = torch.randperm(len(batches), generator=generator).tolist()
-        batches = [batches[p] for p in perm]
-    return batches
+        perm = torch.randperm(len(starts), generator=generator).numpy()
+        starts, ends = starts[perm], ends[perm]
+    return BatchPlan(order, starts, ends)
+
+
+def _sort_by_buckets(src_l: np.ndarray, tgt_l: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """The order of a sort on (target length, source length, tie), one target length at a
+    time: temporary arrays the size of one length's pairs, not of the corpus (a global
+    argsort of a float64 key needs some 30 bytes a pair). It agrees with that argsort except
+    on exactly equal keys, which the argsort leaves in no defined order anyway."""
+    order = np.empty(len(src_l), dtype=np.int32 if len(src_l) < 2**31 else np.int64)
+    at = 0
+    for t in np.unique(tgt_l).tolist():
+        members = np.flatnonzero(tgt_l == t)
+        members = members[np.lexsort((tie[members], src_l[members]))]
+        order[at : at + len(members)] = members
+        at += len(members)
+    return order
+
+
+def _greedy_bounds(src_l: np.ndarray, tgt_l: np.ndarray, batch_tokens: int) -> np.ndarray:
+    """Boundaries in the sorted order, [0, ..., N]: each batch takes sentences while
+    (sentences) x (longest source + longest target) stays within the budget (+ 1 for EOS,
+    BOS/EOS on each length)."""
+    cuts = [0]
+    max_s = max_t = 0
+    size = 0
+    step = 1 << 16  # Python ints a block at a time: memory stays flat on any corpus
+    for first in range(0, len(src_l), step):
+        block = zip(
+            np.add(src_l[first : first + step], 1, dtype=np.int64).tolist(),
+            np.add(tgt_l[first : first + step], 1, dtype=np.int64).tolist(),
+        )
+        for i, (src, tgt) in enumerate(block, first):
+            s, t = max(max_s, src), max(max_t, tgt)
+            if size and (size + 1) * (s + t) > batch_tokens:
+                cuts.append(i)
+                size, s, t = 0, src, tgt
+            size += 1
+            max_s, max_t = s, t
+    cuts.append(len(src_l))
+    return np.asarray(cuts, dtype=np.int64)
+
+
+def plan_batches(
+    src_lens: Sequence[int],
+    tgt_lens: Sequence[int],
+    batch_tokens: int,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """`plan_epoch` as lists of example indices, one a batch."""
+    plan = plan_epoch(src_lens, tgt_lens, batch_tokens, generator)
+    return [plan.batch(k) for k in range(len(plan))]
+
+
+def prefetch(make: Callable[[int], T], items: Iterable[int], ahead: int = 3) -> Iterator[T]:
+    """`make(item)` for each item, in order, computed up to `ahead` items early in a
+    background thread (gathering and padding the next batches while the model trains)."""
+    items = iter(items)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = deque(pool.submit(make, k) for k in itertools.islice(items, ahead))
+        while pending:
+            done = pending.popleft().result()
+            for k in itertools.islice(items, 1):
+                pending.append(pool.submit(make, k))
+            yield done

@@ -264,6 +264,60 @@ def tokenizer_vocab(
         sys.stdout.write("".join(f"{i}\t{piece}\t{score:g}\n" for i, piece, score in rows))
 
 
+# -- prepare ---------------------------------------------------------------------------
+@app.command()
+def prepare(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config (sections data, model, train)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+) -> None:
+    """Tokenize the training data into its cache (data.cache_dir, else RUN_DIR/cache), and
+    train the tokenizer first if the config names none; `nmt train` does it when missing."""
+    from nmt.config import load_config
+    from nmt.prepare import prepare_data
+
+    _quiet(quiet)
+    with user_errors():
+        cfg = load_config(config, overrides or [])
+        with _prepare_progress(quiet) as on_progress:
+            data, _ = prepare_data(cfg, on_progress=on_progress)
+    cache = data.train_ids
+    summary = {"cache": None, "pairs": len(data.train_src)}
+    if cache is not None:
+        summary = {"cache": str(cache.path), "pairs": len(cache), "filter": cache.meta["stats"]}
+    print(json.dumps(summary))
+
+
+@contextmanager
+def _prepare_progress(quiet: bool):
+    """A progress bar on a terminal; elsewhere (or quiet) None: the library logs lines."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("tokenizing"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[pairs]:,} pairs"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    task = progress.add_task("prepare", total=1.0, pairs=0)
+
+    def on_progress(pairs: int, fraction: float) -> None:
+        progress.update(task, completed=fraction, pairs=pairs)
+
+    with progress:
+        yield on_progress
+
+
 # -- train -----------------------------------------------------------------------------
 @app.command()
 def train(

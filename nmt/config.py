@@ -42,7 +42,7 @@ RESUMABLE = frozenset(
     {
         "train.run_dir", "train.max_steps", "train.max_epochs", "train.max_minutes",
         "train.valid_every", "train.log_every", "train.patience", "train.max_bad_steps",
-        "train.threads", "train.device",
+        "train.threads", "train.device", "data.cache_dir",
     }
 )  # fmt: skip
 SEED_LIMIT = 2**32  # seeds derive the data order's seed * 1000 + epoch: it must fit 64 bits
@@ -65,6 +65,11 @@ class DataConfig:
     model_type: str = "unigram"  # sentencepiece model type: unigram | bpe
     max_len: int = 100  # training pairs longer than this (subword tokens, either side) are dropped
     sampling_alpha: float = 0.0  # subword regularization in training (0: off)
+    max_len_ratio: float = 0.0  # drop pairs with a side over this times the other's tokens (0: off)
+    drop_identical: bool = False  # drop training pairs whose two sides are the same text
+    drop_duplicates: bool = False  # drop repeated training pairs (the first is kept)
+    tokenizer_sample: int = 2000000  # random lines a run-dir tokenizer learns from (0: all)
+    cache_dir: str = ""  # tokenized training data (nmt prepare); empty: RUN_DIR/cache
 
 
 @dataclass
@@ -299,8 +304,11 @@ def validate(config: Config) -> None:
         ("train.threads", t.threads),
         ("train.min_lr", t.min_lr),
         ("data.sampling_alpha", d.sampling_alpha),
+        ("data.tokenizer_sample", d.tokenizer_sample),
     ]:
         _at_least(where, value, 0)
+    if d.max_len_ratio and d.max_len_ratio < 1:
+        raise NmtError(f"config: data.max_len_ratio must be 0 (off) or >= 1, got {d.max_len_ratio}")
     for where, value in [
         ("model.dropout", m.dropout),
         ("model.attention_dropout", m.attention_dropout),

@@ -1,11 +1,19 @@
-"""Parallel text: line-aligned files or Hugging Face datasets, read strictly and filtered."""
+"""Parallel text: line-aligned files or Hugging Face datasets, read strictly and filtered.
+
+Large corpora are read as a stream of chunks (`iter_parallel`, `iter_dataset`): a chunk of
+lines at a time, never the whole corpus.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 from nmt import NmtError
 
@@ -59,11 +67,10 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     return src, tgt
 
 
-def read_dataset(
-    spec: str, split: str, src_lang: str, tgt_lang: str
-) -> tuple[list[str], list[str]]:
-    """A Hugging Face dataset with a `translation` column: `hf:NAME[:CONFIG]` from the hub (or
-    its cache when offline), or a folder written by `save_to_disk`.
+def open_dataset(spec: str, split: str) -> Any:
+    """A split of a Hugging Face dataset with a `translation` column: `hf:NAME[:CONFIG]` from
+    the hub (or its cache when offline), or a folder written by `save_to_disk`. It stays in
+    its Arrow files (memory-mapped) until read.
     """
     import datasets
 
@@ -93,33 +100,192 @@ def read_dataset(
             ds = ds[split]
     if "translation" not in ds.column_names:
         raise NmtError(f"dataset {spec}: no translation column (columns: {ds.column_names})")
-    rows = list(ds["translation"])
-    if rows and (src_lang not in rows[0] or tgt_lang not in rows[0]):
-        raise NmtError(
-            f"dataset {spec}: translation has keys {sorted(rows[0])}; "
-            f"set data.src_lang and data.tgt_lang to two of them"
-        )
-    return [r[src_lang] or "" for r in rows], [r[tgt_lang] or "" for r in rows]
+    return ds
+
+
+def iter_dataset(
+    ds: Any, spec: str, src_lang: str, tgt_lang: str, chunk_lines: int = 20000
+) -> Iterator[tuple[list[str], list[str], float]]:
+    """(source lines, target lines, fraction of the dataset read) chunk by chunk, read from
+    its Arrow files a batch of rows at a time."""
+    total = max(len(ds), 1)
+    done = 0
+    for batch in ds.select_columns(["translation"]).iter(batch_size=chunk_lines):
+        rows = batch["translation"]
+        if done == 0 and rows and (src_lang not in rows[0] or tgt_lang not in rows[0]):
+            raise NmtError(
+                f"dataset {spec}: translation has keys {sorted(rows[0])}; "
+                f"set data.src_lang and data.tgt_lang to two of them"
+            )
+        done += len(rows)
+        yield [r[src_lang] or "" for r in rows], [r[tgt_lang] or "" for r in rows], done / total
+
+
+def read_dataset(
+    spec: str, split: str, src_lang: str, tgt_lang: str
+) -> tuple[list[str], list[str]]:
+    """All pairs of a dataset split (`open_dataset`) as two lists of lines."""
+    ds = open_dataset(spec, split)
+    src: list[str] = []
+    tgt: list[str] = []
+    for s, t, _ in iter_dataset(ds, spec, src_lang, tgt_lang):
+        src += s
+        tgt += t
+    return src, tgt
+
+
+def read_chunks(path: str | Path, chunk_lines: int = 20000) -> Iterator[tuple[list[str], int]]:
+    """The lines of a UTF-8 text file, `chunk_lines` at a time, each chunk with the bytes it
+    took; the same lines as `read_lines`, errors naming the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise NmtError(f"{p}: file does not exist")
+    with p.open("rb") as f:
+        first = 1
+        while raw := list(itertools.islice(f, chunk_lines)):
+            yield _decode_chunk(raw, p, first), sum(map(len, raw))
+            first += len(raw)
+
+
+def _decode_chunk(raw: list[bytes], path: Path, first: int) -> list[str]:
+    """Lines of bytes -> text as `decode_line` makes each, decoded in one call."""
+    try:
+        text = b"".join(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        # line by line, to name the line at fault
+        return [decode_line(r, f"{path}:{n}") for n, r in enumerate(raw, first)]
+    # every line but maybe the last ends with LF: one CR before each LF goes with it
+    lines = text.replace("\r\n", "\n").split("\n")
+    if raw[-1].endswith(b"\n"):
+        lines.pop()  # the empty text after the final LF
+    elif lines[-1].endswith("\r"):
+        lines[-1] = lines[-1][:-1]
+    return lines
+
+
+def iter_parallel(
+    src_path: str | Path, tgt_path: str | Path, chunk_lines: int = 20000
+) -> Iterator[tuple[list[str], list[str], float]]:
+    """(source lines, target lines, fraction of the source file read) chunk by chunk, from
+    two line-aligned files read side by side."""
+    total = max(Path(src_path).stat().st_size if Path(src_path).is_file() else 0, 1)
+    tgt_chunks = read_chunks(tgt_path, chunk_lines)
+    done = 0
+    for src, size in read_chunks(src_path, chunk_lines):
+        tgt, _ = next(tgt_chunks, ([], 0))
+        if len(src) != len(tgt):
+            _misaligned(src_path, tgt_path)
+        done += size
+        yield src, tgt, done / total
+    if next(tgt_chunks, None) is not None:
+        _misaligned(src_path, tgt_path)
+
+
+def _misaligned(src_path: str | Path, tgt_path: str | Path) -> None:
+    n_src, n_tgt = (sum(len(c) for c, _ in read_chunks(p)) for p in (src_path, tgt_path))
+    raise NmtError(
+        f"{src_path} has {n_src} lines but {tgt_path} has {n_tgt}: "
+        "parallel files must be line-aligned"
+    )
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Which training pairs are dropped (data.max_len, max_len_ratio, drop_identical,
+    drop_duplicates); a pair with an empty side always is."""
+
+    max_len: int = 100  # tokens, either side
+    max_len_ratio: float = 0.0  # longer side / shorter side, in tokens (0: off)
+    drop_identical: bool = False  # source and target the same text (spaces around aside)
+    drop_duplicates: bool = False  # a pair seen before (the first is kept)
 
 
 @dataclass
 class FilterStats:
+    """Pairs read, kept, and dropped, each under the first rule that drops it."""
+
+    read: int = 0
     kept: int = 0
     empty: int = 0
     too_long: int = 0
+    ratio: int = 0
+    identical: int = 0
+    duplicate: int = 0
+
+
+class SeenPairs:
+    """The pairs kept so far, as 64-bit hashes (8 bytes a pair), to find repeated ones.
+
+    The hashes sit in sorted arrays of doubling sizes, merged as they grow (a log-structured
+    merge), so that adding a chunk never copies all that came before.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def first_seen(self, src: Sequence[str], tgt: Sequence[str]) -> np.ndarray:
+        """(N,) bool: True for the pairs seen neither before nor earlier in this chunk."""
+        hashes = np.fromiter(map(hash, zip(src, tgt)), dtype=np.int64, count=len(src))
+        new = np.zeros(len(hashes), dtype=bool)
+        new[np.unique(hashes, return_index=True)[1]] = True
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            new &= run[at] != hashes
+        run = np.sort(hashes[new])
+        if not len(run):
+            return new
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = np.sort(np.concatenate([self.runs.pop(), run]), kind="stable")
+        self.runs.append(run)
+        return new
 
 
 def filter_pairs(
-    src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: int
+    src_ids: Sequence[Sequence[int]],
+    tgt_ids: Sequence[Sequence[int]],
+    rules: PairFilter,
+    *,
+    texts: tuple[Sequence[str], Sequence[str]] | None = None,
+    seen: SeenPairs | None = None,
+    stats: FilterStats | None = None,
 ) -> tuple[list[int], FilterStats]:
-    """Indices of pairs with both sides non-empty and at most max_len tokens."""
-    keep, stats = [], FilterStats()
-    for i, (s, t) in enumerate(zip(src_ids, tgt_ids)):
-        if not s or not t:
-            stats.empty += 1
-        elif len(s) > max_len or len(t) > max_len:
-            stats.too_long += 1
-        else:
-            keep.append(i)
-    stats.kept = len(keep)
+    """Indices of the pairs `rules` keep, and `stats` (a new one if None) with them counted.
+
+    The text rules (drop_identical, drop_duplicates) need the pairs' `texts`; repeated pairs
+    are found across calls through `seen`.
+    """
+    stats = stats if stats is not None else FilterStats()
+    n = len(src_ids)
+    src_len = np.fromiter(map(len, src_ids), dtype=np.int64, count=n)
+    tgt_len = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=n)
+    alive = np.ones(n, dtype=bool)
+
+    def drop(bad: np.ndarray) -> int:
+        bad &= alive
+        alive[bad] = False
+        return int(bad.sum())
+
+    stats.read += n
+    stats.empty += drop((src_len == 0) | (tgt_len == 0))
+    stats.too_long += drop((src_len > rules.max_len) | (tgt_len > rules.max_len))
+    if rules.max_len_ratio > 0:
+        longer, shorter = np.maximum(src_len, tgt_len), np.minimum(src_len, tgt_len)
+        stats.ratio += drop(longer > rules.max_len_ratio * shorter)
+    if rules.drop_identical or rules.drop_duplicates:
+        if texts is None:
+            raise ValueError("filter_pairs: drop_identical and drop_duplicates need the texts")
+        src_text, tgt_text = texts
+    if rules.drop_identical:
+        same = (s.strip() == t.strip() for s, t in zip(src_text, tgt_text))
+        stats.identical += drop(np.fromiter(same, dtype=bool, count=n))
+    if rules.drop_duplicates:
+        live = np.flatnonzero(alive)
+        first = (seen or SeenPairs()).first_seen(
+            [src_text[i] for i in live], [tgt_text[i] for i in live]
+        )
+        repeated = np.zeros(n, dtype=bool)
+        repeated[live[~first]] = True
+        stats.duplicate += drop(repeated)
+    keep = np.flatnonzero(alive).tolist()
+    stats.kept += len(keep)
     return keep, stats

@@ -75,8 +75,8 @@ def stopping_rule(t: TrainConfig, batches: int) -> str:
 
 def describe_plan(t: TrainConfig, stats: Any, batches: int, step: int = 0) -> str:
     """One line: the pairs kept (and dropped), batches an epoch, validation, the stopping rule.
-    `stats` has kept, empty and too_long (nmt.corpus.filter_pairs)."""
-    dropped = stats.empty + stats.too_long
+    `stats` counts the pairs kept and those each filter dropped (nmt.corpus.FilterStats)."""
+    dropped = stats.empty + stats.too_long + stats.ratio + stats.identical + stats.duplicate
     start = f"from update {step:,}; " if step else ""
     return (
         f"{start}{stats.kept:,} training pairs ({dropped:,} dropped), {batches:,} batches an "

@@ -7,8 +7,11 @@ the checkpoint agree without a lookup: pad 0, unk 1, bos 2, eos 3.
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -69,11 +72,17 @@ class Tokenizer:
     def tgt_vocab_size(self) -> int:
         return self.tgt.get_piece_size()
 
-    def encode_src(self, lines: list[str], alpha: float = 0.0) -> list[list[int]]:
-        return _encode(self.src, lines, alpha)
+    def encode_src(
+        self, lines: list[str], alpha: float = 0.0, *, threads: int | None = None
+    ) -> list[list[int]]:
+        """Token ids of each line (sampled with `alpha` > 0), on `threads` threads
+        (None: sentencepiece's default)."""
+        return _encode(self.src, lines, alpha, threads)
 
-    def encode_tgt(self, lines: list[str], alpha: float = 0.0) -> list[list[int]]:
-        return _encode(self.tgt, lines, alpha)
+    def encode_tgt(
+        self, lines: list[str], alpha: float = 0.0, *, threads: int | None = None
+    ) -> list[list[int]]:
+        return _encode(self.tgt, lines, alpha, threads)
 
     def decode_tgt(self, ids: list[list[int]]) -> list[str]:
         return self.tgt.decode(ids)
@@ -223,62 +232,105 @@ def vocab_rows(tok: Tokenizer, side: str = "src") -> list[tuple[int, str, float]
     return [(i, sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
 
 
-def _encode(sp: spm.SentencePieceProcessor, lines: list[str], alpha: float) -> list[list[int]]:
+def _encode(
+    sp: spm.SentencePieceProcessor, lines: list[str], alpha: float, threads: int | None
+) -> list[list[int]]:
     if alpha > 0:
-        return sp.encode(lines, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1)
-    return sp.encode(lines, out_type=int)
+        return sp.encode(
+            lines, out_type=int, enable_sampling=True, alpha=alpha, nbest_size=-1,
+            num_threads=threads,
+        )  # fmt: skip
+    return sp.encode(lines, out_type=int, num_threads=threads)
 
 
 def train_tokenizer(
-    src_lines: list[str],
-    tgt_lines: list[str],
+    src_lines: Iterable[str],
+    tgt_lines: Iterable[str],
     vocab_size: int = 8000,
     model_type: str = "unigram",
     joint: bool = True,
+    sample: int = 0,
 ) -> Tokenizer:
-    """Train sentencepiece on the two sides: one model over both (joint) or one per side."""
-    src_lines = [s for s in src_lines if s.strip()]
-    tgt_lines = [s for s in tgt_lines if s.strip()]
-    if not src_lines or not tgt_lines:
-        raise NmtError("tokenizer: training text is empty")
-    sides = [src_lines + tgt_lines] if joint else [src_lines, tgt_lines]
-    reachable = min(max_pieces(lines) for lines in sides)
+    """Train sentencepiece on the two sides: one model over both (joint) or one per side.
+
+    The lines may stream (generators over files); blank ones are skipped. With `sample` > 0
+    each model learns from at most that many lines, drawn at random, and only those are held
+    in memory. A vocabulary those lines cannot fill is refused before sentencepiece starts.
+    """
+    src_lines, tgt_lines = _non_blank(src_lines), _non_blank(tgt_lines)
+    sides = [itertools.chain(src_lines, tgt_lines)] if joint else [src_lines, tgt_lines]
+    texts = [_sample(lines, sample) for lines in sides]
+    # checked on what sentencepiece will see: a sample may hold far fewer words than the corpus
+    reachable = min(max_pieces(text, cap=vocab_size) for text in texts)
     if vocab_size > reachable:
         raise NmtError(
             f"tokenizer: vocabulary size {vocab_size:,} is more than the training text can "
             f"fill (at most {reachable:,} pieces): ask for fewer"
         )
     try:
-        if joint:
-            return Tokenizer(
-                _train_model(_interleave(src_lines, tgt_lines), vocab_size, model_type)
-            )
-        return Tokenizer(
-            _train_model(src_lines, vocab_size, model_type),
-            _train_model(tgt_lines, vocab_size, model_type),
-        )
+        return Tokenizer(*(_train_model(_drain(text), vocab_size, model_type) for text in texts))
     except RuntimeError as e:
         raise NmtError(f"tokenizer: sentencepiece failed: {str(e).splitlines()[0]}") from None
 
 
-def max_pieces(lines: list[str]) -> int:
+def _non_blank(lines: Iterable[str]) -> Iterator[str]:
+    """The lines that are not blank; NmtError if none is."""
+    rest = (s for s in lines if s.strip())
+    first = next(rest, None)
+    if first is None:
+        raise NmtError("tokenizer: training text is empty")
+    return itertools.chain([first], rest)
+
+
+def _sample(lines: Iterable[str], size: int) -> list[str]:
+    """At most `size` of `lines` (all when `size` is 0) drawn uniformly at random with a fixed
+    seed; all of them, in order, when there are fewer. A reservoir (Li's algorithm L): one
+    pass, memory for the sample alone, and a random draw only per line kept, the lines in
+    between skipped by islice."""
+    lines = iter(lines)
+    if size <= 0:
+        return list(lines)
+    kept = list(itertools.islice(lines, size))
+    rng = random.Random(0)
+
+    def shrink() -> float:  # a factor in (0, 1]
+        return math.exp(math.log(1.0 - rng.random()) / size)
+
+    w = shrink()
+    while True:
+        skip = math.floor(math.log(1.0 - rng.random()) / math.log1p(-w))
+        line = next(itertools.islice(lines, skip, None), None)
+        if line is None:
+            return kept
+        kept[rng.randrange(size)] = line
+        w *= shrink()
+
+
+def _drain(lines: list[str]) -> Iterator[str]:
+    """The lines in order, each let go once yielded: sentencepiece copies them as it reads,
+    so the text is not held twice."""
+    lines.reverse()
+    while lines:
+        yield lines.pop()
+
+
+def max_pieces(lines: Iterable[str], cap: int | None = None) -> int:
     """An upper bound of the vocabulary sentencepiece can build from `lines`: the special
     pieces, every character, and every substring (up to sentencepiece's 16 characters) of each
     distinct word with its leading word-boundary mark. Asked for far more, sentencepiece does
-    not stop short: it runs for ever."""
+    not stop short: it runs for ever. With a `cap`, counting stops once the bound reaches it
+    (the value returned is then at least `cap`), so that the set of words stays small."""
     words: set[str] = set()
     chars: set[str] = set()
-    for line in lines:
-        words.update(line.split())
-        chars.update(line)
     substrings = 0
-    for word in words:
-        n = len(word) + 1
-        k = min(n, 16)
-        substrings += k * (2 * n - k + 1) // 2  # substrings of length 1..k
+    for line in lines:
+        chars.update(line)
+        for word in line.split():
+            if word not in words:
+                words.add(word)
+                n = len(word) + 1
+                k = min(n, 16)
+                substrings += k * (2 * n - k + 1) // 2  # substrings of length 1..k
+        if cap is not None and len(SPECIAL_IDS) + len(chars) + substrings >= cap:
+            break
     return len(SPECIAL_IDS) + len(chars) + substrings
-
-
-def _interleave(a: list[str], b: list[str]) -> Iterator[str]:
-    yield from a
-    yield from b

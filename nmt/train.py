@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.atomic import copy_atomic
-from nmt.batching import Batch, make_batch, plan_batches
+from nmt.batching import Batch, BatchPlan, make_batch, plan_batches, plan_epoch, prefetch
+from nmt.cache import InMemoryPairs, TrainPairs
 from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
 from nmt.config import Config
-from nmt.corpus import filter_pairs
+from nmt.corpus import SeenPairs, filter_pairs
 from nmt.distributed import (
     all_reduce_sum,
     init_distributed,
@@ -38,7 +39,7 @@ from nmt.distributed import (
 )
 from nmt.metrics import score
 from nmt.model import build_model, count_parameters
-from nmt.prepare import TrainData, prepare_data, probe_run_dir
+from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
 from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
 from nmt.rundir import claim_run_dir, truncate_log
 from nmt.schedule import after_validation, learning_rate
@@ -128,10 +129,15 @@ class Trainer:
         self.on_log = on_log
         self.on_progress = on_progress if rank == 0 else None
         self.run_dir = Path(t.run_dir)
-        self.src_ids, self.tgt_ids = self._encode_train(epoch=0)
+        # the training pairs: the cache's token ids on disk, or the text encoded in memory
+        self.pairs: TrainPairs
+        if data.train_ids is not None:
+            self.pairs, self.filter_stats = data.train_ids, data.train_ids.stats
+        else:
+            self.pairs = self._encode_train(epoch=0)
         self.valid_src_ids = tokenizer.encode_src(data.valid_src)
         self.valid_tgt_ids = tokenizer.encode_tgt(data.valid_tgt)
-        if not self.src_ids:
+        if not len(self.pairs):
             raise NmtError("no training pair is left after filtering (check data.max_len)")
         torch.manual_seed(t.seed)
         self.model = build_model(
@@ -157,8 +163,10 @@ class Trainer:
         self.bad_steps = 0  # non-finite losses in a row
         # the step validated last: every last.pt is written after a validation at its step
         self.validated_step: int | None = None
+        # the epoch planned last and its plan
+        self._plan: tuple[int, BatchPlan] | None = None
 
-    def _encode_train(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+    def _encode_train(self, epoch: int) -> InMemoryPairs:
         d, t = self.config.data, self.config.train
         if d.sampling_alpha > 0:
             import sentencepiece
@@ -168,17 +176,11 @@ class Trainer:
             sentencepiece.set_random_generator_seed((t.seed * 1000 + epoch) % 2**32)
         src = self.tokenizer.encode_src(self.data.train_src, d.sampling_alpha)
         tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
-        keep, stats = filter_pairs(src, tgt, d.max_len)
+        texts = (self.data.train_src, self.data.train_tgt)
+        keep, stats = filter_pairs(src, tgt, pair_filter(d), texts=texts, seen=SeenPairs())
         if epoch == 0:
-            log.debug(
-                "training pairs: %d kept, %d dropped with an empty side, %d dropped over %d tokens",
-                stats.kept,
-                stats.empty,
-                stats.too_long,
-                d.max_len,
-            )
             self.filter_stats = stats
-        return [src[i] for i in keep], [tgt[i] for i in keep]
+        return InMemoryPairs([src[i] for i in keep], [tgt[i] for i in keep])
 
     # -- checkpoints --------------------------------------------------------------------
     def _save(self, name: str) -> None:
@@ -208,8 +210,9 @@ class Trainer:
         if self.rank == 0:
             # records written after the checkpoint (by a killed run) would repeat
             truncate_log(self.run_dir / "log.jsonl", self.state.step)
-        if self.config.data.sampling_alpha > 0:
-            self.src_ids, self.tgt_ids = self._encode_train(self.state.epoch)
+        if self.data.train_ids is None and self.config.data.sampling_alpha > 0:
+            self.pairs = self._encode_train(self.state.epoch)
+        self._plan = None  # planned for the state before this one
         log.info("resumed from %s at step %d", path, self.state.step)
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -355,27 +358,48 @@ class Trainer:
 
     def _start(self) -> None:
         """Log the plan; a new run's log starts with what the data gave."""
-        t, s, stats = self.config.train, self.state, self.filter_stats
-        lengths = [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids]
-        plan = plan_batches(*lengths, t.batch_tokens)
-        self.batches_per_epoch = len(shard(plan, self.rank, self.world))
+        t, s = self.config.train, self.state
+        # this epoch's plan (kept for the epoch): its batches on this rank
+        self.batches_per_epoch = len(self._epoch_plan()[1])
         self._start_step, self._start_time, self._tokens = s.step, time.monotonic(), 0
         self._estimated = False
         if self.rank != 0:
             return
-        log.info("plan: %s", describe_plan(t, stats, self.batches_per_epoch, s.step))
         if s.step == 0:
-            self._log(
-                {
-                    "kind": "data",
-                    "step": 0,
-                    "pairs": stats.kept,
-                    "dropped_empty": stats.empty,
-                    "dropped_too_long": stats.too_long,
-                    "max_len": self.config.data.max_len,
-                    "batches_per_epoch": self.batches_per_epoch,
-                }
-            )
+            self._log_data()
+        log.info("plan: %s", describe_plan(t, self.filter_stats, self.batches_per_epoch, s.step))
+
+    def _log_data(self) -> None:
+        """The data record of log.jsonl: pairs read, kept, and dropped by each filter."""
+        stats, d, cache = self.filter_stats, self.config.data, self.data.train_ids
+        log.info(
+            "training pairs: %d kept of %d; dropped: %d with an empty side, %d over %d tokens, "
+            "%d over the length ratio, %d identical, %d repeated",
+            stats.kept,
+            stats.read,
+            stats.empty,
+            stats.too_long,
+            d.max_len,
+            stats.ratio,
+            stats.identical,
+            stats.duplicate,
+        )
+        self._log(
+            {
+                "kind": "data",
+                "step": 0,
+                "read": stats.read,
+                "pairs": stats.kept,
+                "dropped_empty": stats.empty,
+                "dropped_too_long": stats.too_long,
+                "dropped_ratio": stats.ratio,
+                "dropped_identical": stats.identical,
+                "dropped_duplicate": stats.duplicate,
+                "max_len": d.max_len,
+                "batches_per_epoch": self.batches_per_epoch,
+                "cache": str(cache.path) if cache is not None else None,
+            }
+        )
 
     def train(self) -> dict[str, Any]:
         """Train until a limit, early stopping or the end of the plan; the final result."""
@@ -399,23 +423,35 @@ class Trainer:
             "run_dir": str(self.run_dir),
         }
 
-    def _epoch_plan(self) -> list[list[int]]:
-        """This rank's batches (lists of pair indices) of the current epoch, in order."""
+    def _epoch_plan(self) -> tuple[BatchPlan, list[int]]:
+        """The batch plan of the current epoch and the numbers of this rank's batches in it;
+        made once an epoch (the start of training counts its batches with it)."""
         t, s = self.config.train, self.state
-        gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
-        if s.batch_in_epoch == 0 and s.epoch > 0 and self.config.data.sampling_alpha:
-            self.src_ids, self.tgt_ids = self._encode_train(s.epoch)
-        plan = plan_batches(
-            [len(x) for x in self.src_ids], [len(y) for y in self.tgt_ids], t.batch_tokens, gen
+        if self._plan is None or self._plan[0] != s.epoch:
+            gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
+            resample = self.config.data.sampling_alpha and self.data.train_ids is None
+            if s.batch_in_epoch == 0 and s.epoch > 0 and resample:
+                self.pairs = self._encode_train(s.epoch)
+            plan = plan_epoch(self.pairs.src_lens, self.pairs.tgt_lens, t.batch_tokens, gen)
+            self._plan = (s.epoch, plan)
+        plan = self._plan[1]
+        return plan, shard(list(range(len(plan))), self.rank, self.world)
+
+    def epoch_batches(self) -> Iterator[Batch]:
+        """This rank's batches of the current epoch from `state.batch_in_epoch` on, each
+        gathered (from the cache's files) and padded a few batches ahead."""
+        plan, mine = self._epoch_plan()
+        return prefetch(
+            lambda k: make_batch(*self.pairs.pairs(plan.batch(k))),
+            mine[self.state.batch_in_epoch :],
         )
-        return shard(plan, self.rank, self.world)
 
     def _train_epoch(self, clock: _Clock, window: _Window) -> bool:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""
         t, s = self.config.train, self.state
-        for idxs in self._epoch_plan()[s.batch_in_epoch :]:
-            pairs = [self.src_ids[i] for i in idxs], [self.tgt_ids[i] for i in idxs]
-            batch = make_batch(*pairs).to(self.device)
+        batches = self.epoch_batches()
+        for batch in batches:
+            batch = batch.to(self.device)
             lr = self._lr()
             mean_loss, n_tokens = self._update(batch, lr)
             s.batch_in_epoch += 1
@@ -439,6 +475,7 @@ class Trainer:
                 time_up = self._done(clock)
                 stop = stop or rank0_decides(time_up, self.device, self.world)
             if stop or self._done(clock):
+                batches.close()
                 return stop
         s.epoch += 1
         s.batch_in_epoch = 0

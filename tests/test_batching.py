@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -115,3 +116,33 @@ def test_padding_mask_matches_batch_padding() -> None:
     batch = make_batch([[4, 5, 6], [7]], [[8], [9]])
     mask = padding_mask(batch.src_lengths, batch.src.size(1))
     assert torch.equal(mask, batch.src != PAD)
+
+
+def test_an_epoch_plan_of_arrays_is_the_plan_of_lists_in_a_few_bytes_a_pair():
+    from nmt.batching import plan_epoch
+
+    gen = torch.Generator().manual_seed(3)
+    src = torch.randint(0, 60, (20000,), generator=gen).numpy().astype(np.uint16)
+    tgt = torch.randint(0, 60, (20000,), generator=gen).numpy().astype(np.uint16)
+    plan = plan_epoch(src, tgt, 900, torch.Generator().manual_seed(5))
+    as_lists = plan_batches(src.tolist(), tgt.tolist(), 900, torch.Generator().manual_seed(5))
+    assert [plan.batch(k) for k in range(len(plan))] == as_lists
+    held = plan.order.nbytes + plan.starts.nbytes + plan.ends.nbytes
+    assert held <= 4 * len(src) + 16 * len(plan)
+
+
+def test_a_large_corpus_is_sorted_one_length_at_a_time_to_the_same_plan(monkeypatch):
+    import nmt.batching
+    from nmt.batching import plan_epoch
+
+    gen = torch.Generator().manual_seed(4)
+    src = torch.randint(0, 60, (20000,), generator=gen).numpy().astype(np.uint16)
+    tgt = torch.randint(0, 60, (20000,), generator=gen).numpy().astype(np.uint16)
+    whole = plan_epoch(src, tgt, 900, torch.Generator().manual_seed(6))
+    monkeypatch.setattr(nmt.batching, "BUCKET_SORT_FROM", 1000)
+    spy = []
+    real = nmt.batching._sort_by_buckets
+    monkeypatch.setattr(nmt.batching, "_sort_by_buckets", lambda *a: spy.append(1) or real(*a))
+    by_length = plan_epoch(src, tgt, 900, torch.Generator().manual_seed(6))
+    assert spy and np.array_equal(whole.order, by_length.order)
+    assert np.array_equal(whole.starts, by_length.starts)

@@ -343,6 +343,14 @@ def test_resume_keeps_the_saved_config_and_takes_what_may_change():
     assert (cfg.train.max_steps, cfg.train.device, cfg.train.lr) == (20, "cpu", 0.002)
 
 
+def test_a_resumed_run_may_read_its_cache_elsewhere():
+    from nmt.config import load_raw, resume_config
+
+    saved = load_config(None, ["data.cache_dir=/disk/a"])
+    cfg = resume_config(saved, load_raw(None, ["data.cache_dir=/disk/b"]), "run/last.pt")
+    assert cfg.data.cache_dir == "/disk/b"
+
+
 @pytest.mark.parametrize(
     "override, mentions",
     [

@@ -33,7 +33,11 @@ def test_stopping_rules(options, expected):
 
 
 def test_the_plan_names_pairs_batches_and_validation():
-    plan = describe_plan(TrainConfig(max_steps=600), FilterStats(2900, 60, 40), batches=120)
+    plan = describe_plan(
+        TrainConfig(max_steps=600),
+        FilterStats(read=3000, kept=2900, empty=60, too_long=30, duplicate=10),
+        batches=120,
+    )
     assert plan.startswith("2,900 training pairs (100 dropped), 120 batches an epoch")
     assert "validation every 500 updates" in plan and "stops after 600 updates" in plan
 

@@ -74,9 +74,15 @@ def test_kill_and_resume_reaches_the_same_model(arch, toy_dir, tmp_path):
     load_checkpoint(crashed_dir / "best.pt")
     assert not list(crashed_dir.glob(".*.tmp"))
 
+    # the tokenized training pairs were cached before training: the resumed run reads them
+    (cache,) = (crashed_dir / "cache").iterdir()
+    built = (cache / "meta.json").stat().st_mtime_ns
+
     resumed = _train(crashed, "--resume", str(crashed_dir / "last.pt"))
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-2000:]
+    assert list((crashed_dir / "cache").iterdir()) == [cache]
+    assert (cache / "meta.json").stat().st_mtime_ns == built
 
     a = read_state(tmp_path / "straight" / "last.pt")
     b = read_state(crashed_dir / "last.pt")

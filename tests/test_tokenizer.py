@@ -95,3 +95,25 @@ def test_the_bound_is_above_what_sentencepiece_reaches(toy_dir):
     bound = max_pieces(lines)
     # asked for the bound, sentencepiece makes what it can: fewer pieces
     assert train_tokenizer(lines, lines, vocab_size=bound).src_vocab_size <= bound
+
+
+def test_the_bound_is_that_of_the_sample_sentencepiece_sees():
+    lines = [f"word{i}x{i * 7919 % 10007}yz other{i}" for i in range(3000)]
+    train_tokenizer(lines, lines, vocab_size=200, sample=3)  # three lines fill 200 pieces
+    # the corpus could fill 2,000 pieces, its three lines sampled cannot
+    with pytest.raises(NmtError, match="vocabulary size 2,000 is more than"):
+        train_tokenizer(lines, lines, vocab_size=2000, sample=3)
+
+
+def test_the_bound_stops_reading_once_it_reaches_the_cap():
+    from nmt.tokenizer import max_pieces
+
+    read = []
+
+    def lines():
+        for i in range(100_000):
+            read.append(i)
+            yield f"word{i} and more words {i}"
+
+    assert max_pieces(lines(), cap=500) >= 500
+    assert len(read) < 100  # the set of words stays small on any corpus

@@ -13,7 +13,7 @@ from conftest import tiny_config
 import nmt.train
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, read_state
-from nmt.corpus import filter_pairs
+from nmt.corpus import PairFilter, filter_pairs
 from nmt.train import train
 
 
@@ -52,7 +52,7 @@ def test_the_log_records_training_and_validation(toy_dir, tmp_path):
 def test_filter_counts_empty_and_long_pairs():
     src = [[5, 6], [], [5] * 10, [7]]
     tgt = [[5], [6], [6], []]
-    keep, stats = filter_pairs(src, tgt, max_len=5)
+    keep, stats = filter_pairs(src, tgt, PairFilter(max_len=5))
     assert keep == [0]
     assert (stats.kept, stats.empty, stats.too_long) == (1, 2, 1)
 
