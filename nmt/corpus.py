@@ -26,7 +26,8 @@ def decode_line(raw: bytes, where: str, errors: str = "strict") -> str:
         text = raw.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
         raise NmtError(f"{where}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
-    return text.rstrip("\n").removesuffix("\r")
+    # only a CR before the LF ends the line: a lone CR (the last line, without LF) is text
+    return text[:-1].removesuffix("\r") if text.endswith("\n") else text
 
 
 def read_lines(path: str | Path) -> list[str]:

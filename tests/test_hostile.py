@@ -184,3 +184,12 @@ def test_read_lines_round_trips_valid_text(lines, crlf, final_newline):
 def test_strict_stream_names_the_line(translator):
     with pytest.raises(NmtError, match=r"in\.txt:3: not valid UTF-8"):
         translate_stream(translator, io.BytesIO(b"a\nb\n\xffc\n"), io.StringIO(), name="in.txt")
+
+
+def test_a_lone_carriage_return_is_text_not_a_line_ending():
+    # found by the property test above: the last line b"\r" (no LF) came back as ""
+    from nmt.corpus import decode_line
+
+    assert decode_line(b"\r", "x") == "\r"
+    assert decode_line(b"a\r", "x") == "a\r"
+    assert decode_line(b"a\r\n", "x") == decode_line(b"a\n", "x") == "a"
