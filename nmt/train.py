@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.atomic import copy_atomic
-from nmt.batching import Batch, BatchPlan, make_batch, plan_batches, plan_epoch, prefetch
+from nmt.batching import Batch, BatchPlan, make_batch, plan_epoch, prefetch
 from nmt.cache import InMemoryPairs, TrainPairs
 from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
 from nmt.config import Config
@@ -37,14 +37,13 @@ from nmt.distributed import (
     shard,
     shutdown,
 )
-from nmt.metrics import score
 from nmt.model import build_model, count_parameters
 from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
 from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
 from nmt.rundir import claim_run_dir, truncate_log
 from nmt.schedule import after_validation, learning_rate
-from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import PAD, Tokenizer
+from nmt.validation import rank_kept, validate
 
 log = logging.getLogger(__name__)
 
@@ -226,40 +225,17 @@ class Trainer:
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         self.model.eval()
-        total, n_tokens = 0.0, 0
-        with torch.inference_mode():
-            lengths = [len(s) for s in self.valid_src_ids]
-            tgt_lengths = [len(t) for t in self.valid_tgt_ids]
-            for idxs in plan_batches(lengths, tgt_lengths, self.config.train.batch_tokens):
-                batch = make_batch(
-                    [self.valid_src_ids[i] for i in idxs], [self.valid_tgt_ids[i] for i in idxs]
-                ).to(self.device)
-                logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in)
-                total += float(
-                    F.cross_entropy(
-                        logits.float().flatten(0, 1),
-                        batch.tgt_out.flatten(),
-                        ignore_index=PAD,
-                        reduction="sum",
-                    )
-                )
-                n_tokens += batch.n_tokens
-            hyps = search_ids(
-                self.model,
-                self.valid_src_ids,
-                SearchOptions(beam_size=1, scores=False),  # BLEU needs the tokens only
-                self.config.train.batch_tokens,
-            )
-        outputs = self.tokenizer.decode_tgt([h[0].tokens for h in hyps])
-        bleu, chrf = score(outputs, self.data.valid_tgt, ("bleu", "chrf"))
+        metrics = validate(
+            self.model,
+            self.tokenizer,
+            self.valid_src_ids,
+            self.valid_tgt_ids,
+            self.data.valid_tgt,
+            batch_tokens=self.config.train.batch_tokens,
+            device=self.device,
+        )
         self.model.train()
-        loss = total / max(n_tokens, 1)
-        return {
-            "valid_loss": loss,
-            "valid_ppl": math.exp(min(loss, 50)),
-            "bleu": bleu.score,
-            "chrf": chrf.score,
-        }
+        return metrics
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
         """Keep the best checkpoint, let the schedule see the result; True to stop early."""
@@ -271,7 +247,9 @@ class Trainer:
         else:
             s.bad_valids += 1
         s.lr_scale, s.bad_since_decay = after_validation(t, better, s.lr_scale, s.bad_since_decay)
-        dropped = self._rank_kept(value)
+        dropped: list[int] = []
+        if t.keep_best > 1:
+            s.kept, dropped = rank_kept(s.kept, value, s.step, t.keep_best, t.valid_metric)
         self.validated_step = s.step
         # best.pt before last.pt: a kill between the two leaves last.pt behind, and the
         # resumed run repeats this validation and writes both again; the other order left a
@@ -287,18 +265,6 @@ class Trainer:
             for step in dropped:
                 (self.run_dir / f"best-step-{step}.pt").unlink(missing_ok=True)
         return bool(t.patience) and s.bad_valids >= t.patience
-
-    def _rank_kept(self, value: float) -> list[int]:
-        """Enter this validation into the train.keep_best ranking (kept in the state, so a
-        resumed run goes on with it); returns the steps whose files fall out of it."""
-        t, s = self.config.train, self.state
-        if t.keep_best < 2:
-            return []
-        sign = 1 if t.valid_metric == "loss" else -1
-        # a stable sort: among equal values the earlier checkpoint stays, as for best.pt
-        ranked = sorted([*s.kept, [value, s.step]], key=lambda vs: sign * vs[0])
-        s.kept = ranked[: t.keep_best]
-        return [int(step) for _, step in ranked[t.keep_best :]]
 
     def _validate_and_save(self) -> bool:
         """Validation and checkpoints happen on rank 0; the others wait for its verdict."""
