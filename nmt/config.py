@@ -264,7 +264,8 @@ def _at_least(where: str, value: float, low: float) -> None:
         raise NmtError(f"config: {where} must be >= {low}, got {value}")
 
 
-def validate(config: Config) -> None:
+def _check_values(config: Config) -> None:
+    """Each option alone: choices and ranges."""
     d, m, t = config.data, config.model, config.train
     _choice("model.arch", m.arch, ARCHS)
     _choice("model.cell", m.cell, CELLS)
@@ -325,6 +326,12 @@ def validate(config: Config) -> None:
     for where, value in [("train.lr", t.lr), ("train.adam_eps", t.adam_eps)]:
         if value <= 0:
             raise NmtError(f"config: {where} must be > 0, got {value}")
+
+
+def validate(config: Config) -> None:
+    """Every option in its range, and the options that depend on each other agree."""
+    _check_values(config)
+    d, m, t = config.data, config.model, config.train
     if not 0 <= t.seed < SEED_LIMIT:
         raise NmtError(f"config: train.seed must be between 0 and {SEED_LIMIT - 1}, got {t.seed}")
     if t.schedule == "noam" and t.warmup_steps < 1:
