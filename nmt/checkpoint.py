@@ -75,6 +75,8 @@ def save_checkpoint(
 def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """The checkpoint's plain data; with `mmap`, tensors are read from disk when first used."""
     p = Path(path)
+    if p.is_dir():
+        raise NmtError(f"checkpoint {p} is a directory, not a file")
     if not p.is_file():
         raise NmtError(f"checkpoint {p} does not exist")
     # mmap needs torch's zip format; anything else goes through the checks below
@@ -148,6 +150,7 @@ def load_checkpoint(
             k: v.float() if torch.is_tensor(v) and v.dtype in HALF_DTYPES else v
             for k, v in state["model"].items()
         }
+        _check_finite(weights)
         model.load_state_dict(weights)
     except NmtError as e:
         raise NmtError(f"checkpoint {path}: {e}") from None
@@ -159,6 +162,14 @@ def load_checkpoint(
     return Checkpoint(
         model, config, tokenizer, state.get("train_state"), versions, kind=state["kind"]
     )
+
+
+def _check_finite(weights: dict[str, Any]) -> None:
+    """Refuse NaN or infinite weights (a damaged file, a diverged run): searching with them
+    gives empty or garbage outputs instead of an error."""
+    for name, value in weights.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all():
+            raise NmtError(f"weight {name} holds NaN or infinite values (damaged or diverged)")
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

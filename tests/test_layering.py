@@ -34,6 +34,8 @@ RANK = {
     "checkpoint": 5,
     "quantize": 5,
     "workers": 6,
+    "output": 1,
+    "stream": 6,
     "export": 6,
     "translate": 7,
     "train": 6,

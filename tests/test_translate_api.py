@@ -150,13 +150,14 @@ def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, m
 
     before = torch.get_num_threads()
     seen = []
-    search_ids = nmt.translate.search_ids
+    search_id_batches = nmt.translate.search_id_batches
 
     def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return search_ids(*args, **kwargs)
+        for batch in search_id_batches(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            yield batch
 
-    monkeypatch.setattr(nmt.translate, "search_ids", spy)
+    monkeypatch.setattr(nmt.translate, "search_id_batches", spy)
     translator = Translator(trained, threads=before + 1)
     assert torch.get_num_threads() == before
     translator.translate(sentences[:2], beam_size=2)
