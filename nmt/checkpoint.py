@@ -90,7 +90,10 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of foreign files: the error below says it all
             warnings.simplefilter("ignore")
-            state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+            # bytes: how pickle writes an empty byte string (a damaged tokenizer, say), so
+            # that the checks below name what is wrong instead of calling it code
+            with torch.serialization.safe_globals([bytes]):
+                state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:

@@ -754,7 +754,6 @@ def attention(
             raise NmtError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         if (text is None) == (input is None):
             raise NmtError("give exactly one of --text and --input")
-        prepare_dir(out, "-o")
         if text is not None:
             first, sentences = 1, [text]
         else:
@@ -769,6 +768,7 @@ def attention(
                 log.warning(
                     "--lines %s: %s has %d lines, plotting %s", lines, input, len(all_lines), shown
                 )
+        prepare_dir(out, "-o")  # before the model is loaded and run
         translator = Translator(checkpoint)
         if translator.config.model.attention == "none":
             raise NmtError(
