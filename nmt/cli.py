@@ -474,7 +474,7 @@ def _check_streams(
 ) -> bool:
     """Check inputs and outputs before any work; True if stdin is a terminal (interactive)."""
     from nmt.corpus import check_input
-    from nmt.output import output_target, prepare_dir
+    from nmt.output import check_dir, output_target
 
     if resume and output is None:
         raise NmtError("--resume needs --output")
@@ -489,7 +489,7 @@ def _check_streams(
     elif sys.stdout is None:
         raise NmtError("stdout is closed: give --output FILE")
     if attention_dir is not None:
-        prepare_dir(attention_dir, "--attention-dir")
+        check_dir(attention_dir, "--attention-dir")
     return input is None and sys.stdin.isatty()
 
 
@@ -747,7 +747,7 @@ def attention(
     with user_errors():
         from nmt.corpus import read_lines
         from nmt.heatmaps import FORMATS, save_attention_maps
-        from nmt.output import prepare_dir
+        from nmt.output import check_dir
         from nmt.translate import Translator
 
         if fmt not in FORMATS:
@@ -768,7 +768,7 @@ def attention(
                 log.warning(
                     "--lines %s: %s has %d lines, plotting %s", lines, input, len(all_lines), shown
                 )
-        prepare_dir(out, "-o")  # before the model is loaded and run
+        check_dir(out, "-o")  # before the model is loaded and run
         translator = Translator(checkpoint)
         if translator.config.model.attention == "none":
             raise NmtError(

@@ -88,17 +88,16 @@ def stream_size(stream: IO[bytes]) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def prepare_dir(path: Path, option: str) -> None:
-    """Create the output folder `path` (an option's value) or fail with one line, before
-    any work is done."""
+def check_dir(path: Path, option: str) -> None:
+    """Check that the output folder `path` (an option's value) exists or can be made, before
+    any work is done: one line if not."""
     if path.exists() and not path.is_dir():
         raise NmtError(f"{option} {path} is a file: give a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NmtError(f"{option} {path}: cannot create it ({e.strerror or e})") from None
-    if not os.access(path, os.W_OK):
-        raise NmtError(f"{option} {path}: folder is not writable")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise NmtError(f"{option} {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise NmtError(f"{option} {path}: {existing} is not writable")
 
 
 def lock(f: IO, name: Path) -> None:

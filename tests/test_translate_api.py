@@ -163,3 +163,20 @@ def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, m
     translator.translate(sentences[:2], beam_size=2)
     assert seen == [before + 1]  # its threads while it translates
     assert torch.get_num_threads() == before
+
+
+def test_auto_workers_and_device(trained, sentences) -> None:
+    import multiprocessing
+
+    plain = Translator(trained).translate(sentences * 40, beam_size=2)
+    auto = Translator(trained, device="auto", workers="auto")
+    assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        auto.translate(sentences[:2], beam_size=2)
+        assert auto._pool is None  # a small call: no processes started for it
+        found = auto.translate(sentences * 40, beam_size=2)
+        if auto.workers > 1:
+            assert auto._pool is not None and multiprocessing.active_children()
+    finally:
+        auto.close()
+    assert [t.text for t in found] == [t.text for t in plain]
