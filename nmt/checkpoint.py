@@ -34,6 +34,7 @@ KINDS = ("training", "export")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # zip (torch.save's format since 1.6) or a pickle of protocol 2 or more (older torch.save)
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+_DATA_RECORD = re.compile(r"[^/]+/data/\d+")  # a tensor storage's record in torch's zip
 
 
 @dataclass
@@ -106,6 +107,8 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     except Exception as e:  # a foreign file fails in many ways: KeyError, EOFError, zip errors
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmtError(f"checkpoint {p} is damaged or not a checkpoint ({first[:120]})") from None
+    if mmap:
+        _check_records(p, state)
     if not isinstance(state, dict) or "format" not in state or "model" not in state:
         raise NmtError(f"checkpoint {p} is not an nmt checkpoint")
     if not isinstance(state["format"], int) or isinstance(state["format"], bool):
@@ -118,6 +121,31 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     if state.setdefault("kind", "training") not in KINDS:
         raise NmtError(f"checkpoint {p} is of an unknown kind {state['kind']!r}")
     return state
+
+
+def _check_records(p: Path, state: Any) -> None:
+    """torch.load with mmap takes each tensor's size from the pickle and reads that many bytes
+    from where its record starts, without the check of the record's size that a plain load
+    makes: a damaged file would give tensors of bytes from elsewhere. Each distinct storage
+    must match one record, byte for byte in size."""
+    with zipfile.ZipFile(p) as z:
+        records = [i.file_size for i in z.infolist() if _DATA_RECORD.fullmatch(i.filename)]
+    storages = {}
+    for tensor in _tensors(state):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    if sorted(n for n in storages.values() if n) != sorted(n for n in records if n):
+        raise NmtError(f"checkpoint {p} is damaged (its tensors do not match its records)")
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def require_training_state(ckpt: Checkpoint, path: str | Path) -> None:

@@ -386,6 +386,19 @@ def test_non_finite_weights_are_refused_at_load(trained, tmp_path):
         Translator(tmp_path / "nan.pt")
 
 
+def test_a_record_cut_short_is_refused_when_loading_with_mmap(trained, tmp_path):
+    """torch's mmap loading skips the record size check that a plain load makes."""
+    import zipfile
+
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(trained) as z, zipfile.ZipFile(damaged, "w") as out:
+        for info in z.infolist():
+            data = z.read(info.filename)
+            out.writestr(info.filename, data[:-8] if info.filename.endswith("/data/0") else data)
+    with pytest.raises(NmtError, match="damaged.pt is damaged"):
+        Translator(damaged)
+
+
 # huge options and inputs
 def test_min_len_above_the_length_limit_is_refused(translator, trained):
     with pytest.raises(NmtError, match="min_len 100000 is above the longest output"):
