@@ -7,6 +7,8 @@ processes each on its own core come closer (see README, Performance).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -22,6 +24,8 @@ from torch import nn
 from nmt import NmtError
 from nmt.search import Hypothesis, SearchOptions, search_batch
 
+PR_SET_PDEATHSIG = 1  # prctl: the signal a process gets when its parent dies
+
 # batches a worker gets of a translate call, so that none waits long for the last one to
 # finish; more, smaller batches use the cores less well
 BATCHES_PER_WORKER = 4
@@ -31,8 +35,18 @@ BATCHES_PER_WORKER = 4
 _worker_model: nn.Module | None = None
 
 
-def _worker_init(model: nn.Module, threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """Linux: this process is killed when its parent dies (kill -9, the OOM killer), instead of
+    waiting forever for batches that will not come."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or no prctl
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(1)
+
+
+def _worker_init(model: nn.Module, threads: int, parent: int) -> None:
     global _worker_model
+    _die_with(parent)
     # Ctrl-C reaches the whole process group: the parent alone handles it and stops the
     # workers; a worker whose parent died (kill -9) fails on the closed pipe, and the
     # traceback it would print says nothing the parent does not (errors of a task travel
@@ -62,7 +76,7 @@ class WorkerPool:
         # an executor rather than multiprocessing.Pool: a worker that dies (kill -9, the OOM
         # killer) breaks it with an error, where a Pool replaces the worker and waits forever
         # for the batch it held
-        self._pool = ProcessPoolExecutor(workers, ctx, _worker_init, (model, threads))
+        self._pool = ProcessPoolExecutor(workers, ctx, _worker_init, (model, threads, os.getpid()))
         # stops the workers when the pool is collected, or at the latest at exit
         self._stop = weakref.finalize(self, _terminate, self._pool)
 

@@ -449,6 +449,46 @@ def test_a_worker_killed_from_outside_is_an_error_not_a_hang(trained):
         translator.close()
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_ctrl_c_or_kill_with_workers_is_quiet_and_leaves_no_process(trained, tmp_path, sig):
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in.txt"
+    src.write_text("The red cat sees the big dog in the house.\n" * 20_000, encoding="utf-8")
+    out = tmp_path / "out.txt"
+    partial = tmp_path / "out.txt.partial"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = ["translate", str(trained), str(src), "-o", str(out), "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", *command],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # a process group of its own, as a shell job has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size):
+        time.sleep(0.2)
+    if sig == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+    else:
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only: its workers must follow
+    try:
+        # stderr ends when every process holding it (the workers too) has ended
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything left of the group
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert partial.read_text(encoding="utf-8").count("\n") > 0
+
+
 # unclear messages
 def test_lone_surrogates_through_the_api_are_an_nmt_error(translator):
     with pytest.raises(NmtError, match="sentence 2: not valid Unicode"):
