@@ -18,11 +18,13 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from nmt import NmtError
+from nmt.corpus import check_input
 
 META_VERSION = 1
 # paths whose target is the process's own descriptors: never renamed over
@@ -68,6 +70,28 @@ def output_target(output: str | Path, option: str = "-o") -> OutputTarget:
         if side.is_dir():
             raise NmtError(f"{side} is a directory: remove it or choose another {option}")
     return target
+
+
+def check_streams(
+    input: Path | None, output: Path | None, resume: bool, attention_dir: Path | None
+) -> bool:
+    """Check a translation's input, output and heatmap folder before any work (None: stdin,
+    stdout, no heatmaps); True if the input is stdin on a terminal (typed, interactive)."""
+    if resume and output is None:
+        raise NmtError("--resume needs --output")
+    if input is not None:
+        check_input(input)
+    elif sys.stdin is None:
+        raise NmtError("stdin is closed: give an input file")
+    if output is not None:
+        target = output_target(output)
+        if input is not None and target.path.exists() and target.path.samefile(input):
+            raise NmtError(f"the output {output} is the input file: choose another output")
+    elif sys.stdout is None:
+        raise NmtError("stdout is closed: give --output FILE")
+    if attention_dir is not None:
+        check_dir(attention_dir, "--attention-dir")
+    return input is None and sys.stdin.isatty()
 
 
 def same_file(stream: IO[bytes], path: Path) -> bool:

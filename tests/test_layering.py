@@ -34,7 +34,7 @@ RANK = {
     "checkpoint": 5,
     "quantize": 5,
     "workers": 6,
-    "output": 1,
+    "output": 2,
     "stream": 6,
     "export": 6,
     "translate": 7,
