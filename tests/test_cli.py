@@ -825,7 +825,7 @@ def test_translate_on_a_terminal_answers_each_line(trained):
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nmt", "translate", str(trained), "--workers", "1"],
+        [sys.executable, "-m", "nmt", "translate", str(trained)],  # workers auto
         stdin=follower,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -245,20 +245,11 @@ def test_output_to_a_fifo_is_written_in_place(trained, src, tmp_path):
     assert fifo.is_fifo() and not (tmp_path / "out.fifo.partial").exists()
 
 
-@pytest.mark.parametrize("make", ["dir", "partial_dir"])
-def test_unusable_output_is_refused_before_any_work(trained, src, tmp_path, make):
-    out = tmp_path / "out"
-    if make == "dir":
-        out.mkdir()
-        one_line(cli("translate", trained, src, "-o", out), "out", "is a directory")
-    else:
-        (tmp_path / "out.partial").mkdir()
-        one_line(cli("translate", trained, src, "-o", out), "out.partial", "is a directory")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", make_name(make)])
-
-
-def make_name(make: str) -> str:
-    return "out" if make == "dir" else "out.partial"
+@pytest.mark.parametrize("taken", ["out", "out.partial"])
+def test_unusable_output_is_refused_before_any_work(trained, src, tmp_path, taken):
+    (tmp_path / taken).mkdir()  # the output, or its partial file, is a directory
+    one_line(cli("translate", trained, src, "-o", tmp_path / "out"), taken, "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", taken])
 
 
 def test_attention_outputs_that_are_files_are_refused(trained, src, tmp_path):
