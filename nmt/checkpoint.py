@@ -34,6 +34,7 @@ KINDS = ("training", "export")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # zip (torch.save's format since 1.6) or a pickle of protocol 2 or more (older torch.save)
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+_DATA_RECORD = re.compile(r"[^/]+/data/\d+")  # a tensor storage's record in torch's zip
 
 
 @dataclass
@@ -75,6 +76,8 @@ def save_checkpoint(
 def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """The checkpoint's plain data; with `mmap`, tensors are read from disk when first used."""
     p = Path(path)
+    if p.is_dir():
+        raise NmtError(f"checkpoint {p} is a directory, not a file")
     if not p.is_file():
         raise NmtError(f"checkpoint {p} does not exist")
     # mmap needs torch's zip format; anything else goes through the checks below
@@ -88,7 +91,10 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of foreign files: the error below says it all
             warnings.simplefilter("ignore")
-            state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+            # bytes: how pickle writes an empty byte string (a damaged tokenizer, say), so
+            # that the checks below name what is wrong instead of calling it code
+            with torch.serialization.safe_globals([bytes]):
+                state = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:
@@ -101,6 +107,8 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     except Exception as e:  # a foreign file fails in many ways: KeyError, EOFError, zip errors
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmtError(f"checkpoint {p} is damaged or not a checkpoint ({first[:120]})") from None
+    if mmap:
+        _check_records(p, state)
     if not isinstance(state, dict) or "format" not in state or "model" not in state:
         raise NmtError(f"checkpoint {p} is not an nmt checkpoint")
     if not isinstance(state["format"], int) or isinstance(state["format"], bool):
@@ -113,6 +121,31 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     if state.setdefault("kind", "training") not in KINDS:
         raise NmtError(f"checkpoint {p} is of an unknown kind {state['kind']!r}")
     return state
+
+
+def _check_records(p: Path, state: Any) -> None:
+    """torch.load with mmap takes each tensor's size from the pickle and reads that many bytes
+    from where its record starts, without the check of the record's size that a plain load
+    makes: a damaged file would give tensors of bytes from elsewhere. Each distinct storage
+    must match one record, byte for byte in size."""
+    with zipfile.ZipFile(p) as z:
+        records = [i.file_size for i in z.infolist() if _DATA_RECORD.fullmatch(i.filename)]
+    storages = {}
+    for tensor in _tensors(state):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    if sorted(n for n in storages.values() if n) != sorted(n for n in records if n):
+        raise NmtError(f"checkpoint {p} is damaged (its tensors do not match its records)")
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def require_training_state(ckpt: Checkpoint, path: str | Path) -> None:
@@ -165,6 +198,7 @@ def load_checkpoint(
             k: v.float() if torch.is_tensor(v) and v.dtype in HALF_DTYPES else v
             for k, v in state["model"].items()
         }
+        _check_finite(weights)
         model.load_state_dict(weights)
     except NmtError as e:
         raise NmtError(f"checkpoint {path}: {e}") from None
@@ -176,6 +210,14 @@ def load_checkpoint(
     return Checkpoint(
         model, config, tokenizer, state.get("train_state"), versions, kind=state["kind"]
     )
+
+
+def _check_finite(weights: dict[str, Any]) -> None:
+    """Refuse NaN or infinite weights (a damaged file, a diverged run): searching with them
+    gives empty or garbage outputs instead of an error."""
+    for name, value in weights.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all():
+            raise NmtError(f"weight {name} holds NaN or infinite values (damaged or diverged)")
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -112,7 +112,8 @@ def run() -> None:
         code = 1
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):  # a closed pipe or stream: nothing to deliver
+        # a closed pipe or stream (None when closed at start): nothing to deliver
+        with suppress(OSError, ValueError, AttributeError):
             stream.flush()
     os._exit(code or 0)
 
@@ -123,7 +124,16 @@ def user_errors():
     try:
         yield
     except NmtError as e:
-        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # the message quotes file names and values the user typed: never markup or emoji
+        err.print(
+            f"[red]error:[/red] {escape(str(e))}",
+            markup=True,
+            emoji=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     except BrokenPipeError:
         sys.stderr.close()
@@ -459,6 +469,7 @@ _TRANSLATE_FLAGS = {
     "weights": "--weights",
     "attention_layer": "--layer",
     "attention_head": "--head",
+    "device": "--device",
 }
 
 
@@ -543,9 +554,13 @@ def translate(
         int, typer.Option(help="CPU threads (0: torch default; 1 a worker with --workers).")
     ] = 0,
     workers: Annotated[
-        int, typer.Option(help="CPU processes translating batches side by side.")
-    ] = 1,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+        str,
+        typer.Option(
+            help="CPU processes translating batches side by side; auto: one per core "
+            "(one thread each), a single process for small inputs and on a GPU."
+        ),
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto (cuda if available), cpu, cuda[:N].")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     ensemble: Annotated[
         list[Path] | None,
@@ -561,13 +576,15 @@ def translate(
     # long: one parameter per option, each passed on once to the library's typed options
     _quiet(quiet)
     with user_errors(), _as_flags(_TRANSLATE_FLAGS):
-        from functools import partial
+        from dataclasses import replace
 
         from nmt.search import SearchOptions
-        from nmt.translate import StreamOptions, Translator, translate_file, translate_stream
+        from nmt.translate import StreamOptions, Translator
 
         # jsonl records carry the attention whenever it is computed, heatmaps included
         attention = with_attention or attention_dir is not None
+        if with_attention and fmt == "text":
+            raise NmtError("--with-attention adds to jsonl records: give --format jsonl too")
         search = SearchOptions(
             beam_size=beam_size,
             nbest=nbest,
@@ -579,84 +596,144 @@ def translate(
             return_attention=attention,
             scores=fmt != "text" or nbest > 1,  # text shows scores only in n-best lists
         )
+        from nmt.outfile import check_streams
+
+        interactive = check_streams(input, output, resume, attention_dir)
         stream = StreamOptions(
-            batch_tokens=batch_tokens, fmt=fmt, errors=errors, with_attention=attention
+            batch_tokens=batch_tokens,
+            fmt=fmt,
+            errors=errors,
+            with_attention=attention,
+            chunk_lines=1 if interactive else StreamOptions.chunk_lines,
         )
-        if resume and output is None:
-            raise NmtError("--resume needs --output")
-        if input is not None and not input.is_file():
-            raise NmtError(f"{input}: file does not exist")
         translator = Translator(
             [checkpoint, *(ensemble or [])],
             device=device,
             quantize=quantize,
             threads=threads,
-            workers=workers,
+            workers=_workers(workers),
             weights=_weights(weights),
             attention_layer=layer,
             attention_head=_head(head),
         )
+        if not interactive and translator.workers > 1:
+            # each worker takes several batches of a chunk: with many, 1,000 lines would make
+            # batches too small to use a core well
+            chunk = max(stream.chunk_lines, _LINES_PER_WORKER * translator.workers)
+            stream = replace(stream, chunk_lines=chunk)
         # torch, the model and everything loaded so far live as long as the process: kept out
         # of the cyclic garbage collector, whose full passes over their 170k objects took
         # 0.07 s each, one per 1,000 sentences translated here
         gc.freeze()
-        on_chunk = None
-        if attention_dir is not None:
-            attention_dir.mkdir(parents=True, exist_ok=True)
-            on_chunk = partial(_save_maps, out_dir=attention_dir)
-        name = str(input) if input else "<stdin>"
-        with _translate_progress(quiet) as on_progress:
-            source = input.open("rb") if input else sys.stdin.buffer
-            try:
-                if output is None:
-                    translate_stream(
-                        translator,
-                        source,
-                        sys.stdout,
-                        search,
-                        stream,
-                        name=name,
-                        on_progress=on_progress,
-                        on_chunk=on_chunk,
-                    )
-                else:
-                    translate_file(
-                        translator,
-                        source,
-                        output,
-                        search,
-                        stream,
-                        resume=resume,
-                        name=name,
-                        on_progress=on_progress,
-                        on_chunk=on_chunk,
-                    )
-            finally:
-                translator.close()
-                if input:
-                    source.close()
+        if interactive:
+            err.print("Type a sentence and press Enter; Ctrl-D ends.", highlight=False)
+        source = input.open("rb") if input else sys.stdin.buffer
+        try:
+            quiet = quiet or interactive  # no bar between typed lines
+            _translate_source(
+                translator, source, output, search, stream, resume, input, attention_dir, quiet
+            )
+        finally:
+            translator.close()
+            if input:
+                source.close()
+
+
+def _workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise NmtError(f"--workers must be auto or a whole number >= 1, got {value!r}") from None
+
+
+def _translate_source(
+    translator,
+    source,
+    output: Path | None,
+    search,
+    stream,
+    resume: bool,
+    input: Path | None,
+    attention_dir: Path | None,
+    quiet: bool,
+) -> None:
+    from nmt.outfile import stream_size
+    from nmt.translate import translate_file, translate_stream
+
+    name = str(input) if input else "<stdin>"
+    with _translate_progress(quiet, stream_size(source)) as on_progress:
+
+        def written(w) -> None:
+            on_progress(w)
+            if attention_dir is not None:
+                _save_maps(w.translations, w.first, attention_dir)
+
+        if output is None:
+            translate_stream(
+                translator, source, sys.stdout, search, stream, name=name, on_progress=written
+            )
+        else:
+            translate_file(
+                translator,
+                source,
+                output,
+                search,
+                stream,
+                resume=resume,
+                name=name,
+                on_progress=written,
+            )
+
+
+# lines of a chunk per worker process
+_LINES_PER_WORKER = 250
+# off a terminal, a progress line at most this often (seconds)
+_PROGRESS_LOG_S = 30.0
 
 
 @contextmanager
-def _translate_progress(quiet: bool):
-    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+def _translate_progress(quiet: bool, total_bytes: int | None):
+    """on_progress(written): a live bar on a terminal (with an ETA when the input's size is
+    known: bytes read of the file's size), a plain line every _PROGRESS_LOG_S off one."""
+    import time
 
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    live = err.is_terminal and not quiet
     progress = Progress(
-        TextColumn("{task.completed} sentences"),
+        TextColumn("{task.fields[sentences]:,} sentences"),
+        BarColumn(),
         TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=quiet or not err.is_terminal,
+        disable=not live,
     )
-    task = progress.add_task("translate", total=None, rate="", tokens=0)
+    task = progress.add_task("translate", total=total_bytes, sentences=0, tokens=0, rate="")
+    start = last_line = time.monotonic()
 
-    def on_progress(sentences: int, tokens: int) -> None:
+    def on_progress(written) -> None:
+        nonlocal last_line
         t = progress.tasks[task]
-        total_tokens = t.fields["tokens"] + tokens
-        elapsed = max(t.elapsed or 1e-9, 1e-9)
-        sent_rate = (t.completed + sentences) / elapsed
-        rate = f"{sent_rate:,.1f} sent/s  {total_tokens / elapsed:,.0f} tok/s"
-        progress.update(task, advance=sentences, tokens=total_tokens, rate=rate)
+        sentences = t.fields["sentences"] + len(written.translations)
+        tokens = t.fields["tokens"] + written.tokens
+        now = time.monotonic()
+        elapsed = max(now - start, 1e-9)
+        rate = f"{sentences / elapsed:,.1f} sent/s  {tokens / elapsed:,.0f} tok/s"
+        nbytes = sum(map(len, written.raw))
+        progress.update(task, advance=nbytes, sentences=sentences, tokens=tokens, rate=rate)
+        if not live and not quiet and now - last_line >= _PROGRESS_LOG_S:
+            last_line = now
+            share = f" ({100 * t.completed / total_bytes:.0f}%)" if total_bytes else ""
+            err.print(f"{sentences:,} sentences{share}, {rate}", highlight=False, soft_wrap=True)
 
     with progress:
         yield on_progress
@@ -908,7 +985,9 @@ def attention(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the heatmaps.")],
     text: Annotated[str | None, typer.Option(help="One sentence to translate.")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Input file.")] = None,
-    lines: Annotated[str, typer.Option(help="Lines of --input, e.g. 1-20.")] = "1-20",
+    lines: Annotated[
+        str | None, typer.Option(help="Lines of --input, e.g. 1-20 (default: 1-20).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, svg, pdf, html, npz or json.")] = "png",
     beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
     words: Annotated[bool, typer.Option(help="Merge subword pieces into words.")] = False,
@@ -919,6 +998,7 @@ def attention(
     with user_errors(), _as_flags(_TRANSLATE_FLAGS):
         from nmt.corpus import read_lines
         from nmt.heatmaps import FORMATS, save_attention_maps
+        from nmt.outfile import check_dir
         from nmt.translate import Translator
 
         if fmt not in FORMATS:
@@ -928,10 +1008,18 @@ def attention(
         if text is not None:
             first, sentences = 1, [text]
         else:
-            first, last = _line_range(lines)
-            sentences = read_lines(input)[first - 1 : last]
+            first, last = _line_range(lines or "1-20")
+            all_lines = read_lines(input)
+            sentences = all_lines[first - 1 : last]
             if not sentences:
-                raise NmtError(f"{input} has no lines in --lines {lines}")
+                raise NmtError(f"{input} has no lines in --lines {lines or '1-20'}")
+            if lines is not None and last > len(all_lines):
+                shown = f"{first}-{len(all_lines)}"
+                log = logging.getLogger(__name__)
+                log.warning(
+                    "--lines %s: %s has %d lines, plotting %s", lines, input, len(all_lines), shown
+                )
+        check_dir(out, "-o")  # before the model is loaded and run
         translator = Translator(checkpoint, attention_layer=layer, attention_head=_head(head))
         if translator.config.model.attention == "none":
             raise NmtError(

@@ -19,6 +19,39 @@ from nmt import NmtError
 
 log = logging.getLogger(__name__)
 
+# the longest line read from a text file: a file without newlines (or a binary one) would
+# otherwise be read whole into memory as one line
+MAX_LINE_BYTES = 1 << 20
+
+
+def raw_lines(stream: IO[bytes], name: str, truncate: bool = False) -> Iterator[bytes]:
+    """The lines of a binary stream (line endings kept), none longer than MAX_LINE_BYTES: a
+    longer one is an error naming it, or with `truncate` cut to that size with a warning."""
+    n = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        n += 1
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        if not truncate:
+            raise NmtError(
+                f"{name}:{n}: line longer than {MAX_LINE_BYTES >> 20} MB (is it a text file?)"
+            )
+        while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass  # the rest of the line, read in bounded pieces and dropped
+        log.warning("%s:%d: longer than %d MB, cut there", name, n, MAX_LINE_BYTES >> 20)
+        yield _cut_at_character(raw[:MAX_LINE_BYTES]) + b"\n"
+
+
+def _cut_at_character(raw: bytes) -> bytes:
+    """`raw` without a UTF-8 character cut in two at its end."""
+    end = len(raw)
+    while end and raw[end - 1] & 0xC0 == 0x80:  # continuation bytes
+        end -= 1
+    if end and raw[end - 1] >= 0xC0:  # the lead byte of the character cut
+        end -= 1
+    return raw[:end]
+
 
 def decode_line(raw: bytes, where: str, errors: str = "strict") -> str:
     """One line of bytes -> text without its line ending (LF or CRLF)."""
@@ -33,15 +66,22 @@ def decode_line(raw: bytes, where: str, errors: str = "strict") -> str:
 def read_lines(path: str | Path) -> list[str]:
     """All lines of a UTF-8 text file; errors name the file and line."""
     p = Path(path)
-    if not p.is_file():
-        raise NmtError(f"{p}: file does not exist")
+    check_input(p)
     with p.open("rb") as f:
-        return [decode_line(raw, f"{p}:{n}") for n, raw in enumerate(f, 1)]
+        return [decode_line(raw, f"{p}:{n}") for n, raw in enumerate(raw_lines(f, str(p)), 1)]
+
+
+def check_input(path: Path) -> None:
+    """An input file that can be read (FIFOs and /dev/stdin included), or one clear line."""
+    if path.is_dir():
+        raise NmtError(f"{path} is a directory, not a file")
+    if not path.exists():
+        raise NmtError(f"{path}: file does not exist")
 
 
 def read_stream(stream: IO[bytes], name: str) -> list[str]:
     """All lines of a UTF-8 byte stream (stdin); errors name it `name`."""
-    return [decode_line(raw, f"{name}:{n}") for n, raw in enumerate(stream, 1)]
+    return [decode_line(raw, f"{name}:{n}") for n, raw in enumerate(raw_lines(stream, name), 1)]
 
 
 def check_aligned(texts: dict[str, list[str]]) -> None:

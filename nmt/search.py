@@ -10,7 +10,7 @@ Shapes: N sentences still active, K beam size, R = N * K rows, S source length, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +23,8 @@ from nmt.candidates import best_in_rows, top_candidates
 from nmt.tokenizer import BOS, EOS, PAD
 
 NEG_INF = float("-inf")
+# the widest beam searched: memory grows with K, and wider beams rarely find better outputs
+MAX_BEAM = 1000
 
 
 @runtime_checkable
@@ -110,6 +112,8 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         _whole("beam_size", self.beam_size, 1)
+        if self.beam_size > MAX_BEAM:
+            raise NmtError(f"beam_size must be at most {MAX_BEAM}, got {self.beam_size}")
         _whole("nbest", self.nbest, 1)
         if self.nbest > self.beam_size:
             raise NmtError(
@@ -177,8 +181,12 @@ def greedy(
         log_probs, state, weights = model.decode_step(state, prev, enc, normalize=opts.scores)
         if weights is None:
             attn = None  # a model without attention has none to return
-        _mask_special(log_probs, step, opts.min_len, limits[active] <= step)
+        at_max = limits[active] <= step
+        _mask_special(log_probs, step, opts.min_len, at_max)
         best_lp, prev = best_in_rows(log_probs)  # (N,)
+        # a row at its max length ends here even if its scores are NaN or all -inf (the
+        # argmax of such a row is no EOS), so the loop ends by the max length whatever happens
+        prev = prev.masked_fill(at_max, EOS)
         if opts.scores:
             log_prob = log_prob + best_lp
         tokens = torch.cat([tokens, prev[:, None]], 1)
@@ -305,6 +313,9 @@ def beam_search(
             ends_at = step + 2.0  # EOS at the next step
         bound = opts.normalize(best_open, ends_at)
         done = (finished.kth_best[active] >= bound) | (best_open == NEG_INF)
+        # at the max length only EOS was allowed: done even when NaN scores (broken weights)
+        # compare false with everything
+        done |= limits[active] <= step
         remaining = (~done).nonzero().flatten()  # (N',) sentences of N still searched
         width = next_lp.size(1)  # K, fewer only if the vocabulary is smaller than the beam
         # (R',) positions in next_* of the remaining sentences' hypotheses
@@ -358,6 +369,24 @@ def search_batch(
 MapBatches = Callable[[list[list[list[int]]], SearchOptions], Iterable[list[list[Hypothesis]]]]
 
 
+def search_id_batches(
+    model: SearchModel,
+    src_ids: list[list[int]],
+    opts: SearchOptions,
+    batch_tokens: int = 4096,
+    map_batches: MapBatches | None = None,
+) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
+    """search_ids batch by batch: (indices into src_ids, their hypotheses) as each batch is
+    done, so that a caller can write results before the last batch is searched."""
+    plan = plan_batches([len(s) for s in src_ids], [0] * len(src_ids), batch_tokens)
+    batches = [[src_ids[i] for i in idxs] for idxs in plan]
+    if map_batches is None:
+        found: Iterable[list[list[Hypothesis]]] = (search_batch(model, b, opts) for b in batches)
+    else:
+        found = map_batches(batches, opts)
+    yield from zip(plan, found)
+
+
 def search_ids(
     model: SearchModel,
     src_ids: list[list[int]],
@@ -372,13 +401,7 @@ def search_ids(
     processes) and yields their results in order; by default they run here, one by one.
     """
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    plan = plan_batches([len(s) for s in src_ids], [0] * len(src_ids), batch_tokens)
-    batches = [[src_ids[i] for i in idxs] for idxs in plan]
-    if map_batches is None:
-        found: Iterable[list[list[Hypothesis]]] = (search_batch(model, b, opts) for b in batches)
-    else:
-        found = map_batches(batches, opts)
-    for idxs, hyps in zip(plan, found):
+    for idxs, hyps in search_id_batches(model, src_ids, opts, batch_tokens, map_batches):
         for i, h in zip(idxs, hyps):
             results[i] = h
     return results

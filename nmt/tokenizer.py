@@ -52,6 +52,8 @@ class Tokenizer:
     """Source and target sentencepiece models (the same object twice when joint)."""
 
     def __init__(self, src_proto: bytes, tgt_proto: bytes | None = None) -> None:
+        if not src_proto or tgt_proto == b"":
+            raise NmtError("tokenizer: the sentencepiece model is empty")
         self.src_proto = src_proto
         self.tgt_proto = tgt_proto  # None: joint
         self.src = _processor(src_proto, "src")

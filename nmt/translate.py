@@ -1,4 +1,5 @@
-"""Translation: the in-memory `Translator` and streaming translation of files of any size.
+"""Translation: the in-memory `Translator`; streaming translation of files is in nmt.stream
+(its functions are importable from here too).
 
 Line alignment is kept whatever the input: output line i translates input line i, an empty
 line gives an empty line, an over-long line is truncated (with a warning), never dropped.
@@ -6,23 +7,22 @@ line gives an empty line, an over-long line is truncated (with a warning), never
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 import torch
 
 from nmt import NmtError
 from nmt.checkpoint import Checkpoint, load_checkpoint
-from nmt.corpus import decode_line
 from nmt.ensemble import Ensemble, ensemble_weights
 from nmt.quantize import quantize_int8
-from nmt.search import Hypothesis, SearchOptions, search_ids
+from nmt.search import Hypothesis, SearchOptions, search_id_batches
 from nmt.transformer import Transformer
 from nmt.workers import WorkerPool
 
@@ -52,6 +52,36 @@ class Translation:
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise NmtError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+# with workers "auto", a call with fewer source tokens than this is searched in this
+# process: starting the worker processes costs more than they save on it
+POOL_MIN_TOKENS = 2000
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def pick_device(device: str) -> str:
+    """ "auto" (CUDA when available, else the CPU), "cpu", "cuda" or "cuda:N", checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise NmtError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise NmtError(
+            f"device {device}: CUDA is not available to this torch ({torch.__version__})"
+        )
+    return device
 
 
 @contextmanager
@@ -105,7 +135,9 @@ class Translator:
     `attention_layer` and `attention_head` (None: the mean over heads) choose which of a
     Transformer's cross-attentions the attention output shows (the first model's).
     `threads` > 0: torch's CPU threads while it translates (restored after each call), or
-    of each worker process with `workers` > 1 (0 meaning 1 there).
+    of each worker process with `workers` > 1 (0 meaning 1 there). `workers` "auto": one
+    worker process per available core on the CPU (one process on a GPU), used for calls of
+    POOL_MIN_TOKENS source tokens or more. `device` "auto": CUDA when available.
     """
 
     def __init__(
@@ -114,26 +146,34 @@ class Translator:
         device: str = "cpu",
         quantize: str | None = None,
         threads: int = 0,
-        workers: int = 1,
+        workers: int | str = 1,
         *,
         weights: Sequence[float] | None = None,
         attention_layer: int = -1,
         attention_head: int | None = None,
     ) -> None:
         self._pool: WorkerPool | None = None  # worker processes, started at the first call
-        _at_least("workers", workers, 1)
+        self.auto_workers = workers == "auto"
+        if not self.auto_workers:
+            _at_least("workers", workers, 1)
         _at_least("threads", threads, 0)
-        if workers > 1 and device != "cpu":
-            raise NmtError("workers above 1 run on the CPU only")
         if quantize not in (None, "none", "int8"):
             raise NmtError(f"quantize must be one of none, int8, got {quantize!r}")
-        if quantize == "int8" and device != "cpu":
-            raise NmtError("quantize int8 runs on the CPU only")
         paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
         if not paths:
             raise NmtError("give at least one checkpoint")
         mix = ensemble_weights(weights, len(paths))  # checked before anything loads
-        self.workers, self.threads = workers, threads
+        if quantize == "int8" or (not self.auto_workers and workers > 1):
+            if device not in ("auto", "cpu"):
+                what = "quantize int8 runs" if quantize == "int8" else "workers above 1 run"
+                raise NmtError(f"{what} on the CPU only")
+            device = "cpu"
+        device = pick_device(device)
+        if self.auto_workers:
+            workers = available_cores() if device == "cpu" else 1
+        self.workers, self.threads, self.device, self.quantize = workers, threads, device, quantize
+        self.checkpoints = [Path(p) for p in paths]
+        self.weights, self.attention = mix, (attention_layer, attention_head)
         with _threads(threads):
             ckpts = [load_checkpoint(p, device, mmap=True) for p in paths]
             for path, ckpt in zip(paths[1:], ckpts[1:]):
@@ -185,28 +225,77 @@ class Translator:
             options = keywords
         elif keywords != SearchOptions():
             raise TypeError("give either options or search keywords, not both")
+        results = [Translation(s, [], []) for s in sentences]
+        for idxs, found in self.translate_batches(
+            sentences, options, batch_tokens=batch_tokens, line_numbers=line_numbers
+        ):
+            for i, t in zip(idxs, found):
+                results[i] = t
+        return results
+
+    def translate_batches(
+        self,
+        sentences: list[str],
+        options: SearchOptions,
+        *,
+        batch_tokens: int = 4096,
+        line_numbers: Iterable[int] | None = None,
+    ) -> Iterator[tuple[list[int], list[Translation]]]:
+        """translate() batch by batch: (indices into `sentences`, their translations) as
+        each batch is done, the sentences without tokens first."""
         _at_least("batch_tokens", batch_tokens, 1)
+        self._check_min_len(options)
         ids = self._source_ids(sentences, line_numbers)
         todo = [i for i, seq in enumerate(ids) if seq]
-        found = self._search([ids[i] for i in todo], options, batch_tokens)
-        # one detokenizer call for all hypotheses: each sentencepiece batch call has a fixed
-        # cost, which a call per sentence paid on every line
-        texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in found for h in hyps]))
-        results = [Translation(s, [], []) for s in sentences]
-        for i, hyps in zip(todo, found):
-            results[i] = Translation(
-                sentences[i],
-                self.tokenizer.src_pieces(ids[i]) + ["</s>"],
-                [self._output(h, next(texts), options.return_attention) for h in hyps],
+        empty = [i for i, seq in enumerate(ids) if not seq]
+        if empty:
+            yield empty, [Translation(sentences[i], [], []) for i in empty]
+        for batch, found in self._search([ids[i] for i in todo], options, batch_tokens):
+            idxs = [todo[b] for b in batch]
+            # one detokenizer call per batch: each sentencepiece call has a fixed cost, which
+            # a call per sentence paid on every line
+            texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in found for h in hyps]))
+            yield (
+                idxs,
+                [
+                    Translation(
+                        sentences[i],
+                        self.tokenizer.src_pieces(ids[i]) + ["</s>"],
+                        [self._output(h, next(texts), options.return_attention) for h in hyps],
+                    )
+                    for i, hyps in zip(idxs, found)
+                ],
             )
-        return results
+
+    def _check_min_len(self, options: SearchOptions) -> None:
+        """min_len above every output's max length would override the length limit."""
+        longest = math.floor(self.max_src_len * options.max_len_ratio) + options.max_len_offset
+        if options.min_len > longest:
+            raise NmtError(
+                f"min_len {options.min_len} is above the longest output allowed ({longest}: "
+                f"max_len_ratio x the model's {self.max_src_len} source tokens + "
+                "max_len_offset)"
+            )
 
     def _source_ids(
         self, sentences: list[str], line_numbers: Iterable[int] | None
     ) -> list[list[int]]:
         """Source ids of each sentence, truncated (with a warning) to the model's max length."""
-        ids = self.tokenizer.encode_src(sentences)
-        numbers = list(line_numbers) if line_numbers is not None else range(1, len(ids) + 1)
+        numbers = list(line_numbers) if line_numbers is not None else range(1, len(sentences) + 1)
+        try:
+            ids = self.tokenizer.encode_src(sentences)
+        except (TypeError, UnicodeEncodeError):
+            for n, text in zip(numbers, sentences):
+                if not isinstance(text, str):
+                    raise NmtError(f"sentence {n}: not text ({type(text).__name__})") from None
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise NmtError(
+                        f"sentence {n}: not valid Unicode (a lone surrogate at character "
+                        f"{e.start + 1})"
+                    ) from None
+            raise
         for n, seq in zip(numbers, ids):
             if len(seq) > self.max_src_len:
                 log.warning(
@@ -220,15 +309,35 @@ class Translator:
 
     def _search(
         self, src_ids: list[list[int]], options: SearchOptions, batch_tokens: int
-    ) -> list[list[Hypothesis]]:
-        """Hypotheses of each id sequence, searched here or by the worker processes."""
-        if self.workers == 1:
+    ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
+        """(indices into src_ids, hypotheses) batch by batch, searched here or by the
+        worker processes."""
+        tokens = sum(len(seq) + 1 for seq in src_ids)
+        if self.workers == 1 or (self.auto_workers and tokens < POOL_MIN_TOKENS):
             with _threads(self.threads):
-                return search_ids(self.model, src_ids, options, batch_tokens)
+                yield from search_id_batches(self.model, src_ids, options, batch_tokens)
+            return
         if self._pool is None:
             self._pool = WorkerPool(self.model, self.workers, self.threads or 1)
         batch_tokens = self._pool.batch_tokens(src_ids, batch_tokens)
-        return search_ids(self.model, src_ids, options, batch_tokens, self._pool.map_batches)
+        yield from search_id_batches(
+            self.model, src_ids, options, batch_tokens, self._pool.map_batches
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the outputs depend on besides the search options: the checkpoint file (by
+        size and modification time: hashing it would read it whole), device, quantization."""
+        files = [{"size": st.st_size, "mtime_ns": st.st_mtime_ns} for st in self._stats()]
+        record: dict[str, Any] = {**files[0], "device": self.device}
+        record["quantize"] = self.quantize or "none"
+        if len(files) > 1:  # an ensemble: every member and the weights of their mix
+            record.update(members=files, weights=list(self.weights))
+        if self.attention != (-1, None):
+            record["attention"] = list(self.attention)
+        return record
+
+    def _stats(self) -> list[os.stat_result]:
+        return [p.stat() for p in self.checkpoints]
 
     def close(self) -> None:
         """Stop the worker processes (also done when the Translator is garbage-collected)."""
@@ -248,188 +357,26 @@ class Translator:
         )
 
 
-FORMATS = ("text", "jsonl")
+# the streaming API, long part of this module, importable from here as before
+from nmt.stream import (  # noqa: E402
+    FORMATS,
+    StreamOptions,
+    Written,
+    format_translation,
+    read_chunks,
+    translate_file,
+    translate_stream,
+)
 
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """How a stream is read, batched and written; checked when made."""
-
-    batch_tokens: int = 4096  # sentences x longest source in a batch
-    fmt: str = "text"  # text: one line per translation (Moses-style n-best); jsonl: records
-    errors: str = "strict"  # invalid UTF-8 input: strict (an error) or replace
-    chunk_lines: int = 10_000  # lines read, translated and written at a time
-    with_attention: bool = False  # jsonl: tokens and attention in each record
-
-    def __post_init__(self) -> None:
-        _at_least("batch_tokens", self.batch_tokens, 1)
-        _at_least("chunk_lines", self.chunk_lines, 1)
-        if self.fmt not in FORMATS:
-            raise NmtError(f"fmt must be text or jsonl, got {self.fmt!r}")
-        if self.errors not in ("strict", "replace"):
-            raise NmtError(f"errors must be strict or replace, got {self.errors!r}")
-
-
-def read_chunks(
-    stream: IO[bytes],
-    chunk_lines: int,
-    errors: str = "strict",
-    name: str = "<stdin>",
-    skip: int = 0,
-) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, lines) chunks of a binary stream, decoded as UTF-8.
-
-    Chunks always start at line 1 + k * chunk_lines; `skip` only drops the chunks before the
-    one holding line skip + 1, so a resumed run batches (and scores) that chunk exactly as an
-    uninterrupted run would.
-    """
-    chunk: list[str] = []
-    start = skip - skip % chunk_lines
-    first = start + 1
-    for n, raw in enumerate(stream, 1):
-        if n <= start:
-            continue
-        try:
-            line = decode_line(raw, f"{name}:{n}")
-        except NmtError:
-            if errors != "replace":
-                raise
-            log.warning("%s:%d: invalid UTF-8 replaced", name, n)
-            line = decode_line(raw, f"{name}:{n}", errors="replace")
-        chunk.append(line)
-        if len(chunk) == chunk_lines:
-            yield first, chunk
-            first, chunk = n + 1, []
-    if chunk:
-        yield first, chunk
-
-
-def format_translation(t: Translation, stream: StreamOptions) -> str:
-    """The output line(s) of one translation, newline included."""
-    if stream.fmt == "jsonl":
-        extra = stream.with_attention
-        record = {
-            "source": t.source,
-            "hypotheses": [
-                {"text": h.text, "log_prob": h.log_prob, "score": h.score}
-                | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if extra else {})
-                | ({"attention": h.attention} if extra else {})
-                for h in t.hypotheses
-            ],
-        }
-        return json.dumps(record, ensure_ascii=False) + "\n"
-    if len(t.hypotheses) <= 1:
-        return t.text.replace("\n", " ") + "\n"
-    # n-best in text: one line per hypothesis, Moses style
-    return "".join(f"{h.text} ||| {h.score:.4f}\n" for h in t.hypotheses)
-
-
-def count_lines(path: Path) -> int:
-    """Complete lines in a partial output; a trailing partial line is cut off."""
-    if not path.exists():
-        return 0
-    data = path.read_bytes()
-    complete = data.rfind(b"\n") + 1  # bytes up to the last newline
-    if complete != len(data):
-        with path.open("r+b") as f:
-            f.truncate(complete)
-    return data[:complete].count(b"\n")
-
-
-def translate_stream(
-    translator: Translator,
-    source: IO[bytes],
-    sink: IO[str],
-    search: SearchOptions | None = None,
-    stream: StreamOptions | None = None,
-    *,
-    name: str = "<stdin>",
-    skip: int = 0,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_chunk: Callable[[list[Translation], int], None] | None = None,
-) -> int:
-    """Translate a stream chunk by chunk, writing results in input order; memory stays flat
-    in the size of the input. Returns the number of lines translated.
-
-    `name` names the source in messages; the first `skip` lines are not written (resume);
-    `on_progress(lines, source tokens)` and `on_chunk(translations, first line number)` are
-    called after each chunk is written.
-    """
-    search = search or SearchOptions()
-    stream = stream or StreamOptions()
-    if stream.with_attention and not search.return_attention:
-        search = replace(search, return_attention=True)  # the records carry it
-    done = 0
-    for first, lines in read_chunks(source, stream.chunk_lines, stream.errors, name, skip):
-        results = translator.translate(
-            lines,
-            search,
-            batch_tokens=stream.batch_tokens,
-            line_numbers=range(first, first + len(lines)),
-        )
-        if first <= skip:  # resuming inside this chunk: its first lines are already written
-            results, lines = results[skip - first + 1 :], lines[skip - first + 1 :]
-            first = skip + 1
-        sink.write("".join(format_translation(t, stream) for t in results))
-        sink.flush()
-        if on_chunk is not None:
-            on_chunk(results, first)
-        done += len(lines)
-        if on_progress is not None:
-            on_progress(len(lines), sum(len(t.src_tokens) for t in results))
-    return done
-
-
-def translate_file(
-    translator: Translator,
-    source: IO[bytes],
-    output: Path,
-    search: SearchOptions | None = None,
-    stream: StreamOptions | None = None,
-    *,
-    resume: bool = False,
-    name: str = "<stdin>",
-    on_progress: Callable[[int, int], None] | None = None,
-    on_chunk: Callable[[list[Translation], int], None] | None = None,
-) -> int:
-    """Translate into OUTPUT through OUTPUT.partial, renamed when complete; with `resume`, a
-    partial file left by a killed run is continued after its last complete line. The other
-    arguments are translate_stream's."""
-    search = search or SearchOptions()
-    stream = stream or StreamOptions()
-    partial = output.with_name(output.name + ".partial")
-    skip = 0
-    if resume:
-        if stream.fmt == "text" and search.nbest > 1:
-            raise NmtError("resume works with one output line per input line (nbest 1)")
-        skip = count_lines(partial)
-        if skip:
-            log.info("resuming %s after line %d", output, skip)
-    elif partial.exists():
-        partial.unlink()
-    try:
-        sink = partial.open("a" if skip else "w", encoding="utf-8", newline="\n")
-    except OSError as e:
-        raise NmtError(f"cannot write {partial} ({e.strerror or e})") from None
-    try:
-        with sink:
-            n = translate_stream(
-                translator,
-                source,
-                sink,
-                search,
-                stream,
-                name=name,
-                skip=skip,
-                on_progress=on_progress,
-                on_chunk=on_chunk,
-            )
-            sink.flush()
-            os.fsync(sink.fileno())
-    except NmtError:
-        # bad input or options: nothing half-written is left (a resumed partial is kept)
-        if not skip:
-            partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, output)
-    return skip + n
+__all__ = [
+    "FORMATS",
+    "Output",
+    "StreamOptions",
+    "Translation",
+    "Translator",
+    "Written",
+    "format_translation",
+    "read_chunks",
+    "translate_file",
+    "translate_stream",
+]

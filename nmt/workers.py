@@ -7,13 +7,24 @@ processes each on its own core come closer (see README, Performance).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 import weakref
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 from torch import nn
 
+from nmt import NmtError
 from nmt.search import Hypothesis, SearchOptions, search_batch
+
+PR_SET_PDEATHSIG = 1  # prctl: the signal a process gets when its parent dies
 
 # batches a worker gets of a translate call, so that none waits long for the last one to
 # finish; more, smaller batches use the cores less well
@@ -24,8 +35,24 @@ BATCHES_PER_WORKER = 4
 _worker_model: nn.Module | None = None
 
 
-def _worker_init(model: nn.Module, threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """Linux: this process is killed when its parent dies (kill -9, the OOM killer), instead of
+    waiting forever for batches that will not come."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or no prctl
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the call above
+        os._exit(1)
+
+
+def _worker_init(model: nn.Module, threads: int, parent: int) -> None:
     global _worker_model
+    _die_with(parent)
+    # Ctrl-C reaches the whole process group: the parent alone handles it and stops the
+    # workers; a worker whose parent died (kill -9) fails on the closed pipe, and the
+    # traceback it would print says nothing the parent does not (errors of a task travel
+    # back to the parent, which reports them)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
     torch.set_num_threads(threads)
     _worker_model = model
 
@@ -46,10 +73,12 @@ class WorkerPool:
         self.workers = workers
         # fork: the workers share the loaded model's memory instead of loading their own
         ctx = multiprocessing.get_context("fork")
-        self._pool = ctx.Pool(workers, _worker_init, (model, threads))
-        # stops the workers when the pool is collected, or at the latest at exit while the
-        # modules terminate() needs are still there
-        self._stop = weakref.finalize(self, self._pool.terminate)
+        # an executor rather than multiprocessing.Pool: a worker that dies (kill -9, the OOM
+        # killer) breaks it with an error, where a Pool replaces the worker and waits forever
+        # for the batch it held
+        self._pool = ProcessPoolExecutor(workers, ctx, _worker_init, (model, threads, os.getpid()))
+        # stops the workers when the pool is collected, or at the latest at exit
+        self._stop = weakref.finalize(self, _terminate, self._pool)
 
     def batch_tokens(self, src_ids: list[list[int]], batch_tokens: int) -> int:
         """A token budget small enough to give every worker several batches of `src_ids`."""
@@ -59,15 +88,33 @@ class WorkerPool:
 
     def map_batches(
         self, batches: list[list[list[int]]], opts: SearchOptions
-    ) -> list[list[list[Hypothesis]]]:
-        """The hypotheses of each batch, searched by the workers, in the order of `batches`."""
+    ) -> Iterator[list[list[Hypothesis]]]:
+        """The hypotheses of each batch, searched by the workers, yielded in the order of
+        `batches` as soon as each (and those before it) is done."""
         # the largest batches first, so that the small ones fill the gaps at the end
         order = sorted(range(len(batches)), key=lambda i: -_padded_tokens(batches[i]))
-        found = self._pool.imap(_worker_search, [(batches[i], opts) for i in order])
-        results: list = [None] * len(batches)
-        for i, hyps in zip(order, found):
-            results[i] = hyps
-        return results
+        futures = {i: self._pool.submit(_worker_search, (batches[i], opts)) for i in order}
+        try:
+            for i in range(len(batches)):
+                yield futures[i].result()
+        except BrokenProcessPool:
+            self.close()
+            raise NmtError(
+                "a worker process died (killed from outside, or out of memory?)"
+            ) from None
+        finally:
+            for f in futures.values():
+                f.cancel()
 
     def close(self) -> None:
         self._stop()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now, a batch in progress included (shutdown alone waits for it)."""
+    # the executor names its processes only in a private attribute; terminating them is
+    # what Pool.terminate did
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        if p.is_alive():
+            p.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)

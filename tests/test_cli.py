@@ -498,9 +498,22 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
     src = write(tmp_path / "in.txt", "\n".join(SENTENCES) + "\n")
     out = tmp_path / "out.txt"
     write(tmp_path / "out.txt.partial", reference_lines[0] + "\n" + "half a li")
+    _partial_record(trained, src, out)
     ok(nmt("translate", trained, src, "-o", out, "--resume"))
     assert out.read_text(encoding="utf-8").split("\n") == [*reference_lines, ""]
     assert not (tmp_path / "out.txt.partial").exists()
+
+
+def _partial_record(trained, src: Path, out: Path) -> None:
+    """The record a killed run with the default options leaves beside OUT.partial."""
+    from nmt.outfile import InputHash, output_target, write_meta
+    from nmt.search import SearchOptions
+    from nmt.stream import fingerprint
+    from nmt.translate import StreamOptions, Translator
+
+    with src.open("rb") as f:
+        record = fingerprint(Translator(trained), SearchOptions(scores=False), StreamOptions(), f)
+    write_meta(output_target(out), record, InputHash())
 
 
 @pytest.mark.parametrize(
@@ -555,11 +568,16 @@ def test_translate_missing_files(trained, tmp_path):
 def test_translate_invalid_utf8_names_file_and_line(trained, tmp_path):
     src = write(tmp_path / "in.txt", b"The cat.\nThe dog.\nBad \xff byte.\n")
     out = tmp_path / "out.txt"
-    user_error(nmt("translate", trained, src, "-o", out), "in.txt:3", "UTF-8")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    user_error(nmt("translate", trained, src, "-o", out), "in.txt:3", "UTF-8", "2 lines before")
+    # the lines before are kept for --resume --errors replace
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.txt",
+        "out.txt.partial",
+        "out.txt.partial.meta",
+    ]
     r = nmt("translate", trained, input=b"ok\n\xc3(\n")
     user_error(r, "<stdin>:2", "UTF-8")
-    assert r.stdout == ""
+    assert r.stdout.count("\n") == 1
 
 
 def test_failed_translate_keeps_the_old_output(trained, tmp_path):
@@ -567,7 +585,7 @@ def test_failed_translate_keeps_the_old_output(trained, tmp_path):
     out = write(tmp_path / "out.txt", "previous run\n")
     user_error(nmt("translate", trained, src, "-o", out), "in.txt:2")
     assert out.read_text() == "previous run\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+    assert "out.txt" in [p.name for p in tmp_path.iterdir()]
 
 
 def test_translate_invalid_utf8_replaced(trained, tmp_path):
@@ -890,3 +908,64 @@ def test_score_names_the_file_at_fault(tmp_path):
     user_error(
         nmt("score", "--hyp", hyp, "--ref", ref, "--baseline", ref, "--paired", "t"), "--paired"
     )
+
+
+# -- first use: defaults, progress, a terminal ---------------------------------------------
+def test_translate_defaults_are_auto():
+    r = nmt("translate", "--help")
+    ok(r)
+    text = " ".join(r.stdout.replace("│", " ").split())
+    for option in ("--workers", "--device"):
+        after = text.split(option + " <str>", 1)[1]
+        assert after.split("[default: ", 1)[1].startswith("auto]"), option
+
+
+def test_translate_logs_progress_off_a_terminal(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr("nmt.cli._PROGRESS_LOG_S", 0.0)
+    src = write(tmp_path / "in.txt", "\n".join(SENTENCES * 3) + "\n")
+    r = nmt("translate", trained, src, "-o", tmp_path / "out.txt", "--batch-tokens", "20")
+    ok(r)
+    lines = [line for line in r.stderr.splitlines() if " sentences" in line]
+    assert len(lines) > 1 and "12 sentences (100%)" in lines[-1] and "sent/s" in lines[-1]
+
+
+def test_translate_on_a_terminal_answers_each_line(trained):
+    """Typed lines are translated as they come, not at Ctrl-D."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", "translate", str(trained)],  # workers auto
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        os.write(leader, b"The red cat.\n")
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "no translation before the end of input"
+        assert proc.stdout.readline().strip()
+    finally:
+        os.write(leader, b"\x04")  # Ctrl-D
+        proc.wait(timeout=60)
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 0
+    assert b"Ctrl-D" in proc.stderr.read()
+
+
+def test_flags_that_would_do_nothing(trained, tmp_path):
+    user_error(
+        nmt("translate", trained, "--with-attention", input="a\n"), "--with-attention", "jsonl"
+    )
+    src = write(tmp_path / "in.txt", "The cat.\nThe dog.\n")
+    r = nmt("attention", trained, "-i", src, "--lines", "1-5", "-o", tmp_path / "att")
+    ok(r)
+    assert "--lines 1-5" in r.stderr and "has 2 lines" in r.stderr
+    assert len(r.stdout.splitlines()) == 2

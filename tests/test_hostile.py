@@ -193,3 +193,313 @@ def test_a_lone_carriage_return_is_text_not_a_line_ending():
     assert decode_line(b"\r", "x") == "\r"
     assert decode_line(b"a\r", "x") == "a\r"
     assert decode_line(b"a\r\n", "x") == decode_line(b"a\n", "x") == "a"
+
+
+# -- the command line under attack: one line (exit 2) or the work done, nothing lost ----------
+def cli(*args, input=None):
+    from test_cli import nmt
+
+    return nmt(*args, input=input)
+
+
+def one_line(result, *mentions: str) -> str:
+    from test_cli import user_error
+
+    return user_error(result, *mentions)
+
+
+def done(result) -> None:
+    from test_cli import ok
+
+    ok(result)
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    path = tmp_path / "in.txt"
+    path.write_text("The red cat.\nTwo big houses.\n", encoding="utf-8")
+    return path
+
+
+# paths
+def test_output_naming_the_input_is_refused(trained, src):
+    before = src.read_bytes()
+    one_line(cli("translate", trained, src, "-o", src), "in.txt", "is the input")
+    assert src.read_bytes() == before
+    link = src.with_name("link.txt")
+    link.symlink_to(src)
+    one_line(cli("translate", trained, src, "-o", link), "is the input")
+    assert src.read_bytes() == before and link.is_symlink()
+
+
+def test_output_through_a_symlink_writes_its_target(trained, src, tmp_path):
+    target, link = tmp_path / "target.txt", tmp_path / "link.txt"
+    link.symlink_to(target)
+    done(cli("translate", trained, src, "-o", link))
+    assert link.is_symlink() and target.read_text(encoding="utf-8").count("\n") == 2
+
+
+def test_output_to_a_fifo_is_written_in_place(trained, src, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    done(cli("translate", trained, src, "-o", fifo))
+    reader.join(timeout=30)
+    assert got and got[0].count(b"\n") == 2
+    assert fifo.is_fifo() and not (tmp_path / "out.fifo.partial").exists()
+
+
+@pytest.mark.parametrize("taken", ["out", "out.partial"])
+def test_unusable_output_is_refused_before_any_work(trained, src, tmp_path, taken):
+    (tmp_path / taken).mkdir()  # the output, or its partial file, is a directory
+    one_line(cli("translate", trained, src, "-o", tmp_path / "out"), taken, "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", taken])
+
+
+def test_attention_outputs_that_are_files_are_refused(trained, src, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    one_line(cli("translate", trained, src, "--attention-dir", a_file), "--attention-dir", "file")
+    one_line(cli("attention", trained, "--text", "The cat.", "-o", a_file), "-o", "taken")
+    assert a_file.read_text() == "x"
+
+
+def test_inputs_that_are_directories_fifos_or_dev_stdin(trained, src, tmp_path):
+    import os
+    import threading
+
+    one_line(cli("translate", trained, tmp_path), "is a directory")
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(src.read_bytes()), daemon=True)
+    writer.start()
+    r = cli("translate", trained, fifo)
+    done(r)
+    assert r.stdout.count("\n") == 2
+
+
+def test_user_text_in_messages_is_not_markup(trained, tmp_path):
+    line = one_line(cli("translate", trained, tmp_path / "[/foo]"), "[/foo]", "does not exist")
+    assert "MarkupError" not in line
+    one_line(cli("translate", trained, "--device", "cuda:abc", input="a\n"), "'cuda:abc'")
+
+
+# devices
+@pytest.mark.parametrize("device", ["tpu", "cuda:abc", "cuda"])
+def test_unusable_devices_are_one_line(trained, device):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    one_line(cli("translate", trained, "--device", device, input="a\n"), "--device", device)
+
+
+def test_full_disk_is_one_line(trained, src, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    for args, stdout in [(["-o", "/dev/full"], None), ([], "/dev/full")]:
+        with open(stdout or "/dev/null", "w") as sink:
+            r = subprocess.run(
+                [sys.executable, "-m", "nmt", "translate", str(trained), str(src), *args],
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                timeout=300,
+            )
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+        assert "No space left" in r.stderr and "Traceback" not in r.stderr
+    assert Path("/dev/full").is_char_device()
+
+
+def test_closed_stdin_or_stdout_is_one_line(trained, src):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    for fd, args, mention in [(1, [str(src)], "stdout is closed"), (0, [], "stdin is closed")]:
+        r = subprocess.run(
+            [sys.executable, "-m", "nmt", "translate", str(trained), *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=lambda fd=fd: os.close(fd),
+            timeout=300,
+        )
+        assert r.returncode == 2 and mention in r.stderr and "Traceback" not in r.stderr
+
+
+# non-finite options
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("option", ["--max-len-ratio", "--length-penalty"])
+def test_non_finite_options_are_refused(trained, option, value):
+    one_line(cli("translate", trained, option, value, input="a\n"), option)
+
+
+def test_search_ends_by_the_max_length_whatever_the_scores(translator):
+    """NaN weights (a damaged file loaded some other way): every search loop still ends."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(translator.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    calls = []
+    step = model.decode_step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 500:
+            raise AssertionError("the search does not end")
+        return step(*args, **kwargs)
+
+    model.decode_step = counted
+    from nmt.search import search_ids
+
+    ids = translator.tokenizer.encode_src(["The red cat sees the dog.", "A cat."])
+    for beam in (1, 3):
+        calls.clear()
+        opts = SearchOptions(beam_size=beam, max_len_ratio=1.0, max_len_offset=5)
+        search_ids(model, ids, opts)
+        assert len(calls) <= max(map(len, ids)) + 6
+
+
+def test_non_finite_weights_are_refused_at_load(trained, tmp_path):
+    import torch
+
+    state = torch.load(trained, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(NmtError, match=f"weight {name} holds NaN"):
+        Translator(tmp_path / "nan.pt")
+
+
+def test_a_record_cut_short_is_refused_when_loading_with_mmap(trained, tmp_path):
+    """torch's mmap loading skips the record size check that a plain load makes."""
+    import zipfile
+
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(trained) as z, zipfile.ZipFile(damaged, "w") as out:
+        for info in z.infolist():
+            data = z.read(info.filename)
+            out.writestr(info.filename, data[:-8] if info.filename.endswith("/data/0") else data)
+    with pytest.raises(NmtError, match="damaged.pt is damaged"):
+        Translator(damaged)
+
+
+# huge options and inputs
+def test_min_len_above_the_length_limit_is_refused(translator, trained):
+    with pytest.raises(NmtError, match="min_len 100000 is above the longest output"):
+        translator.translate(["The cat."], min_len=100_000)
+    one_line(cli("translate", trained, "--min-len", "100000", input="a\n"), "--min-len")
+
+
+def test_huge_beam_is_refused():
+    with pytest.raises(NmtError, match="beam_size must be at most 1000"):
+        SearchOptions(beam_size=100_000)
+
+
+def test_a_line_without_end_is_cut_at_the_cap(translator, caplog):
+    from nmt.corpus import MAX_LINE_BYTES
+
+    data = b"ok\n" + b"a " * MAX_LINE_BYTES + b"\nlast\n"
+    with caplog.at_level("WARNING"):
+        out = run(translator, data, search=SearchOptions(beam_size=1, max_len_offset=2))
+    assert out.count("\n") == 3
+    assert "<stdin>:2: longer than 1 MB, cut there" in caplog.text
+
+
+def test_score_refuses_a_huge_line(tmp_path):
+    from nmt.corpus import MAX_LINE_BYTES
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * (MAX_LINE_BYTES + 10) + b"\n")
+    one_line(cli("score", "--ref", big, "--hyp", big), "big.txt:1", "longer than 1 MB")
+
+
+# dead workers
+def test_a_worker_killed_from_outside_is_an_error_not_a_hang(trained):
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    translator = Translator(trained, workers=2, threads=1)
+    sentences = ["The red cat sees the big dog in the house."] * 300
+    translator.translate(sentences[:40], beam_size=2)  # the workers are up
+    victim = multiprocessing.active_children()[0]
+    threading.Timer(0.2, os.kill, (victim.pid, signal.SIGKILL)).start()
+    try:
+        with pytest.raises(NmtError, match="a worker process died"):
+            for _ in range(20):  # until the kill lands in a call
+                translator.translate(sentences, beam_size=4)
+    finally:
+        translator.close()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_ctrl_c_or_kill_with_workers_is_quiet_and_leaves_no_process(trained, tmp_path, sig):
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in.txt"
+    src.write_text("The red cat sees the big dog in the house.\n" * 20_000, encoding="utf-8")
+    out = tmp_path / "out.txt"
+    partial = tmp_path / "out.txt.partial"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = ["translate", str(trained), str(src), "-o", str(out), "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", *command],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # a process group of its own, as a shell job has
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size):
+        time.sleep(0.2)
+    if sig == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+    else:
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only: its workers must follow
+    try:
+        # stderr ends when every process holding it (the workers too) has ended
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything left of the group
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert partial.read_text(encoding="utf-8").count("\n") > 0
+
+
+# unclear messages
+def test_lone_surrogates_through_the_api_are_an_nmt_error(translator):
+    with pytest.raises(NmtError, match="sentence 2: not valid Unicode"):
+        translator.translate(["fine", "bad \ud800 text"])
+
+
+def test_an_empty_tokenizer_is_not_called_code(trained, tmp_path):
+    import torch
+
+    state = torch.load(trained, weights_only=True)
+    state["tokenizer"]["src"] = b""
+    torch.save(state, tmp_path / "empty_tok.pt")
+    with pytest.raises(NmtError, match="sentencepiece model is empty"):
+        Translator(tmp_path / "empty_tok.pt")

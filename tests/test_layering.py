@@ -39,6 +39,8 @@ RANK = {
     "checkpoint": 5,
     "quantize": 5,
     "workers": 6,
+    "outfile": 2,
+    "stream": 6,
     "export": 6,
     "average": 6,
     "translate": 7,

@@ -150,13 +150,14 @@ def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, m
 
     before = torch.get_num_threads()
     seen = []
-    search_ids = nmt.translate.search_ids
+    search_id_batches = nmt.translate.search_id_batches
 
     def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return search_ids(*args, **kwargs)
+        for batch in search_id_batches(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            yield batch
 
-    monkeypatch.setattr(nmt.translate, "search_ids", spy)
+    monkeypatch.setattr(nmt.translate, "search_id_batches", spy)
     translator = Translator(trained, threads=before + 1)
     assert torch.get_num_threads() == before
     translator.translate(sentences[:2], beam_size=2)
@@ -204,3 +205,20 @@ def test_attention_layer_and_head_are_refused_for_an_rnn(trained) -> None:
     with pytest.raises(NmtError, match=f"{trained} is an RNN, which has one"):
         Translator(trained, attention_head=0)
     Translator(trained, attention_layer=-1, attention_head=None)  # the defaults are fine
+
+
+def test_auto_workers_and_device(trained, sentences) -> None:
+    import multiprocessing
+
+    plain = Translator(trained).translate(sentences * 40, beam_size=2)
+    auto = Translator(trained, device="auto", workers="auto")
+    assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        auto.translate(sentences[:2], beam_size=2)
+        assert auto._pool is None  # a small call: no processes started for it
+        found = auto.translate(sentences * 40, beam_size=2)
+        if auto.workers > 1:
+            assert auto._pool is not None and multiprocessing.active_children()
+    finally:
+        auto.close()
+    assert [t.text for t in found] == [t.text for t in plain]
