@@ -23,11 +23,14 @@ Shapes: B batch, S source length, T target length (BOS/EOS included), V target v
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from nmt import NmtError
 from nmt.batching import make_batch
+from nmt.checkpoint import load_checkpoint
+from nmt.corpus import read_parallel
 from nmt.metrics import score
 from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import EOS, PAD, Tokenizer
@@ -122,3 +125,12 @@ def exposure(
         free_accuracy=(sums["fa"] / n).tolist(),
         free_running=[int(c) for c in sums["fn"]],
     )
+
+
+def exposure_of_files(
+    checkpoint: str | Path, src_path: str | Path, tgt_path: str | Path, lines: int
+) -> Exposure:
+    """exposure of a checkpoint's model over the first `lines` pairs of two files."""
+    ckpt = load_checkpoint(checkpoint)
+    src, tgt = read_parallel(src_path, tgt_path)
+    return exposure(ckpt.model, ckpt.tokenizer, src[:lines], tgt[:lines])

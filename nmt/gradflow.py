@@ -19,12 +19,15 @@ L encoder layers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.batching import make_batch
+from nmt.checkpoint import load_checkpoint
+from nmt.corpus import read_parallel
 from nmt.model import Seq2Seq, reversed_order
 from nmt.tokenizer import PAD
 
@@ -164,3 +167,15 @@ def gradient_flow(model: torch.nn.Module, pairs: list[tuple[list[int], list[int]
         by_distance_from_end={DIRECTIONS[d]: means[1, d].tolist() for d in range(dirs)},
         counts=[int(c) for c in counts],
     )
+
+
+def gradient_flow_of_files(
+    checkpoint: str | Path, src_path: str | Path, tgt_path: str | Path, lines: int
+) -> GradientFlow:
+    """gradient_flow of a checkpoint's model over the first `lines` pairs of two files (pairs
+    with an empty side are left out)."""
+    ckpt = load_checkpoint(checkpoint)
+    src, tgt = read_parallel(src_path, tgt_path)
+    src, tgt = src[:lines], tgt[:lines]
+    pairs = zip(ckpt.tokenizer.encode_src(src), ckpt.tokenizer.encode_tgt(tgt))
+    return gradient_flow(ckpt.model, [(s, t) for s, t in pairs if s and t])
