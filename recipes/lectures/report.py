@@ -11,6 +11,7 @@ Standard library only: it runs with any python3.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -70,8 +71,6 @@ def vanishing(root: Path) -> tuple[str, str]:
     if len(ratios) < 3:
         return measured, _verdict(None, 0)
     # log10 ratio by which the gated cells keep more gradient than Elman (0.3: a factor of 2)
-    import math
-
     diff = min(
         math.log10(max(ratios[c], 1e-30) / max(ratios["elman"], 1e-30)) for c in ("gru", "lstm")
     )
@@ -175,7 +174,8 @@ CLAIMS = [
      f"supported if attention's BLEU advantage grows from the shortest to the longest bucket "
      f"by more than {BLEU_MARGIN} (median over the three cells)"),
     ("Reversing the source helps a model without attention (Sutskever et al.).",
-     [], reversal, f"supported if the reversed LSTM beats the plain one by more than {BLEU_MARGIN} BLEU"),
+     [], reversal,
+     f"supported if the reversed LSTM beats the plain one by more than {BLEU_MARGIN} BLEU"),
     ("Teacher forcing trains on gold prefixes; free running compounds its own mistakes "
      "(exposure bias).", ["gru-attention/exposure.png"], exposure,
      f"supported if the accuracy gap grows from the first to the last well-filled positions "
@@ -195,9 +195,10 @@ def _runs_table(root: Path) -> list[str]:
             rows.append(f"| {name} | - | - | - | - |")
             continue
         bleu = _bleu(root, name)
+        shown = "-" if bleu is None else f"{bleu:.2f}"
+        loss = min(r["valid_loss"] for r in valid)
         rows.append(
-            f"| {name} | {valid[-1]['step']} | {valid[-1]['time'] / 60:.1f} | "
-            f"{'-' if bleu is None else f'{bleu:.2f}'} | {min(r['valid_loss'] for r in valid):.3f} |"
+            f"| {name} | {valid[-1]['step']} | {valid[-1]['time'] / 60:.1f} | {shown} | {loss:.3f} |"
         )
     return rows
 
