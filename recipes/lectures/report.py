@@ -197,9 +197,8 @@ def _runs_table(root: Path) -> list[str]:
         bleu = _bleu(root, name)
         shown = "-" if bleu is None else f"{bleu:.2f}"
         loss = min(r["valid_loss"] for r in valid)
-        rows.append(
-            f"| {name} | {valid[-1]['step']} | {valid[-1]['time'] / 60:.1f} | {shown} | {loss:.3f} |"
-        )
+        minutes = valid[-1]["time"] / 60
+        rows.append(f"| {name} | {valid[-1]['step']} | {minutes:.1f} | {shown} | {loss:.3f} |")
     return rows
 
 
