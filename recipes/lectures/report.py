@@ -64,6 +64,8 @@ def vanishing(root: Path) -> tuple[str, str]:
         # k: 10 steps back, or less where fewer than half the sentences are that long
         k = max([i for i in range(min(11, len(ys))) if counts[i] >= flow["sentences"] / 2])
         ratios[cell], ks = ys[k] / ys[0] if ys[0] else 0.0, [*ks, k]
+    if not ratios:
+        return "gradients.json missing", _verdict(None, 0)
     text = ", ".join(f"{CELLS[c]} {r:.2e}" for c, r in ratios.items())
     measured = (
         f"‖dL/dh‖ {min(ks, default=0)}–{max(ks, default=0)} steps before EOS ÷ at EOS: {text}"
@@ -204,13 +206,19 @@ def _runs_table(root: Path) -> list[str]:
 
 def main(root: Path, results: Path) -> None:
     figures = results / "figures"
+    if (root / "data" / "train.de").exists():
+        data = "Multi30k de->en, test_2016_flickr for every score and figure"
+    elif (root / "data" / "train.pt").exists():
+        data = "the built-in toy corpus with tiny models (a smoke test: no evidence either way)"
+    else:
+        data = "no data yet"
     lines = [
         "# The lectures' claims, tested on short runs",
         "",
         f"Written by `recipes/lectures/report.py` on {time.strftime('%Y-%m-%d')} from the runs in "
-        f"`{root.name}/` (`recipes/lectures/run.sh`; configs `recipes/lectures/*.yaml`). "
-        "Each verdict follows the rule beside it; short runs on small models can contradict a "
-        "lecture, and the page says so when they do.",
+        f"`{root.name}/` (`recipes/lectures/run.sh`; configs `recipes/lectures/*.yaml`); data: "
+        f"{data}. Each verdict follows the rule beside it; short runs on small models can "
+        "contradict a lecture, and the page says so when they do.",
         "",
         "| claim | figure | measured | rule | verdict |",
         "|---|---|---|---|---|",
@@ -227,6 +235,12 @@ def main(root: Path, results: Path) -> None:
                 shown.append(f"[{dest.name}](figures/{dest.name})")
         lines.append(f"| {claim} | {', '.join(shown) or '-'} | {measured} | {rule} | {verdict} |")
     lines += ["", "## Runs", "", *_runs_table(root), ""]
+    if not any(_log(root / name) for name in RUNS):
+        lines += [
+            "No run was found: `MULTI30K_DIR=DIR recipes/lectures/run.sh` trains them (about 80",
+            "minutes on 2 CPU cores) and writes this page again with their numbers.",
+            "",
+        ]
     results.mkdir(parents=True, exist_ok=True)
     (results / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
 
