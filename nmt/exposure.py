@@ -6,7 +6,8 @@ first token after BOS; the reference's EOS is the last position) this measures:
 
 - teacher-forced loss: -log p(y_t | y_<t, x), the reference prefix as input (the training loss
   without label smoothing);
-- teacher-forced accuracy: whether argmax p(. | y_<t, x) is y_t;
+- teacher-forced accuracy: whether argmax p(. | y_<t, x) is y_t (the argmax over the tokens
+  greedy search may output: PAD and BOS never);
 - free-running loss: -log p(y_t | g_<t, x), where g is the model's own greedy output (each
   step reads the previous step's argmax); averaged over the sentences whose greedy output has
   not ended (emitted EOS) before t;
@@ -33,7 +34,7 @@ from nmt.checkpoint import load_checkpoint
 from nmt.corpus import read_parallel
 from nmt.metrics import score
 from nmt.search import SearchOptions, search_ids
-from nmt.tokenizer import EOS, PAD, Tokenizer
+from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
 
 BATCH = 32  # sentences a batch: the loops run T decoder steps of B rows
 
@@ -67,7 +68,8 @@ def _positions(
     for t in range(steps):
         logp, state, _ = model.decode_step(state, prev, enc)  # (B, V)
         gold = batch.tgt_out[:, t]  # (B,)
-        guess = logp.argmax(-1)
+        # as greedy search: PAD and BOS are never output (their probability stays in the loss)
+        guess = logp.index_fill(1, torch.tensor([PAD, BOS]), float("-inf")).argmax(-1)
         losses.append(-logp.gather(1, gold[:, None])[:, 0])
         correct.append((guess == gold) & ~ended)
         running.append(~ended)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -10,7 +11,8 @@ from nmt.config import ModelConfig
 from nmt.exposure import _positions
 from nmt.model import Seq2Seq
 from nmt.search import SearchOptions, search_ids
-from nmt.tokenizer import EOS
+from nmt.tokenizer import BOS, EOS, PAD
+from nmt.transformer import Transformer
 
 SRC = [[4, 5, 6], [7, 8, 9, 10, 11]]
 TGT = [[5, 6, 7, 8], [9, 10]]
@@ -22,19 +24,32 @@ def _model() -> Seq2Seq:
     return Seq2Seq(config, src_vocab=14, tgt_vocab=14).eval()
 
 
-def test_teacher_forcing_scores_the_reference_as_training_does():
-    model = _model()
+def _transformer() -> Transformer:
+    torch.manual_seed(3)
+    config = ModelConfig(
+        arch="transformer", d_model=16, heads=2, ff_size=32, enc_layers=1, dec_layers=1,
+        dropout=0.0,
+    )  # fmt: skip
+    return Transformer(config, src_vocab=14, tgt_vocab=14).eval()
+
+
+@pytest.mark.parametrize("make", [_model, _transformer])
+def test_teacher_forcing_scores_the_reference_as_training_does(make):
+    model = make()
     batch = make_batch(SRC, TGT)
     with torch.inference_mode():
         loss, correct, real, _ = _positions(model, SRC, TGT, free=False)
         logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
     expected = F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, reduction="none")
     torch.testing.assert_close(loss[real], expected[real], rtol=1e-4, atol=1e-5)
+    # the argmax over what greedy search may output: never PAD or BOS
+    logits[..., [PAD, BOS]] = float("-inf")
     assert torch.equal(correct[real], (logits.argmax(-1) == batch.tgt_out)[real])
 
 
-def test_free_running_follows_greedy_search():
-    model = _model()
+@pytest.mark.parametrize("make", [_model, _transformer])
+def test_free_running_follows_greedy_search(make):
+    model = make()
     with torch.inference_mode():
         _, correct, real, running = _positions(model, SRC, TGT, free=True)
         hyps = search_ids(model, SRC, SearchOptions(beam_size=1, max_len_offset=20))
