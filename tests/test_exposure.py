@@ -43,6 +43,7 @@ def test_teacher_forcing_scores_the_reference_as_training_does(make):
     expected = F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, reduction="none")
     torch.testing.assert_close(loss[real], expected[real], rtol=1e-4, atol=1e-5)
     # the argmax over what greedy search may output: never PAD or BOS
+    logits = logits.clone()
     logits[..., [PAD, BOS]] = float("-inf")
     assert torch.equal(correct[real], (logits.argmax(-1) == batch.tgt_out)[real])
 
