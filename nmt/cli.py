@@ -659,7 +659,7 @@ def score(
 ) -> None:
     """sacreBLEU BLEU, chrF and TER of detokenized text, with signatures; significance too."""
     if by_length is not None:
-        _score_by_length(by_length, hyp, ref, bucket_width, plot_out, as_json)
+        _score_by_length(by_length, hyp, ref, bucket_width, plot_out, as_json, baseline)
         return
     from nmt.corpus import check_aligned, read_lines, read_stream
     from nmt.metrics import METRICS, as_dicts, paired_test
@@ -706,7 +706,13 @@ def score(
 
 
 def _score_by_length(
-    src: Path, hyps: list[str], refs: list[Path], width: int, plot_out: Path | None, as_json: bool
+    src: Path,
+    hyps: list[str],
+    refs: list[Path],
+    width: int,
+    plot_out: Path | None,
+    as_json: bool,
+    baseline: Path | None,
 ) -> None:
     from dataclasses import asdict
 
@@ -716,6 +722,10 @@ def _score_by_length(
 
     with user_errors():
         _at_least("--bucket-width", width, 1)
+        if baseline is not None:
+            raise NmtError(
+                "--by-length scores every --hyp per bucket: give the baseline as a --hyp"
+            )
         if "-" in hyps:
             raise NmtError("--by-length reads --hyp from files (no stdin)")
         texts = {str(p): read_lines(p) for p in [src, *hyps, *refs]}
