@@ -723,9 +723,7 @@ def _score_by_length(
     with user_errors():
         _at_least("--bucket-width", width, 1)
         if baseline is not None:
-            raise NmtError(
-                "--by-length scores every --hyp per bucket: give the baseline as a --hyp"
-            )
+            raise NmtError("--baseline and --by-length: give the baseline as one more --hyp")
         if "-" in hyps:
             raise NmtError("--by-length reads --hyp from files (no stdin)")
         texts = {str(p): read_lines(p) for p in [src, *hyps, *refs]}
