@@ -29,7 +29,7 @@ POSITIONS = ("sinusoidal", "learned")
 # their defaults, so that a setting never silently does nothing
 RNN_ONLY = (
     "cell", "embed_dim", "enc_hidden_size", "bidirectional", "hidden_size", "attention",
-    "input_feeding",
+    "input_feeding", "reverse_source",
 )  # fmt: skip
 TRANSFORMER_ONLY = (
     "d_model", "heads", "ff_size", "attention_dropout", "activation_dropout", "norm",
@@ -84,6 +84,7 @@ class ModelConfig:
     dec_layers: int = 1  # decoder layers (rnn and transformer)
     attention: str = "bahdanau"  # rnn: none | dot | general (Luong) | bahdanau (additive)
     input_feeding: bool = True  # rnn: feed the previous attentional vector back to the decoder
+    reverse_source: bool = False  # rnn: encode the source backwards, EOS last (Sutskever et al.)
     dropout: float = 0.3  # rnn: on embeddings, layers, attentional vector; transformer: residual
     share_embeddings: bool = False  # one embedding matrix for source and target (joint vocab)
     tie_output: bool = True  # decoder output projection shares the target embedding

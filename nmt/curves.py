@@ -1,4 +1,5 @@
-"""Training curves: loss, validation loss, learning rate, BLEU and chrF of runs, from log.jsonl.
+"""Training curves: loss, validation loss, learning rate, BLEU, chrF and the gradient norm
+(before clipping, and how often clipping fired) of runs, from log.jsonl.
 
 This module imports neither torch nor any model module, and matplotlib only when drawing (see
 nmt/render.py for fonts), so `import nmt.curves` is cheap and works on its own.
@@ -31,6 +32,8 @@ _PANELS = (
     ("learning rate", "train", "lr"),
     ("BLEU", "valid", "bleu"),
     ("chrF", "valid", "chrf"),
+    ("gradient norm before clipping", "train", "grad_norm"),
+    ("updates clipped (fraction)", "train", "clipped"),
 )
 
 
@@ -63,7 +66,7 @@ def _read_log(run_dir: Path, x: str) -> _Series:
             xv = _number(rec.get(x))
             if xv is None:
                 continue
-            for key in ("loss", "valid_loss", "bleu", "chrf", "lr"):
+            for key in ("loss", "valid_loss", "bleu", "chrf", "lr", "grad_norm", "clipped"):
                 yv = _number(rec.get(key))
                 if yv is None:
                     continue
@@ -94,7 +97,8 @@ def plot_curves(run_dirs: Sequence[str | Path], out: str | Path, x: str = "step"
 
     Reads ``log.jsonl`` in each run directory (records of kind "train" and "valid"; other kinds,
     unknown keys, blank lines and unparsable lines are skipped) and draws panels for training
-    loss, validation loss, learning rate, BLEU and chrF against ``step``, or against wall-clock
+    loss, validation loss, learning rate, BLEU, chrF, the gradient norm before clipping and
+    the fraction of updates clipped against ``step``, or against wall-clock
     ``time`` in seconds with ``x="time"``. Runs are overlaid, with the run directory names as
     legend. When steps go backwards (a resumed run), the later records replace the earlier ones.
     The format follows the suffix of `out` (png, svg or pdf); the file is written atomically.
@@ -128,8 +132,8 @@ def _draw_curves(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(14, 7.5), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    fig = Figure(figsize=(18, 7.5), layout="constrained")
+    axes = fig.subplots(2, 4).ravel()
     for ax, (title, kind, key) in zip(axes, _PANELS, strict=False):
         drawn = False
         for i, series in enumerate(logs):
@@ -149,7 +153,10 @@ def _draw_curves(
         ax.grid(True, alpha=0.3)
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    # The sixth cell holds the legend, so it never hides a curve.
+        if key == "grad_norm" and drawn:
+            # exploding gradients span orders of magnitude
+            ax.set_yscale("log")
+    # The last cell holds the legend, so it never hides a curve.
     axes[-1].axis("off")
     handles = [Line2D([], [], color=f"C{i % 10}", label=lab) for i, lab in enumerate(labels)]
     axes[-1].legend(handles=handles, loc="center", title="run", frameon=False)

@@ -76,7 +76,14 @@ class Seq2Seq(nn.Module):
     ) -> tuple[EncoderOut, DecoderState]:
         """src (B, S), src_lengths (B,) on the CPU -> what every decoder step reads, and the
         decoder's first state."""
-        outputs, final = self.encoder(self.src_embed(src), src_lengths)  # (B, S, D)
+        if self.config.reverse_source:
+            # the encoder reads the words backwards; its outputs are put back in the source's
+            # order, so attention (and its heatmaps) index the source as written
+            order = reversed_order(src_lengths.to(src.device), src.size(1))  # (B, S)
+            outputs, final = self.encoder(self.src_embed(src.gather(1, order)), src_lengths)
+            outputs = outputs.gather(1, order[..., None].expand_as(outputs))  # (B, S, D)
+        else:
+            outputs, final = self.encoder(self.src_embed(src), src_lengths)  # (B, S, D)
         mask = padding_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
         enc = self.decoder.encoder_out(outputs, mask)
         return enc, self.decoder.init_state(final, src.size(0))
@@ -138,6 +145,14 @@ class Seq2Seq(nn.Module):
     def select_encoded(self, enc: EncoderOut, sentences: torch.Tensor) -> EncoderOut:
         """enc's rows picked by index (N' rows): dropping finished sentences."""
         return select(enc, sentences)
+
+
+def reversed_order(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """lengths (B,) -> indices (B, S=width) that reverse each sentence's tokens but its last
+    (EOS stays at the end) and leave padding in place; applied twice they give the identity."""
+    pos = torch.arange(width, device=lengths.device)[None, :]  # (1, S)
+    last = (lengths - 1)[:, None]  # (B, 1) the EOS position
+    return torch.where(pos < last, last - 1 - pos, pos)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -93,6 +93,9 @@ class _Window:
     start: float  # time.perf_counter() when the window opened
     tokens: int = 0
     loss: float = 0.0  # summed over the tokens
+    grad_norm: float = 0.0  # the global gradient norm before clipping, of the last update
+    clipped: int = 0  # updates whose gradient train.clip_norm scaled down
+    updates: int = 0
 
 
 @dataclass
@@ -160,6 +163,7 @@ class Trainer:
         )
         self.state = TrainState()
         self.bad_steps = 0  # non-finite losses in a row
+        self.grad_norm = 0.0  # of the last update, before clipping
         # the step validated last: every last.pt is written after a validation at its step
         self.validated_step: int | None = None
         # the epoch planned last and its plan
@@ -428,6 +432,9 @@ class Trainer:
             s.step += 1
             window.tokens += n_tokens
             window.loss += mean_loss * n_tokens
+            window.updates += 1
+            window.grad_norm = self.grad_norm
+            window.clipped += bool(t.clip_norm) and self.grad_norm > t.clip_norm
             self._tokens += n_tokens
             now = time.perf_counter()
             s.elapsed = clock.elapsed(now)
@@ -482,7 +489,11 @@ class Trainer:
         if math.isfinite(mean_loss):
             loss.backward()
             if t.clip_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+            else:  # measured all the same: the log shows what clipping would have seen
+                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+            self.grad_norm = float(norm)
             self.optimizer.step()
         return mean_loss, n_tokens
 
@@ -509,9 +520,12 @@ class Trainer:
                 "loss": window.loss / max(window.tokens, 1),
                 "lr": lr,
                 "tokens_per_s": window.tokens / max(now - window.start, 1e-9),
+                "grad_norm": window.grad_norm,
+                "clipped": window.clipped / max(window.updates, 1),
             }
         )
         window.tokens, window.loss, window.start = 0, 0.0, time.perf_counter()
+        window.clipped = window.updates = 0
         if not self._estimated and self.rank == 0:
             # the pace of the first window: a rough guide, said once
             self._estimated = True
