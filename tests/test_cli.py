@@ -254,9 +254,7 @@ def test_train_resume_as_the_readme_shows_it(toy_dir, tok_dir, tmp_path):
 
 
 def test_train_progress_off_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
-    from nmt import cli
-
-    monkeypatch.setattr(cli, "_PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr("nmt.cli_train._PLAIN_EVERY_S", 0.0)
     config = write_config(
         tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=0, max_epochs=30
     )
@@ -275,10 +273,11 @@ def test_train_progress_on_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    from nmt import cli
-
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=160))
+    console = Console(file=screen, force_terminal=True, width=160)
+    # the log (the app's handler) and the bar (the train command) write to the same console
+    monkeypatch.setattr("nmt.cli.err", console)
+    monkeypatch.setattr("nmt.cli_train.err", console)
     config = write_config(tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=6)
     ok(nmt("train", "--config", config, "--set", "train.log_every=100"))
     shown = screen.getvalue()
@@ -921,7 +920,7 @@ def test_translate_defaults_are_auto():
 
 
 def test_translate_logs_progress_off_a_terminal(trained, tmp_path, monkeypatch):
-    monkeypatch.setattr("nmt.cli._PROGRESS_LOG_S", 0.0)
+    monkeypatch.setattr("nmt.cli_translate._PROGRESS_LOG_S", 0.0)
     src = write(tmp_path / "in.txt", "\n".join(SENTENCES * 3) + "\n")
     r = nmt("translate", trained, src, "-o", tmp_path / "out.txt", "--batch-tokens", "20")
     ok(r)

@@ -52,8 +52,14 @@ RANK = {
     "train": 7,
     "batcher": 8,
     "serve": 9,
-    "cli": 10,
-    "__main__": 11,
+    "cli_common": 9,
+    "cli_data": 10,
+    "cli_train": 10,
+    "cli_translate": 10,
+    "cli_models": 10,
+    "cli_eval": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 
 
