@@ -199,9 +199,7 @@ def _decode_chunk(raw: list[bytes], path: Path, first: int) -> list[str]:
     lines = text.replace("\r\n", "\n").split("\n")
     if raw[-1].endswith(b"\n"):
         lines.pop()  # the empty text after the final LF
-    elif lines[-1].endswith("\r"):
-        lines[-1] = lines[-1][:-1]
-    return lines
+    return lines  # a lone CR ending the last line (no LF) is text, as decode_line keeps it
 
 
 def iter_parallel(
