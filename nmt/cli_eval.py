@@ -53,6 +53,7 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """sacreBLEU BLEU, chrF and TER of detokenized text, with signatures; significance too."""
+    # long: one parameter per option; the work is in nmt.metrics and nmt.buckets
     if by_length is not None:
         _score_by_length(by_length, hyp, ref, bucket_width, plot_out, as_json, baseline)
         return

@@ -7,7 +7,7 @@ import torch
 
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, save_checkpoint
-from nmt.search import SearchOptions
+from nmt.search import SearchOptions, search_ids
 from nmt.translate import Translator
 
 
@@ -178,7 +178,7 @@ def test_attention_layer_and_head_choose_the_transformer_attention(
     model = load_checkpoint(trained_transformer).model
     model.choose_attention(0, 1)
     src_ids = chosen.tokenizer.encode_src(sentences[:1])
-    hyp = chosen._search(src_ids, SearchOptions(beam_size=3, return_attention=True), 4096)[0][0]
+    hyp = search_ids(chosen.model, src_ids, SearchOptions(beam_size=3, return_attention=True))[0][0]
     with torch.inference_mode():
         src = torch.tensor([src_ids[0] + [3]])
         tgt_in = torch.tensor([[2] + hyp.tokens])  # BOS
