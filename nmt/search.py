@@ -25,6 +25,11 @@ from nmt.tokenizer import BOS, EOS, PAD
 NEG_INF = float("-inf")
 # the widest beam searched: memory grows with K, and wider beams rarely find better outputs
 MAX_BEAM = 1000
+# far beyond any useful setting (GNMT alpha is about 0.6 to 2; outputs are a few times the
+# source), and small enough that the penalty ((5 + length) / 6) ** alpha and the length limit
+# stay finite numbers
+MAX_LENGTH_PENALTY = 10.0
+MAX_LEN_RATIO = 100.0
 
 
 @runtime_checkable
@@ -123,8 +128,16 @@ class SearchOptions:
             alpha = _finite(
                 "length_penalty", self.length_penalty, "a number >= 0 (GNMT alpha) or avg"
             )
+            if alpha > MAX_LENGTH_PENALTY:
+                raise NmtError(
+                    f"length_penalty must be at most {MAX_LENGTH_PENALTY:g}, got {alpha:g}"
+                )
             object.__setattr__(self, "length_penalty", alpha)
         _finite("max_len_ratio", self.max_len_ratio)
+        if self.max_len_ratio > MAX_LEN_RATIO:
+            raise NmtError(
+                f"max_len_ratio must be at most {MAX_LEN_RATIO:g}, got {self.max_len_ratio:g}"
+            )
         _whole("max_len_offset", self.max_len_offset, 0)
         _whole("min_len", self.min_len, 0)
         if self.stopping not in ("early", "exact"):

@@ -480,6 +480,10 @@ def test_max_lengths_follow_the_options() -> None:
         ("length_penalty", "-inf", "length_penalty must be a number >= 0"),
         ("length_penalty", -1.0, "length_penalty must be a number >= 0"),
         ("length_penalty", "long", "length_penalty .* or avg, got 'long'"),
+        # past these the penalty ((5 + length) / 6) ** alpha and the length limit overflow
+        ("length_penalty", 500.0, "length_penalty must be at most 10, got 500"),
+        ("length_penalty", "1e308", "length_penalty must be at most 10"),
+        ("max_len_ratio", 1e308, "max_len_ratio must be at most 100"),
         ("max_len_ratio", float("nan"), "max_len_ratio must be a finite number >= 0"),
         ("max_len_ratio", float("inf"), "max_len_ratio must be a finite number >= 0"),
         ("max_len_ratio", -0.5, "max_len_ratio must be"),
