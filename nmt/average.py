@@ -19,6 +19,7 @@ import torch
 from nmt import NmtError
 from nmt.atomic import write_atomic
 from nmt.checkpoint import read_state
+from nmt.outfile import check_file
 
 
 @dataclass
@@ -107,11 +108,14 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> AverageResu
     Floating weights are summed in float64 one checkpoint at a time (only two sets of
     weights are in memory) and stored in float32; other tensors must be equal in all.
     """
+    check_file(out)
     inputs, out = [Path(p) for p in paths], Path(out)
     if len(inputs) < 2:
         raise NmtError("averaging needs at least two checkpoints")
     if any(p.resolve() == out.resolve() for p in inputs if p.exists()):
         raise NmtError(f"average {out} would overwrite one of its checkpoints: choose another -o")
+    if len({p.resolve() for p in inputs}) < len(inputs):
+        raise NmtError("averaging: a checkpoint is given twice (its weights would count double)")
     first = read_state(inputs[0], mmap=True)
     if not isinstance(first["model"], dict):
         raise NmtError(f"checkpoint {inputs[0]} is inconsistent (its weights are no dict)")

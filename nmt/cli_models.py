@@ -55,12 +55,19 @@ def average(
     from nmt.average import average_checkpoints, best_checkpoints, last_checkpoints
 
     with user_errors():
+        if last < 0 or best < 0:
+            raise NmtError(f"--{'last' if last < 0 else 'best'} N must be at least 1")
         if last and best:
             raise NmtError("--last and --best exclude each other: choose one")
         folders = [p for p in checkpoints if p.is_dir()]
         if folders:
-            if len(checkpoints) != 1 or not (last or best):
+            if len(checkpoints) != 1:
                 raise NmtError(f"{folders[0]} is a folder: pass it alone with --last or --best N")
+            if not (last or best):
+                raise NmtError(
+                    f"{folders[0]} is a folder: say which of its checkpoints with "
+                    "--last N or --best N (N >= 1)"
+                )
             folder = folders[0]
             checkpoints = last_checkpoints(folder, last) if last else best_checkpoints(folder, best)
         elif last or best:

@@ -18,6 +18,7 @@ from nmt.atomic import write_atomic
 from nmt.checkpoint import read_state
 from nmt.config import Config, config_from_dict
 from nmt.model import build_model
+from nmt.outfile import check_file
 from nmt.tokenizer import Tokenizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -52,6 +53,7 @@ def export_checkpoint(
             "--quantize int8 cannot be stored as plain data (quantized recurrent layers are "
             "TorchScript objects): export in float32 and translate with --quantize int8"
         )
+    check_file(out)
     src, out = Path(checkpoint), Path(out)
     if src.resolve() == out.resolve():
         raise NmtError(f"export {out} would overwrite its checkpoint: choose another -o")

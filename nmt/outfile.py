@@ -124,6 +124,19 @@ def check_dir(path: Path, option: str) -> None:
         raise NmtError(f"{option} {path}: {existing} is not writable")
 
 
+def check_file(path: str | Path, option: str = "-o") -> None:
+    """Check that the output file `path` (an option's value) can be written into its folder,
+    before any work is done: one line if not."""
+    path = Path(path)
+    if path.is_dir() or str(path).endswith(os.sep):
+        raise NmtError(f"{option} {path} is a folder: give a file name")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise NmtError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise NmtError(f"{option} {path}: {folder} is not writable")
+
+
 def lock(f: IO, name: Path) -> None:
     """Hold an exclusive lock on the open file `f` until it is closed, or fail: two runs
     into one output would each lose part of the other's lines."""

@@ -349,6 +349,8 @@ def serve(
     requests in flight and return."""
     import uvicorn
 
+    if not 0 <= port <= 65535:  # checked before the model loads
+        raise NmtError(f"port must be between 0 and 65535, got {port}")
     translator = Translator(
         checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
     )

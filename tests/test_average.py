@@ -80,6 +80,10 @@ def test_checkpoints_of_other_models_or_tokenizers_are_refused(tokenizer, toy_di
         average_checkpoints([base], tmp_path / "avg.pt")
     with pytest.raises(NmtError, match="would overwrite"):
         average_checkpoints([base, base], base)
+    with pytest.raises(NmtError, match="given twice"):
+        average_checkpoints([base, tmp_path / "." / "a.pt"], tmp_path / "avg.pt")
+    with pytest.raises(NmtError, match="is a folder: give a file name"):
+        average_checkpoints([base, wider], str(tmp_path) + "/")
     assert not (tmp_path / "avg.pt").exists()
 
 

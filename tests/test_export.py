@@ -129,3 +129,19 @@ def test_shared_embeddings_are_stored_once(toy_dir, tmp_path, dtype):
     assert src.untyped_storage().data_ptr() == tgt.untyped_storage().data_ptr()
     loaded = load_checkpoint(tmp_path / "e.pt").model
     assert loaded.src_embed.weight is loaded.tgt_embed.weight
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("missing/x.pt", "the folder .*missing does not exist"),
+        ("folder", "-o .*folder is a folder: give a file name"),
+        ("folder/", "is a folder: give a file name"),
+    ],
+)
+def test_export_checks_its_output_before_the_work(trained, tmp_path, where, message):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(NmtError, match=message):
+        export_checkpoint(trained, str(tmp_path) + "/" + where)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    assert not list((tmp_path / "folder").iterdir())

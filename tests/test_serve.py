@@ -447,3 +447,9 @@ def test_page_translates_and_draws_the_attention(browser, trained, translator, s
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_port_out_of_range_is_one_line_and_exit_2(trained) -> None:
+    run = CliRunner().invoke(cli_app, ["serve", str(trained), "--port", "99999"])
+    assert run.exit_code == 2
+    assert "port must be between 0 and 65535, got 99999" in run.output
