@@ -38,7 +38,7 @@ from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the layout changes: older caches are then rebuilt
+FORMAT = 2  # bump when the layout changes: older caches are then rebuilt
 SIDES = ("src", "tgt")
 HASH_WHOLE = 64 << 20  # files up to this size are hashed whole, larger ones by their ends
 EDGE = 1 << 20  # bytes hashed at each end of a larger file
@@ -136,6 +136,14 @@ class TokenCache:
         return src, tgt
 
 
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _map(path: Path, dtype: str, count: int) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=dtype)
@@ -164,6 +172,12 @@ def open_cache(path: Path, key: str) -> TokenCache | None:
                 if (path / f"{side}.{ext}").stat().st_size != size:
                     log.warning("cache %s: %s.%s is damaged; rebuilding", path, side, ext)
                     return None
+        # a file of the right size can still hold other bytes (a disk or copy error): the
+        # digests catch it before a wrong id reaches an embedding
+        for name, digest in meta["digests"].items():
+            if _digest(path / name) != digest:
+                log.warning("cache %s: %s is damaged; rebuilding", path, name)
+                return None
         cache = TokenCache(path, meta)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -199,6 +213,7 @@ def build_cache(
     try:
         meta = _write_arrays(chunks, tokenizer, rules, tmp, on_progress)
         _check_kept(FilterStats(**meta["stats"]), rules, where)
+        meta["digests"] = {f.name: _digest(f) for f in sorted(tmp.iterdir())}
         write_atomic(tmp / "meta.json", json.dumps({**meta, "key": key}, indent=1).encode())
         fsync_dir(tmp)
         _publish(tmp, path, key)

@@ -135,6 +135,12 @@ def test_a_killed_build_and_a_damaged_array_are_rebuilt(toy_dir, tmp_path):
     rebuilt = load_cache(cfg, tokenizer)
     assert rebuilt.pairs(range(len(rebuilt))) == want
     assert not leftover.exists()
+    # other bytes of the same size (a disk or copy error): ids past the vocabulary would
+    # reach the embedding
+    ids = path / "src.ids"
+    ids.write_bytes(bytes(255 - b for b in ids.read_bytes()))
+    assert open_cache(path, key) is None
+    assert load_cache(cfg, tokenizer).pairs(range(len(rebuilt))) == want
     # a folder under the cache's name without its meta data (never complete) is not read
     (path / "meta.json").unlink()
     assert load_cache(cfg, tokenizer).pairs(range(len(rebuilt))) == want
