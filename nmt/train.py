@@ -75,6 +75,8 @@ class TrainState:
     # train.keep_best > 1: [value, step] of the validations kept as best-step-STEP.pt, best first
     kept: list[list[float]] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0  # training seconds, over every run resumed from this one
+    # the key of the token cache trained on (corpus files, tokenizer, filters); "" in memory
+    data_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,7 +163,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=t.lr, betas=t.adam_betas, eps=t.adam_eps
         )
-        self.state = TrainState()
+        self.state = TrainState(data_key=self._data_key())
         self.bad_steps = 0  # non-finite losses in a row
         self.grad_norm = 0.0  # of the last update, before clipping
         # the step validated last: every last.pt is written after a validation at its step
@@ -186,6 +188,9 @@ class Trainer:
         return InMemoryPairs([src[i] for i in keep], [tgt[i] for i in keep])
 
     # -- checkpoints --------------------------------------------------------------------
+    def _data_key(self) -> str:
+        return self.data.train_ids.meta["key"] if self.data.train_ids is not None else ""
+
     def _save(self, name: str) -> None:
         if self.rank != 0:
             return
@@ -209,6 +214,14 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
         torch.set_rng_state(ckpt.train_state["rng"])
         self.state = TrainState.from_dict(ckpt.train_state)
+        now = self._data_key()
+        if self.state.data_key and now and self.state.data_key != now:
+            raise NmtError(
+                f"the training data changed since {path} was written (its corpus files, "
+                "tokenizer or filters): a resumed run would not continue the same data order; "
+                "restore the files, or start over with --overwrite"
+            )
+        self.state.data_key = now
         self.validated_step = self.state.step
         if self.rank == 0:
             # records written after the checkpoint (by a killed run) would repeat

@@ -413,3 +413,16 @@ def test_keep_best_keeps_the_n_best_checkpoints_across_a_resume(toy_dir, tmp_pat
     assert kept() == ["best-step-2.pt", "best-step-5.pt"]
     assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "best-step-5.pt").read_bytes()
     assert read_state(tmp_path / "last.pt")["train_state"]["kept"] == [[10.0, 5], [9.0, 2]]
+
+
+def test_resume_refuses_a_corpus_changed_since_the_checkpoint(toy_dir, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(toy_dir, corpus)
+    train(_config(corpus, tmp_path / "run", max_steps=3))
+    for name in ("train.en", "train.pt"):
+        with open(corpus / name, "a", encoding="utf-8") as f:
+            f.write("one more line\n")
+    with pytest.raises(NmtError, match="the training data changed since .*last.pt"):
+        train(_config(corpus, tmp_path / "run", max_steps=6), resume=tmp_path / "run" / "last.pt")
