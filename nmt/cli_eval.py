@@ -72,8 +72,10 @@ def score(
         if paired not in ("bs", "ar"):
             raise NmtError(f"--paired must be bs or ar, got {paired!r}")
         at_least("--paired-n", paired_n, 0)
-        if len(hyp) > 1 or plot_out is not None:
-            raise NmtError("several --hyp and --plot need --by-length SRC")
+        if len(hyp) > 1:
+            raise NmtError("several --hyp need --by-length SRC (or compare two with --baseline)")
+        if plot_out is not None:
+            raise NmtError("--plot draws BLEU by length: give --by-length SRC too")
         # file name -> lines, hypotheses first: errors name the file
         hyp = hyp[0]
         hyp_name = "<stdin>" if hyp == "-" else hyp

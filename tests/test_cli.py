@@ -968,3 +968,11 @@ def test_flags_that_would_do_nothing(trained, tmp_path):
     ok(r)
     assert "--lines 1-5" in r.stderr and "has 2 lines" in r.stderr
     assert len(r.stdout.splitlines()) == 2
+
+
+def test_score_names_the_option_that_needs_by_length(tmp_path):
+    ref = write(tmp_path / "ref.txt", "a b\n")
+    hyp = write(tmp_path / "hyp.txt", "a b\n")
+    plot = tmp_path / "p.png"
+    user_error(nmt("score", "--ref", ref, "--hyp", hyp, "--hyp", hyp), "several --hyp")
+    user_error(nmt("score", "--ref", ref, "--hyp", hyp, "--plot", plot), "--plot draws BLEU")
