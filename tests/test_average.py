@@ -115,7 +115,7 @@ def test_the_average_command(tokenizer, tmp_path):
     one, two = (read_state(tmp_path / n)["model"] for n in ("avg.pt", "avg2.pt"))
     assert all(torch.equal(one[k], two[k]) for k in one)
     for args, mention in [
-        ((run,), "pass it alone with --last or --best N"),
+        ((run,), "say which of its checkpoints with --last N or --best N"),
         ((a, b, "--last", "2"), "need one run folder"),
         ((run, "--last", "3"), "fewer than --last 3"),
         ((run, "--best", "2"), "keeps 0 best checkpoints"),
