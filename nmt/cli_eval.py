@@ -181,13 +181,21 @@ def _inspect_files(src: Path, tgt: Path, lines: int) -> None:
             raise NmtError(f"{p} does not exist")
 
 
+# the options both `nmt inspect` commands take
+InspectSrc = Annotated[Path, typer.Option(help="Source sentences, one per line.")]
+InspectTgt = Annotated[Path, typer.Option(help="Reference translations, line-aligned.")]
+InspectLines = Annotated[int, typer.Option(help="Sentence pairs used (the first N).")]
+InspectImage = Annotated[Path | None, typer.Option("--out", "-o", help="Image (png, svg, pdf).")]
+InspectJson = Annotated[bool, typer.Option("--json", help="JSON output.")]
+
+
 def inspect_gradients(
     checkpoint: Annotated[Path, typer.Argument(help="RNN checkpoint file (.pt).")],
-    src: Annotated[Path, typer.Option(help="Source sentences, one per line.")],
-    tgt: Annotated[Path, typer.Option(help="Reference translations, line-aligned.")],
-    lines: Annotated[int, typer.Option(help="Sentence pairs used (the first N).")] = 100,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Image (png, svg, pdf).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    src: InspectSrc,
+    tgt: InspectTgt,
+    lines: InspectLines = 100,
+    out: InspectImage = None,
+    as_json: InspectJson = False,
 ) -> None:
     """Norm of the loss gradient w.r.t. each encoder hidden state, by source position,
     averaged over sentences (nmt/gradflow.py says exactly what is measured)."""
@@ -212,11 +220,11 @@ def inspect_gradients(
 
 def inspect_exposure(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.pt).")],
-    src: Annotated[Path, typer.Option(help="Source sentences, one per line.")],
-    tgt: Annotated[Path, typer.Option(help="Reference translations, line-aligned.")],
-    lines: Annotated[int, typer.Option(help="Sentence pairs used (the first N).")] = 100,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Image (png, svg, pdf).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    src: InspectSrc,
+    tgt: InspectTgt,
+    lines: InspectLines = 100,
+    out: InspectImage = None,
+    as_json: InspectJson = False,
 ) -> None:
     """Per target position: the loss and accuracy of the reference token under teacher
     forcing and when the model reads its own greedy output (nmt/exposure.py defines them)."""

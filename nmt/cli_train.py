@@ -12,17 +12,21 @@ import typer
 
 from nmt.cli_common import err, quiet_logging, user_errors
 
+# the options both commands read a config with
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (sections data, model, train)."),
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
+]
+
 
 # -- prepare ---------------------------------------------------------------------------
 def prepare(
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="YAML config (sections data, model, train)."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
-    ] = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Tokenize the training data into its cache (data.cache_dir, else RUN_DIR/cache), and
@@ -68,14 +72,8 @@ def _prepare_progress(quiet: bool):
 
 # -- train -----------------------------------------------------------------------------
 def train(
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="YAML config (sections data, model, train)."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override an option: section.key=value (repeatable)."),
-    ] = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
     resume: Annotated[
         Path | None,
         typer.Option(
