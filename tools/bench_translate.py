@@ -1,14 +1,17 @@
 """Translation speed and BLEU on the 1,000 Multi30k test sentences (de->en), greedy and beam 5,
-each timed as a whole process as a user runs it; with --vs-joey, JoeyNMT's reference model
-translates the same file in the same run. Start-up alone (the same command on one sentence)
-is timed too, and the ratio without it printed.
+each timed as a whole process as a user runs it; with --vs-joey, JoeyNMT's model of the same
+architecture (--arch rnn: the peers' reference RNN; transformer: tools/joey.py's Transformer of
+the recipe's sizes) translates the same file in the same run. Start-up alone (the same command
+on one sentence) is timed too, and the ratio without it printed.
 
 Models: --ours CKPT and --joey-model DIR (a tools/joey.py cache dir holding model/*.ckpt).
-When missing, each reference config is trained for --steps updates into --cache first, so a
-second run only times. Run it with nothing else busy on the machine.
+When missing, each config (ours: recipes/multi30k/reference.yaml or transformer.yaml) is
+trained for --steps updates into --cache first, so a second run only times. Run it with nothing
+else busy on the machine.
 
 usage: MULTI30K_DIR=../shared/data/multi30k python tools/bench_translate.py --vs-joey
-       [--ours CKPT] [--joey-model DIR] [--steps 300] [--quantize int8] [--threads 2]
+       [--arch rnn|transformer] [--ours CKPT] [--joey-model DIR] [--steps 300]
+       [--quantize int8] [--threads 2]
        [--workers N]   (ours: N processes of threads/N threads each; default one a thread)
        [--repeat 3]    (rounds alternating the toolkits; each figure is the median)
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import joey  # noqa: E402
-from bench_train import REPO, train_ours  # noqa: E402
+from bench_train import CONFIGS, REPO, train_ours  # noqa: E402
 
 from nmt.metrics import score  # noqa: E402
 
@@ -62,6 +65,7 @@ def main() -> None:
     ap.add_argument("--ours", type=Path, help="our checkpoint (trained when missing)")
     ap.add_argument("--joey-model", type=Path, help="tools/joey.py cache dir with a model")
     ap.add_argument("--vs-joey", action="store_true")
+    ap.add_argument("--arch", choices=CONFIGS, default="rnn", help="which recipe's model")
     ap.add_argument("--steps", type=int, default=300, help="training steps when a model is missing")
     ap.add_argument("--quantize", default="none", choices=["none", "int8"])
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of each toolkit")
@@ -79,27 +83,30 @@ def main() -> None:
 
     ours = args.ours
     if ours is None:
-        ours = work / "nmt" / "run" / "last.pt"
+        ours_dir = work / ("nmt" if args.arch == "rnn" else f"nmt-{args.arch}")
+        ours = ours_dir / "run" / "last.pt"
         if not ours.is_file():
-            print(f"training our reference model for {args.steps} steps", flush=True)
-            train_ours(data, work / "nmt", args.steps, args.threads, [])
+            print(f"training our {args.arch} model for {args.steps} steps", flush=True)
+            train_ours(data, ours_dir, args.steps, args.threads, [], CONFIGS[args.arch])
     workers = args.workers or args.threads
     cache = None
     if args.vs_joey or args.joey_model:
-        cache = args.joey_model or work / "joey"
+        cache = args.joey_model or work / ("joey" if args.arch == "rnn" else f"joey-{args.arch}")
         joey.ensure_joey(cache)
         if not any((cache / "model").glob("*.ckpt")):
-            print(f"training JoeyNMT's reference model for {args.steps} steps", flush=True)
+            print(f"training JoeyNMT's {args.arch} model for {args.steps} steps", flush=True)
             joey.ensure_spm(cache, data)
-            joey.train(cache, data, args.steps, threads=args.threads, validation_freq=0)
+            joey.train(
+                cache, data, args.steps, threads=args.threads, validation_freq=0, arch=args.arch
+            )
     # rounds alternate the toolkits, so that a slow spell of this shared machine falls on
     # both; each figure is the median of the rounds. "beam 0" is start-up alone: the same
     # command on the first test sentence (greedy), to tell start-up from translating.
     one = work / "first_sentence.de"
     one.write_text(src.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    outputs = {("nmt", b): work / f"nmt.beam{b}.{args.quantize}.en" for b in (0, 1, 5)}
-    outputs |= {("joey", b): work / f"joey.beam{b}.en" for b in (0, 1, 5)}
+    outputs = {("nmt", b): work / f"nmt.{args.arch}.beam{b}.{args.quantize}.en" for b in (0, 1, 5)}
+    outputs |= {("joey", b): work / f"joey.{args.arch}.beam{b}.en" for b in (0, 1, 5)}
     for r in range(args.repeat):
         for beam in (0, 1, 5):
             source, k = (one, 1) if beam == 0 else (src, beam)
