@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -33,7 +32,8 @@ import numpy as np
 
 from nmt import NmtError
 from nmt.atomic import fsync_dir, write_atomic
-from nmt.corpus import FilterStats, PairFilter, SeenPairs, filter_pairs
+from nmt.corpus import FilterStats, PairFilter, SeenPairs, filter_lengths
+from nmt.encoding import cores, encode_chunks
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,6 @@ def _write_arrays(
     len_dtype = np.dtype(np.int32 if rules.max_len >= 1 << 16 else np.uint16)
     stats, seen = FilterStats(), SeenPairs() if rules.drop_duplicates else None
     tokens = dict.fromkeys(SIDES, 0)
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     report = on_progress or _log_progress()
     with contextlib.ExitStack() as stack:
         files = {
@@ -263,21 +262,19 @@ def _write_arrays(
         }
         for side in SIDES:
             files[f"{side}.off"].write(np.zeros(1, dtype=np.int64).tobytes())
-        for src_text, tgt_text, fraction in chunks:
-            encoded = (
-                tokenizer.encode_src(src_text, threads=threads),
-                tokenizer.encode_tgt(tgt_text, threads=threads),
-            )
-            keep, _ = filter_pairs(
-                *encoded, rules, texts=(src_text, tgt_text), seen=seen, stats=stats
-            )
-            for side, ids in zip(SIDES, encoded):
-                kept = [ids[i] for i in keep]
-                lens = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
-                flat = itertools.chain.from_iterable(kept)
-                files[f"{side}.ids"].write(
-                    np.fromiter(flat, dtype=ids_dtype, count=int(lens.sum())).tobytes()
-                )
+        for (src_text, tgt_text, fraction), enc in encode_chunks(
+            chunks, tokenizer, ids_dtype, workers=cores()
+        ):
+            keep, _ = filter_lengths(
+                enc.src_lens, enc.tgt_lens, rules, texts=(src_text, tgt_text), seen=seen,
+                stats=stats,
+            )  # fmt: skip
+            for side, ids, all_lens in zip(
+                SIDES, (enc.src_ids, enc.tgt_ids), (enc.src_lens, enc.tgt_lens)
+            ):
+                # (tokens,) bool: the tokens of the kept pairs
+                files[f"{side}.ids"].write(ids[np.repeat(keep, all_lens)].tobytes())
+                lens = all_lens[keep]
                 files[f"{side}.off"].write((tokens[side] + np.cumsum(lens)).tobytes())
                 files[f"{side}.len"].write(lens.astype(len_dtype).tobytes())
                 tokens[side] += int(lens.sum())

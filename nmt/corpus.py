@@ -293,10 +293,27 @@ def filter_pairs(
     The text rules (drop_identical, drop_duplicates) need the pairs' `texts`; repeated pairs
     are found across calls through `seen`.
     """
-    stats = stats if stats is not None else FilterStats()
     n = len(src_ids)
     src_len = np.fromiter(map(len, src_ids), dtype=np.int64, count=n)
     tgt_len = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=n)
+    alive, stats = filter_lengths(src_len, tgt_len, rules, texts=texts, seen=seen, stats=stats)
+    keep = np.flatnonzero(alive).tolist()
+    return keep, stats
+
+
+def filter_lengths(
+    src_len: np.ndarray,
+    tgt_len: np.ndarray,
+    rules: PairFilter,
+    *,
+    texts: tuple[Sequence[str], Sequence[str]] | None = None,
+    seen: SeenPairs | None = None,
+    stats: FilterStats | None = None,
+) -> tuple[np.ndarray, FilterStats]:
+    """`filter_pairs` from the pairs' token counts (N,) per side: (N,) bool, True where a pair
+    is kept, and the stats."""
+    stats = stats if stats is not None else FilterStats()
+    n = len(src_len)
     alive = np.ones(n, dtype=bool)
 
     def drop(bad: np.ndarray) -> int:
@@ -325,6 +342,5 @@ def filter_pairs(
         repeated = np.zeros(n, dtype=bool)
         repeated[live[~first]] = True
         stats.duplicate += drop(repeated)
-    keep = np.flatnonzero(alive).tolist()
-    stats.kept += len(keep)
-    return keep, stats
+    stats.kept += int(alive.sum())
+    return alive, stats

@@ -35,7 +35,7 @@ BATCHES_PER_WORKER = 4
 _worker_model: nn.Module | None = None
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Linux: this process is killed when its parent dies (kill -9, the OOM killer), instead of
     waiting forever for batches that will not come."""
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or no prctl
@@ -46,7 +46,7 @@ def _die_with(parent: int) -> None:
 
 def _worker_init(model: nn.Module, threads: int, parent: int) -> None:
     global _worker_model
-    _die_with(parent)
+    die_with(parent)
     # Ctrl-C reaches the whole process group: the parent alone handles it and stops the
     # workers; a worker whose parent died (kill -9) fails on the closed pipe, and the
     # traceback it would print says nothing the parent does not (errors of a task travel

@@ -15,6 +15,7 @@ from conftest import tiny_config
 import nmt.prepare
 from nmt.cache import open_cache
 from nmt.corpus import iter_parallel, read_chunks, read_lines
+from nmt.encoding import encode_chunks
 from nmt.prepare import TrainData, load_cache, prepare_data
 from nmt.tokenizer import train_tokenizer
 from nmt.train import Trainer
@@ -315,3 +316,19 @@ def test_subword_sampling_encodes_the_text_in_memory_every_epoch(toy_dir, tmp_pa
     first = trainer.pairs.pairs(range(20))
     _batches(trainer, epoch=1)
     assert trainer.pairs.pairs(range(20)) != first  # drawn anew for the new epoch
+
+
+def test_worker_processes_encode_the_chunks_as_one_process_does(toy_dir):
+    src, tgt = _lines(toy_dir / "train.en"), _lines(toy_dir / "train.pt")
+    tokenizer = train_tokenizer(src, tgt, vocab_size=200)
+    chunks = [(src[i : i + 100], tgt[i : i + 100], i / len(src)) for i in range(0, 1000, 100)]
+    dtype = np.dtype(np.uint16)
+    one, two = (list(encode_chunks(chunks, tokenizer, dtype, workers=w)) for w in (1, 2))
+    assert [c for c, _ in two] == chunks  # in order, none lost
+    for (chunk, a), (_, b) in zip(one, two):
+        for side, encode in (("src", tokenizer.encode_src), ("tgt", tokenizer.encode_tgt)):
+            ids, lens = getattr(b, f"{side}_ids"), getattr(b, f"{side}_lens")
+            assert np.array_equal(ids, getattr(a, f"{side}_ids"))
+            assert np.array_equal(lens, getattr(a, f"{side}_lens"))
+            lines = chunk[0] if side == "src" else chunk[1]
+            assert [x.tolist() for x in np.split(ids, np.cumsum(lens)[:-1])] == encode(lines)
