@@ -96,9 +96,9 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
         raise ApiError(422, f"attention must be true or false, got {attention!r}")
     try:
         options = SearchOptions(
-            beam_size=data.get("beam_size", 5),
-            nbest=data.get("nbest", 1),
-            length_penalty=data.get("length_penalty", 1.0),
+            beam_size=_json_number(data, "beam_size", 5, int),
+            nbest=_json_number(data, "nbest", 1, int),
+            length_penalty=_json_number(data, "length_penalty", 1.0, float),
             return_attention=attention,
         )
     except NmtError as e:
@@ -116,6 +116,17 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
             "max_nbest",
         )
     return TranslateRequest(sentences, options)
+
+
+def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> Any:
+    """data[name] if it is a JSON number of `kind` (an integer is a float too): a string or a
+    boolean is refused, not converted."""
+    value = data.get(name, default)
+    kinds = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "an integer" if kind is int else "a number"
+        raise ApiError(422, f"{name} must be {what}, got {value!r}")
+    return value
 
 
 def _sentences(text: Any, limits: Limits) -> list[str]:

@@ -159,6 +159,8 @@ def test_limits(client, body, status, limit) -> None:
         (b'{"text": "a", "beam_size": 2, "nbest": 3}', 422, "nbest"),
         (b'{"text": "a", "length_penalty": NaN}', 422, "length_penalty"),
         (b'{"text": "a", "length_penalty": "big"}', 422, "length_penalty"),
+        (b'{"text": "a", "length_penalty": "0.6"}', 422, "length_penalty"),
+        (b'{"text": "a", "length_penalty": false}', 422, "length_penalty"),
         (b'{"text": "a", "attention": "yes"}', 422, "attention"),
         (b'{"text": "a", "beam_size": 1' + b"0" * 5000 + b"}", 400, "JSON"),
     ],
