@@ -10,7 +10,6 @@ Shapes: B batch, T target length, N real (non-PAD) target tokens of a batch, V t
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -41,13 +40,13 @@ from nmt.model import build_model, count_parameters
 from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
 from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
 from nmt.rundir import claim_run_dir, truncate_log
+from nmt.runlog import Callback, RunLog, Window
 from nmt.schedule import after_validation, learning_rate
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.validation import rank_kept, validate
 
 log = logging.getLogger(__name__)
 
-Callback = Callable[[dict[str, Any]], None]
 ProgressCallback = Callable[[Progress], None]
 
 
@@ -89,18 +88,6 @@ class TrainState:
 
 
 @dataclass
-class _Window:
-    """Training tokens and loss since the last train record, for its loss and speed."""
-
-    start: float  # time.perf_counter() when the window opened
-    tokens: int = 0
-    loss: float = 0.0  # summed over the tokens
-    grad_norm: float = 0.0  # the global gradient norm before clipping, of the last update
-    clipped: int = 0  # updates whose gradient train.clip_norm scaled down
-    updates: int = 0
-
-
-@dataclass
 class _Clock:
     """Training time over resumed runs: what train.max_minutes and the log's `time` count."""
 
@@ -130,9 +117,9 @@ class Trainer:
         t = config.train
         self.config, self.data, self.tokenizer = config, data, tokenizer
         self.device, self.rank, self.world = device, rank, world
-        self.on_log = on_log
         self.on_progress = on_progress if rank == 0 else None
         self.run_dir = Path(t.run_dir)
+        self.runlog = RunLog(self.run_dir, rank, on_log)
         # the training pairs: the cache's token ids on disk, or the text encoded in memory
         self.pairs: TrainPairs
         if data.train_ids is not None:
@@ -231,14 +218,6 @@ class Trainer:
         self._plan = None  # planned for the state before this one
         log.info("resumed from %s at step %d", path, self.state.step)
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if self.rank != 0:
-            return
-        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.on_log is not None:
-            self.on_log(record)
-
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
         self.model.eval()
@@ -294,17 +273,10 @@ class Trainer:
         metrics = self.validate()
         stop = self._after_validation(metrics)
         rank0_decides(stop, self.device, self.world)
-        self._log(
-            {
-                "kind": "valid",
-                "step": s.step,
-                "time": round(s.elapsed, 2),
-                "epoch": self._epoch_label(),
-                **{k: round(v, 4) for k, v in metrics.items()},
-                "lr": self._lr(),
-                "best": s.best,
-            }
-        )
+        self.runlog.valid(
+            metrics, step=s.step, elapsed=s.elapsed, epoch=self._epoch_label(), lr=self._lr(),
+            best=s.best,
+        )  # fmt: skip
         return stop
 
     # -- the loop -----------------------------------------------------------------------
@@ -349,40 +321,11 @@ class Trainer:
         if self.rank != 0:
             return
         if s.step == 0:
-            self._log_data()
+            cache = self.data.train_ids.path if self.data.train_ids is not None else None
+            self.runlog.data(
+                self.filter_stats, self.config.data.max_len, self.batches_per_epoch, cache
+            )
         log.info("plan: %s", describe_plan(t, self.filter_stats, self.batches_per_epoch, s.step))
-
-    def _log_data(self) -> None:
-        """The data record of log.jsonl: pairs read, kept, and dropped by each filter."""
-        stats, d, cache = self.filter_stats, self.config.data, self.data.train_ids
-        log.info(
-            "training pairs: %d kept of %d; dropped: %d with an empty side, %d over %d tokens, "
-            "%d over the length ratio, %d identical, %d repeated",
-            stats.kept,
-            stats.read,
-            stats.empty,
-            stats.too_long,
-            d.max_len,
-            stats.ratio,
-            stats.identical,
-            stats.duplicate,
-        )
-        self._log(
-            {
-                "kind": "data",
-                "step": 0,
-                "read": stats.read,
-                "pairs": stats.kept,
-                "dropped_empty": stats.empty,
-                "dropped_too_long": stats.too_long,
-                "dropped_ratio": stats.ratio,
-                "dropped_identical": stats.identical,
-                "dropped_duplicate": stats.duplicate,
-                "max_len": d.max_len,
-                "batches_per_epoch": self.batches_per_epoch,
-                "cache": str(cache.path) if cache is not None else None,
-            }
-        )
 
     def train(self) -> dict[str, Any]:
         """Train until a limit, early stopping or the end of the plan; the final result."""
@@ -391,7 +334,7 @@ class Trainer:
         self.bad_steps = 0
         self._start()
         clock = _Clock(before=s.elapsed, started=time.perf_counter())
-        window = _Window(start=time.perf_counter())
+        window = Window(start=time.perf_counter())
         stop = False
         while not stop and not self._done(clock):
             stop = self._train_epoch(clock, window)
@@ -429,7 +372,7 @@ class Trainer:
             mine[self.state.batch_in_epoch :],
         )
 
-    def _train_epoch(self, clock: _Clock, window: _Window) -> bool:
+    def _train_epoch(self, clock: _Clock, window: Window) -> bool:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""
         t, s = self.config.train, self.state
         batches = self.epoch_batches()
@@ -443,11 +386,7 @@ class Trainer:
                 continue
             self.bad_steps = 0
             s.step += 1
-            window.tokens += n_tokens
-            window.loss += mean_loss * n_tokens
-            window.updates += 1
-            window.grad_norm = self.grad_norm
-            window.clipped += bool(t.clip_norm) and self.grad_norm > t.clip_norm
+            window.add(mean_loss, n_tokens, self.grad_norm, t.clip_norm)
             self._tokens += n_tokens
             now = time.perf_counter()
             s.elapsed = clock.elapsed(now)
@@ -521,24 +460,12 @@ class Trainer:
                 " (try a lower train.lr)"
             )
 
-    def _log_train(self, window: _Window, lr: float, now: float) -> None:
-        """A train record of the window's loss and speed; then a new window opens."""
+    def _log_train(self, window: Window, lr: float, now: float) -> None:
+        """A train record of the window; after the first, the estimated time to the end."""
         s = self.state
-        self._log(
-            {
-                "kind": "train",
-                "step": s.step,
-                "time": round(s.elapsed, 2),
-                "epoch": self._epoch_label(),
-                "loss": window.loss / max(window.tokens, 1),
-                "lr": lr,
-                "tokens_per_s": window.tokens / max(now - window.start, 1e-9),
-                "grad_norm": window.grad_norm,
-                "clipped": window.clipped / max(window.updates, 1),
-            }
+        self.runlog.train(
+            window, step=s.step, elapsed=s.elapsed, epoch=self._epoch_label(), lr=lr, now=now
         )
-        window.tokens, window.loss, window.start = 0, 0.0, time.perf_counter()
-        window.clipped = window.updates = 0
         if not self._estimated and self.rank == 0:
             # the pace of the first window: a rough guide, said once
             self._estimated = True
