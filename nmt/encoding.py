@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmt import NmtError
+from nmt.procs import die_with
 from nmt.tokenizer import Tokenizer
 
 # chunks sent ahead to each worker: enough to keep it busy while the parent writes
@@ -63,8 +64,6 @@ _worker: tuple[Tokenizer, np.dtype] | None = None
 
 def _init(tokenizer: Tokenizer, dtype: np.dtype, parent: int) -> None:
     global _worker
-    from nmt.workers import die_with
-
     die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     _worker = (tokenizer, dtype)

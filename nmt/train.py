@@ -23,21 +23,19 @@ import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.atomic import copy_atomic
-from nmt.batching import Batch, BatchPlan, make_batch, plan_epoch, prefetch
-from nmt.cache import InMemoryPairs, TrainPairs
+from nmt.batching import Batch
 from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
 from nmt.config import Config
-from nmt.corpus import SeenPairs, filter_pairs
 from nmt.distributed import (
     all_reduce_sum,
     init_distributed,
     local_device,
     rank0_decides,
-    shard,
     shutdown,
 )
+from nmt.epochs import Epochs
 from nmt.model import build_model, count_parameters
-from nmt.prepare import TrainData, pair_filter, prepare_data, probe_run_dir
+from nmt.prepare import TrainData, prepare_data, probe_run_dir
 from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
 from nmt.rundir import claim_run_dir, truncate_log
 from nmt.runlog import Callback, RunLog, Window
@@ -120,15 +118,10 @@ class Trainer:
         self.on_progress = on_progress if rank == 0 else None
         self.run_dir = Path(t.run_dir)
         self.runlog = RunLog(self.run_dir, rank, on_log)
-        # the training pairs: the cache's token ids on disk, or the text encoded in memory
-        self.pairs: TrainPairs
-        if data.train_ids is not None:
-            self.pairs, self.filter_stats = data.train_ids, data.train_ids.stats
-        else:
-            self.pairs = self._encode_train(epoch=0)
+        self.epochs = Epochs(config, data, tokenizer, rank, world)
         self.valid_src_ids = tokenizer.encode_src(data.valid_src)
         self.valid_tgt_ids = tokenizer.encode_tgt(data.valid_tgt)
-        if not len(self.pairs):
+        if not len(self.epochs.pairs):
             raise NmtError("no training pair is left after filtering (check data.max_len)")
         torch.manual_seed(t.seed)
         self.model = build_model(
@@ -155,24 +148,6 @@ class Trainer:
         self.grad_norm = 0.0  # of the last update, before clipping
         # the step validated last: every last.pt is written after a validation at its step
         self.validated_step: int | None = None
-        # the epoch planned last and its plan
-        self._plan: tuple[int, BatchPlan] | None = None
-
-    def _encode_train(self, epoch: int) -> InMemoryPairs:
-        d, t = self.config.data, self.config.train
-        if d.sampling_alpha > 0:
-            import sentencepiece
-
-            # subword sampling drawn per epoch from (seed, epoch): resuming redraws the same
-            # (sentencepiece takes 32 bits: the same seed as before for every seed below 4.29M)
-            sentencepiece.set_random_generator_seed((t.seed * 1000 + epoch) % 2**32)
-        src = self.tokenizer.encode_src(self.data.train_src, d.sampling_alpha)
-        tgt = self.tokenizer.encode_tgt(self.data.train_tgt, d.sampling_alpha)
-        texts = (self.data.train_src, self.data.train_tgt)
-        keep, stats = filter_pairs(src, tgt, pair_filter(d), texts=texts, seen=SeenPairs())
-        if epoch == 0:
-            self.filter_stats = stats
-        return InMemoryPairs([src[i] for i in keep], [tgt[i] for i in keep])
 
     # -- checkpoints --------------------------------------------------------------------
     def _data_key(self) -> str:
@@ -213,9 +188,7 @@ class Trainer:
         if self.rank == 0:
             # records written after the checkpoint (by a killed run) would repeat
             truncate_log(self.run_dir / "log.jsonl", self.state.step)
-        if self.data.train_ids is None and self.config.data.sampling_alpha > 0:
-            self.pairs = self._encode_train(self.state.epoch)
-        self._plan = None  # planned for the state before this one
+        self.epochs.resume(self.state.epoch)
         log.info("resumed from %s at step %d", path, self.state.step)
 
     # -- validation ---------------------------------------------------------------------
@@ -315,7 +288,7 @@ class Trainer:
         """Log the plan; a new run's log starts with what the data gave."""
         t, s = self.config.train, self.state
         # this epoch's plan (kept for the epoch): its batches on this rank
-        self.batches_per_epoch = len(self._epoch_plan()[1])
+        self.batches_per_epoch = len(self.epochs.plan(s.epoch, s.batch_in_epoch)[1])
         self._start_step, self._start_time, self._tokens = s.step, time.monotonic(), 0
         self._estimated = False
         if self.rank != 0:
@@ -323,9 +296,11 @@ class Trainer:
         if s.step == 0:
             cache = self.data.train_ids.path if self.data.train_ids is not None else None
             self.runlog.data(
-                self.filter_stats, self.config.data.max_len, self.batches_per_epoch, cache
+                self.epochs.filter_stats, self.config.data.max_len, self.batches_per_epoch, cache
             )
-        log.info("plan: %s", describe_plan(t, self.filter_stats, self.batches_per_epoch, s.step))
+        log.info(
+            "plan: %s", describe_plan(t, self.epochs.filter_stats, self.batches_per_epoch, s.step)
+        )
 
     def train(self) -> dict[str, Any]:
         """Train until a limit, early stopping or the end of the plan; the final result."""
@@ -349,28 +324,9 @@ class Trainer:
             "run_dir": str(self.run_dir),
         }
 
-    def _epoch_plan(self) -> tuple[BatchPlan, list[int]]:
-        """The batch plan of the current epoch and the numbers of this rank's batches in it;
-        made once an epoch (the start of training counts its batches with it)."""
-        t, s = self.config.train, self.state
-        if self._plan is None or self._plan[0] != s.epoch:
-            gen = torch.Generator().manual_seed(t.seed * 1000 + s.epoch)
-            resample = self.config.data.sampling_alpha and self.data.train_ids is None
-            if s.batch_in_epoch == 0 and s.epoch > 0 and resample:
-                self.pairs = self._encode_train(s.epoch)
-            plan = plan_epoch(self.pairs.src_lens, self.pairs.tgt_lens, t.batch_tokens, gen)
-            self._plan = (s.epoch, plan)
-        plan = self._plan[1]
-        return plan, shard(list(range(len(plan))), self.rank, self.world)
-
     def epoch_batches(self) -> Iterator[Batch]:
-        """This rank's batches of the current epoch from `state.batch_in_epoch` on, each
-        gathered (from the cache's files) and padded a few batches ahead."""
-        plan, mine = self._epoch_plan()
-        return prefetch(
-            lambda k: make_batch(*self.pairs.pairs(plan.batch(k))),
-            mine[self.state.batch_in_epoch :],
-        )
+        """This rank's batches of the current epoch from `state.batch_in_epoch` on."""
+        return self.epochs.batches(self.state.epoch, self.state.batch_in_epoch)
 
     def _train_epoch(self, clock: _Clock, window: Window) -> bool:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""

@@ -7,8 +7,6 @@ processes each on its own core come closer (see README, Performance).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
@@ -22,9 +20,8 @@ import torch
 from torch import nn
 
 from nmt import NmtError
+from nmt.procs import die_with
 from nmt.search import Hypothesis, SearchOptions, search_batch
-
-PR_SET_PDEATHSIG = 1  # prctl: the signal a process gets when its parent dies
 
 # batches a worker gets of a translate call, so that none waits long for the last one to
 # finish; more, smaller batches use the cores less well
@@ -33,15 +30,6 @@ BATCHES_PER_WORKER = 4
 # the model of this worker process, set by _worker_init: a Pool's tasks reach the state
 # of their process only through its globals
 _worker_model: nn.Module | None = None
-
-
-def die_with(parent: int) -> None:
-    """Linux: this process is killed when its parent dies (kill -9, the OOM killer), instead of
-    waiting forever for batches that will not come."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux, or no prctl
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the call above
-        os._exit(1)
 
 
 def _worker_init(model: nn.Module, threads: int, parent: int) -> None:

@@ -165,7 +165,7 @@ def test_two_ranks_read_disjoint_batches_that_cover_the_epoch(toy_dir, tmp_path,
     data, tokenizer = prepare_data(cfg)
     cache = data.train_ids
     trainer = Trainer(cfg, data, tokenizer, device=torch.device("cpu"))
-    plan, _ = trainer._epoch_plan()  # one process: the whole plan, which every rank builds
+    plan, _ = trainer.epochs.plan(0, 0)  # one process: the whole plan, which every rank builds
     read: list[list[int]] = []
     real = type(cache).pairs
 
@@ -177,7 +177,7 @@ def test_two_ranks_read_disjoint_batches_that_cover_the_epoch(toy_dir, tmp_path,
     seen = {}
     for rank in (0, 1):
         read.clear()
-        trainer.rank, trainer.world = rank, 2
+        trainer.epochs.rank, trainer.epochs.world = rank, 2
         assert len(_batches(trainer, epoch=0)) == len(read) == len(plan) // 2
         seen[rank] = [i for batch in read for i in batch]  # it read its own batches only
     assert not set(seen[0]) & set(seen[1])
@@ -206,7 +206,7 @@ def test_the_filters_count_what_they_drop(tmp_path, monkeypatch):
     text = TrainData(src * 10, tgt * 10, src[:5], tgt[:5])
     cfg.train.max_steps = 1
     trainer = Trainer(cfg, text, tokenizer, device=torch.device("cpu"))
-    assert trainer.filter_stats == stats
+    assert trainer.epochs.filter_stats == stats
     trainer.train()
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     data_record = next(r for r in records if r["kind"] == "data")
@@ -313,9 +313,9 @@ def test_subword_sampling_encodes_the_text_in_memory_every_epoch(toy_dir, tmp_pa
     assert data.train_ids is None and len(data.train_src) == 3000
     assert not (tmp_path / "run" / "cache").exists()
     trainer = Trainer(cfg, data, tokenizer, device=torch.device("cpu"))
-    first = trainer.pairs.pairs(range(20))
+    first = trainer.epochs.pairs.pairs(range(20))
     _batches(trainer, epoch=1)
-    assert trainer.pairs.pairs(range(20)) != first  # drawn anew for the new epoch
+    assert trainer.epochs.pairs.pairs(range(20)) != first  # drawn anew for the new epoch
 
 
 def test_worker_processes_encode_the_chunks_as_one_process_does(toy_dir):
