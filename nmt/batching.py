@@ -123,7 +123,7 @@ def plan_epoch(
     del tie
     if n < 2**31:
         order = order.astype(np.int32, copy=False)  # half the memory of the plan
-    bounds = _greedy_bounds(src_l[order], tgt_l[order], batch_tokens)
+    bounds = _greedy_bounds(src_l, tgt_l, order, batch_tokens)
     starts, ends = bounds[:-1], bounds[1:]
     if generator is not None:
         perm = torch.randperm(len(starts), generator=generator).numpy()
@@ -146,18 +146,21 @@ def _sort_by_buckets(src_l: np.ndarray, tgt_l: np.ndarray, tie: np.ndarray) -> n
     return order
 
 
-def _greedy_bounds(src_l: np.ndarray, tgt_l: np.ndarray, batch_tokens: int) -> np.ndarray:
-    """Boundaries in the sorted order, [0, ..., N]: each batch takes sentences while
+def _greedy_bounds(
+    src_l: np.ndarray, tgt_l: np.ndarray, order: np.ndarray, batch_tokens: int
+) -> np.ndarray:
+    """Boundaries in the sorted `order`, [0, ..., N]: each batch takes sentences while
     (sentences) x (longest source + longest target) stays within the budget (+ 1 for EOS,
     BOS/EOS on each length)."""
     cuts = [0]
     max_s = max_t = 0
     size = 0
     step = 1 << 16  # Python ints a block at a time: memory stays flat on any corpus
-    for first in range(0, len(src_l), step):
+    for first in range(0, len(order), step):
+        ids = order[first : first + step]
         block = zip(
-            np.add(src_l[first : first + step], 1, dtype=np.int64).tolist(),
-            np.add(tgt_l[first : first + step], 1, dtype=np.int64).tolist(),
+            np.add(src_l[ids], 1, dtype=np.int64).tolist(),
+            np.add(tgt_l[ids], 1, dtype=np.int64).tolist(),
         )
         for i, (src, tgt) in enumerate(block, first):
             s, t = max(max_s, src), max(max_t, tgt)
@@ -166,7 +169,7 @@ def _greedy_bounds(src_l: np.ndarray, tgt_l: np.ndarray, batch_tokens: int) -> n
                 size, s, t = 0, src, tgt
             size += 1
             max_s, max_t = s, t
-    cuts.append(len(src_l))
+    cuts.append(len(order))
     return np.asarray(cuts, dtype=np.int64)
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,29 +112,57 @@ class InMemoryPairs:
 
 
 class TokenCache:
-    """A built cache, memory-mapped: the lengths for the batch plan, ids read per batch."""
+    """A built cache: the lengths memory-mapped for the batch plan, ids read per batch."""
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path, self.meta = path, meta
         self.stats = FilterStats(**meta["stats"])
         n = meta["pairs"]
-        self._ids, self._off, lens = [], [], []
-        for side in SIDES:
-            self._ids.append(_map(path / f"{side}.ids", meta["ids_dtype"], meta[f"{side}_tokens"]))
-            self._off.append(_map(path / f"{side}.off", "int64", n + 1))
-            lens.append(_map(path / f"{side}.len", meta["len_dtype"], n))
+        self._ids_dtype = np.dtype(meta["ids_dtype"])
+        # ids and offsets are read with pread, not mapped: the pages of a mapping that a
+        # batch touches (and the kernel's read-ahead around them) would count in the
+        # process's memory for the rest of the run, up to the whole cache; read pages stay
+        # in the page cache, shared and reclaimable
+        self._fds = [
+            (os.open(path / f"{side}.ids", os.O_RDONLY), os.open(path / f"{side}.off", os.O_RDONLY))
+            for side in SIDES
+        ]
+        self._close = weakref.finalize(self, _close_all, [fd for fds in self._fds for fd in fds])
+        lens = [_map(path / f"{side}.len", meta["len_dtype"], n) for side in SIDES]
         self.src_lens, self.tgt_lens = lens  # (N,) each
 
     def __len__(self) -> int:
         return self.meta["pairs"]
 
+    def close(self) -> None:
+        self._close()
+
+    def offsets(self, side: int, i: int) -> tuple[int, int]:
+        """Where pair `i`'s ids start and end in side `side`'s ids (0 source, 1 target)."""
+        raw = os.pread(self._fds[side][1], 16, 8 * i)
+        if len(raw) != 16:
+            raise NmtError(f"cache {self.path}: {SIDES[side]}.off is shorter than meta.json says")
+        a, b = np.frombuffer(raw, dtype=np.int64).tolist()
+        return a, b
+
     def pairs(self, idxs: Sequence[int]) -> tuple[list[list[int]], list[list[int]]]:
         """The source and target ids of the pairs `idxs`, read from the files."""
-        src, tgt = (
-            [ids[a:b].tolist() for a, b in zip(off[idxs].tolist(), off[np.add(idxs, 1)].tolist())]
-            for ids, off in zip(self._ids, self._off)
-        )
-        return src, tgt
+        size = self._ids_dtype.itemsize
+        out: list[list[list[int]]] = []
+        for side, (ids_fd, _) in enumerate(self._fds):
+            seqs = []
+            for i in idxs:
+                a, b = self.offsets(side, i)
+                raw = os.pread(ids_fd, (b - a) * size, a * size)
+                seqs.append(np.frombuffer(raw, dtype=self._ids_dtype).tolist())
+            out.append(seqs)
+        return out[0], out[1]
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _digest(path: Path) -> str:
@@ -179,12 +208,14 @@ def open_cache(path: Path, key: str) -> TokenCache | None:
                 log.warning("cache %s: %s is damaged; rebuilding", path, name)
                 return None
         cache = TokenCache(path, meta)
-    except (OSError, ValueError, KeyError, TypeError):
+        for k, side in enumerate(SIDES):
+            first, last = cache.offsets(k, 0)[0], cache.offsets(k, n - 1)[1]
+            if first != 0 or last != meta[f"{side}_tokens"]:
+                cache.close()
+                log.warning("cache %s: %s.off is damaged; rebuilding", path, side)
+                return None
+    except (OSError, ValueError, KeyError, TypeError, NmtError):
         return None
-    for off, side in zip(cache._off, SIDES):
-        if off[0] != 0 or off[-1] != meta[f"{side}_tokens"]:
-            log.warning("cache %s: %s.off is damaged; rebuilding", path, side)
-            return None
     return cache
 
 
@@ -250,7 +281,9 @@ def _write_arrays(
     """Write the arrays of every kept pair into the folder `out`; returns their meta data."""
     big_vocab = max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) > 1 << 16
     ids_dtype = np.dtype(np.int32 if big_vocab else np.uint16)
-    len_dtype = np.dtype(np.int32 if rules.max_len >= 1 << 16 else np.uint16)
+    len_dtype = np.dtype(
+        np.uint8 if rules.max_len < 1 << 8 else np.uint16 if rules.max_len < 1 << 16 else np.int32
+    )
     stats, seen = FilterStats(), SeenPairs() if rules.drop_duplicates else None
     tokens = dict.fromkeys(SIDES, 0)
     report = on_progress or _log_progress()

@@ -216,8 +216,12 @@ def test_the_filters_count_what_they_drop(tmp_path, monkeypatch):
 
 def test_lengths_and_ids_are_stored_compactly(toy_dir, tmp_path):
     cache = prepare_data(_config(toy_dir, tmp_path / "run"))[0].train_ids
-    assert cache.src_lens.dtype == np.uint16 and cache.meta["ids_dtype"] == "uint16"
+    # lengths in a byte each while data.max_len is under 256
+    assert cache.src_lens.dtype == np.uint8 and cache.meta["ids_dtype"] == "uint16"
     assert isinstance(cache.src_lens, np.ndarray) and not cache.src_lens.flags.writeable
+    longer = prepare_data(_config(toy_dir, tmp_path / "run2", max_len=300))[0].train_ids
+    assert longer.src_lens.dtype == np.uint16
+    assert longer.pairs(range(5)) == cache.pairs(range(5))
 
 
 def test_reading_in_chunks_gives_the_lines_of_read_lines(tmp_path):
