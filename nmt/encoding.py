@@ -6,7 +6,7 @@ both the encoding and the conversion from Python lists cost as much as each othe
 one core under the GIL. So the chunks go to worker processes (one a core, forked: they share
 the loaded tokenizer), each encoding a whole chunk on its own and sending back numpy arrays;
 chunks come back in order, a few in flight at a time, so memory stays that of a few chunks.
-A corpus of one chunk is encoded in this process: forking would cost more than it saves.
+A corpus of a few chunks is encoded in this process: forking would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from nmt import NmtError
 from nmt.procs import die_with
 from nmt.tokenizer import Tokenizer
 
+# a corpus of fewer chunks is encoded in this process, on sentencepiece's threads: starting
+# the workers costs more than they save on it
+MIN_CHUNKS_FOR_WORKERS = 8
 # chunks sent ahead to each worker: enough to keep it busy while the parent writes
 AHEAD_PER_WORKER = 2
 
@@ -84,8 +87,10 @@ def encode_chunks(
 ) -> Iterator[tuple[Chunk, EncodedChunk]]:
     """Each chunk with its ids, in the order of `chunks`, encoded by `workers` processes."""
     it = iter(chunks)
-    head = list(itertools.islice(it, 2))
-    if workers <= 1 or len(head) < 2:
+    head = list(itertools.islice(it, 1))
+    # the share of the corpus the first chunk was says how many chunks there are
+    few = not head or head[0][2] * MIN_CHUNKS_FOR_WORKERS > 1
+    if workers <= 1 or few:
         for chunk in itertools.chain(head, it):
             yield chunk, encode_chunk(tokenizer, chunk[0], chunk[1], dtype, threads=workers)
         return

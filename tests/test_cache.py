@@ -325,7 +325,7 @@ def test_subword_sampling_encodes_the_text_in_memory_every_epoch(toy_dir, tmp_pa
 def test_worker_processes_encode_the_chunks_as_one_process_does(toy_dir):
     src, tgt = _lines(toy_dir / "train.en"), _lines(toy_dir / "train.pt")
     tokenizer = train_tokenizer(src, tgt, vocab_size=200)
-    chunks = [(src[i : i + 100], tgt[i : i + 100], i / len(src)) for i in range(0, 1000, 100)]
+    chunks = [(src[i : i + 100], tgt[i : i + 100], (i + 100) / 1000) for i in range(0, 1000, 100)]
     dtype = np.dtype(np.uint16)
     one, two = (list(encode_chunks(chunks, tokenizer, dtype, workers=w)) for w in (1, 2))
     assert [c for c, _ in two] == chunks  # in order, none lost
