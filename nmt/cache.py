@@ -34,7 +34,8 @@ import numpy as np
 from nmt import NmtError
 from nmt.atomic import fsync_dir, write_atomic
 from nmt.corpus import FilterStats, PairFilter, SeenPairs, filter_lengths
-from nmt.encoding import cores, encode_chunks
+from nmt.encoding import encode_chunks
+from nmt.procs import available_cores
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def _write_arrays(
         for side in SIDES:
             files[f"{side}.off"].write(np.zeros(1, dtype=np.int64).tobytes())
         for (src_text, tgt_text, fraction), enc in encode_chunks(
-            chunks, tokenizer, ids_dtype, workers=cores()
+            chunks, tokenizer, ids_dtype, workers=available_cores()
         ):
             keep, _ = filter_lengths(
                 enc.src_lens, enc.tgt_lens, rules, texts=(src_text, tgt_text), seen=seen,

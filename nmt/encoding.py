@@ -77,11 +77,6 @@ def _encode(texts: tuple[list[str], list[str]]) -> EncodedChunk:
     return encode_chunk(_worker[0], *texts, _worker[1])
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def encode_chunks(
     chunks: Iterable[Chunk], tokenizer: Tokenizer, dtype: np.dtype, workers: int
 ) -> Iterator[tuple[Chunk, EncodedChunk]]:

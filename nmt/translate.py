@@ -21,6 +21,7 @@ import torch
 from nmt import NmtError
 from nmt.checkpoint import Checkpoint, load_checkpoint
 from nmt.ensemble import Ensemble, ensemble_weights
+from nmt.procs import available_cores
 from nmt.quantize import quantize_int8
 from nmt.search import Hypothesis, SearchOptions, search_id_batches
 from nmt.transformer import Transformer
@@ -57,14 +58,6 @@ def _at_least(name: str, value: int, low: int) -> None:
 # with workers "auto", a call with fewer source tokens than this is searched in this
 # process: starting the worker processes costs more than they save on it
 POOL_MIN_TOKENS = 2000
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def pick_device(device: str) -> str:
