@@ -63,9 +63,21 @@ def plot_gradient_flow(flow: dict[str, Any], out: str | Path) -> Path:
     ]:
         lines = [(d, range(len(ys)), ys) for d, ys in flow[key].items()]
         panels.append(("", xlabel, "mean ||dL/dh||", True, lines))
-    title = f"{flow['cell']}, attention {flow['attention']}"
+    return _draw(panels, out, gradient_flow_title(flow))
+
+
+# model.cell's values as the lecture names them ("rnn" alone would not say which recurrence)
+_CELL_NAMES = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def gradient_flow_title(flow: dict[str, Any]) -> str:
+    """The gradient figure's title: cell, attention, source direction, sentences measured."""
+    cell = _CELL_NAMES.get(flow["cell"], flow["cell"])
+    attention = flow["attention"]
+    title = f"{cell}, no attention" if attention == "none" else f"{cell}, {attention} attention"
     title += ", reversed source" if flow["reverse_source"] else ""
-    return _draw(panels, out, f"{title}: {flow['sentences']} sentences")
+    n = flow["sentences"]
+    return f"{title}: {n} sentence{'' if n == 1 else 's'}"
 
 
 def plot_exposure(result: dict[str, Any], out: str | Path) -> Path:

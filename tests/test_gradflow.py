@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 from nmt import NmtError
 from nmt.batching import make_batch
 from nmt.config import ModelConfig
+from nmt.figures import gradient_flow_title
 from nmt.gradflow import gradient_flow, hidden_state_gradients, unrolled_encoder
 from nmt.model import Seq2Seq
 
@@ -98,3 +101,13 @@ def test_a_transformer_is_refused():
     model = torch.nn.Linear(1, 1)
     with pytest.raises(NmtError, match="recurrent"):
         gradient_flow(model, [([4], [5])])
+
+
+def test_the_figure_title_names_the_cell_as_the_lecture_does():
+    flow = gradient_flow(_model(cell="rnn", attention="none", bidirectional=False), [([4], [5])])
+    assert gradient_flow_title(asdict(flow)) == "Elman RNN, no attention: 1 sentence"
+    flow.attention, flow.reverse_source, flow.sentences = "bahdanau", True, 2
+    assert (
+        gradient_flow_title(asdict(flow))
+        == "Elman RNN, bahdanau attention, reversed source: 2 sentences"
+    )
