@@ -12,6 +12,9 @@
 #                       de/en data comes from the Hugging Face hub (bentrevett/multi30k)
 #        RUN_DIR        default runs/multi30k-SRC-TGT-CONFIG (relative to the repo root)
 #        NMT            the nmt command (default: nmt on PATH, else .venv/bin/nmt)
+#        AVERAGE_BEST   N: also average the run's N best checkpoints (train.keep_best) into
+#                       average.pt, and decode test with whichever of best.pt and average.pt
+#                       scores higher on val (default 5 for transformer, 0: off, otherwise)
 # Restartable: finished steps are skipped, and an interrupted training resumes from last.pt.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,49 +74,68 @@ if [ ! -f "$run/train.json" ]; then
   mv "$run/train.json.tmp" "$run/train.json"
 fi
 
-# one process a core, each on one thread: faster than one process on all of them
-translate=("$nmt" translate "$run/best.pt" --beam-size 5 --workers "$(nproc)" --threads 1 -q)
+# the checkpoints val chooses from: best.pt, and the mean of the best N for a Transformer
+case $config in transformer) average=${AVERAGE_BEST:-5} ;; *) average=${AVERAGE_BEST:-0} ;; esac
+checkpoints=(best)
+if [ "$average" -gt 0 ]; then
+  [ -f "$run/average.pt" ] || "$nmt" average "$run" --best "$average" -o "$run/average.pt"
+  checkpoints+=(average)
+fi
 
-# the length penalty is chosen on val, never on test
+# one process a core, each on one thread: faster than one process on all of them
+translate=("$nmt" translate --beam-size 5 --workers "$(nproc)" --threads 1 -q)
+
+# the length penalty (and the checkpoint) are chosen on val, never on test
 case $config in full|transformer) default_penalties="0.6 0.8 1.0 1.2 1.4" ;; *) default_penalties="1.0" ;; esac
 read -r -a penalties <<< "${LENGTH_PENALTIES:-$default_penalties}"
 if [ ! -f "$run/length_penalty" ]; then
-  if [ "${#penalties[@]}" -eq 1 ]; then
+  if [ "${#penalties[@]}" -eq 1 ] && [ "${#checkpoints[@]}" -eq 1 ]; then
     echo "${penalties[0]}" > "$run/length_penalty"
+    echo best > "$run/checkpoint"
   else
-    step "length penalty on val: ${penalties[*]}"
-    for alpha in "${penalties[@]}"; do
-      [ -f "$run/val.hyp.$alpha.$tgt" ] || "${translate[@]}" "$run/data/val.$src" \
-        --length-penalty "$alpha" -o "$run/val.hyp.$alpha.$tgt"
-      "$nmt" score --hyp "$run/val.hyp.$alpha.$tgt" --ref "$run/data/val.$tgt" --json \
-        > "$run/val.score.$alpha.json"
+    step "checkpoint (${checkpoints[*]}) and length penalty (${penalties[*]}) on val"
+    for ckpt in "${checkpoints[@]}"; do
+      # best.pt's files keep the names they had before average.pt was a candidate
+      tag=$([ "$ckpt" = best ] && echo "" || echo "$ckpt.")
+      for alpha in "${penalties[@]}"; do
+        [ -f "$run/val.hyp.$tag$alpha.$tgt" ] || "${translate[@]}" "$run/$ckpt.pt" \
+          "$run/data/val.$src" --length-penalty "$alpha" -o "$run/val.hyp.$tag$alpha.$tgt"
+        "$nmt" score --hyp "$run/val.hyp.$tag$alpha.$tgt" --ref "$run/data/val.$tgt" --json \
+          > "$run/val.score.$tag$alpha.json"
+      done
     done
-    # the best val BLEU; a tie goes to the penalty listed first
-    "$python" - "$run" "${penalties[@]}" > "$run/length_penalty.tmp" <<'PY'
+    # the best val BLEU; a tie goes to the checkpoint, then the penalty, listed first
+    "$python" - "$run" "${checkpoints[*]}" "${penalties[@]}" > "$run/choice.tmp" <<'PY'
 import json, sys
-run, *alphas = sys.argv[1:]
+run, checkpoints, *alphas = sys.argv[1:]
 bleu = {}
-for a in alphas:
-    scores = json.load(open(f"{run}/val.score.{a}.json"))
-    bleu[a] = next(s["score"] for s in scores if s["name"] == "BLEU")
-    print(f"val BLEU {bleu[a]:.2f} with length penalty {a}", file=sys.stderr)
-print(max(alphas, key=lambda a: bleu[a]))
+for ckpt in checkpoints.split():
+    tag = "" if ckpt == "best" else f"{ckpt}."
+    for a in alphas:
+        scores = json.load(open(f"{run}/val.score.{tag}{a}.json"))
+        bleu[ckpt, a] = next(s["score"] for s in scores if s["name"] == "BLEU")
+        print(f"val BLEU {bleu[ckpt, a]:.2f}: {ckpt}.pt, length penalty {a}", file=sys.stderr)
+print(*max(bleu, key=lambda k: bleu[k]))
 PY
-    mv "$run/length_penalty.tmp" "$run/length_penalty"
+    read -r ckpt alpha < "$run/choice.tmp"
+    echo "$ckpt" > "$run/checkpoint"
+    echo "$alpha" > "$run/length_penalty"
+    rm "$run/choice.tmp"
   fi
 fi
 alpha=$(cat "$run/length_penalty")
+ckpt=$(cat "$run/checkpoint" 2>/dev/null || echo best)
 
-step "beam-5 translation of test_2016_flickr (length penalty $alpha)"
-[ -f "$run/test.hyp.$tgt" ] || "${translate[@]}" "$run/data/test_2016_flickr.$src" \
+step "beam-5 translation of test_2016_flickr with $ckpt.pt (length penalty $alpha)"
+[ -f "$run/test.hyp.$tgt" ] || "${translate[@]}" "$run/$ckpt.pt" "$run/data/test_2016_flickr.$src" \
   --length-penalty "$alpha" -o "$run/test.hyp.$tgt"
 
 step "scoring"
 "$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" | tee "$run/test.score.txt"
 "$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" --json > "$run/test.score.json"
-"$python" - "$run" "$src" "$tgt" "$config" "$alpha" <<'PY'
+"$python" - "$run" "$src" "$tgt" "$config" "$alpha" "$ckpt" <<'PY'
 import json, os, platform, sys
-run, src, tgt, config, alpha = sys.argv[1:]
+run, src, tgt, config, alpha, ckpt = sys.argv[1:]
 scores = {s["name"]: s for s in json.load(open(f"{run}/test.score.json"))}
 log = [json.loads(x) for x in open(f"{run}/log.jsonl") if x.strip()]
 minutes = max((r.get("time", 0) for r in log), default=0) / 60
@@ -121,7 +143,7 @@ cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.st
 result = {"src": src, "tgt": tgt, "config": config, "bleu": scores["BLEU"]["score"],
           "chrf": scores["chrF2"]["score"], "signature": scores["BLEU"]["signature"],
           "train_minutes": round(minutes, 1), "hardware": f"{os.cpu_count()} CPU cores, {cpu}",
-          "length_penalty": float(alpha)}
+          "length_penalty": float(alpha), "checkpoint": f"{ckpt}.pt"}
 json.dump(result, open(f"{run}/results.json", "w"), indent=2)
 print(json.dumps(result))
 PY
