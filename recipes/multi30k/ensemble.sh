@@ -2,7 +2,8 @@
 # An ensemble of three `full` runs (seeds 1, 2, 3) on Multi30k: each run trained and scored by
 # run.sh, all three on one tokenizer (an ensemble's models must share it), then the
 # ensemble's beam-5 translation of test_2016_flickr (length penalty chosen on val), its
-# sacreBLEU score, and its paired significance against the seed-1 model alone.
+# sacreBLEU score (RUNS_DIR/multi30k-SRC-TGT-full-ensemble/results.json), and its paired
+# significance against the seed-1 model alone.
 #
 # usage: recipes/multi30k/ensemble.sh [SRC] [TGT]          (defaults: de en)
 # env:   MULTI30K_DIR, NMT, LENGTH_PENALTIES   as for run.sh
@@ -15,6 +16,8 @@ root=$(cd "$here/../.." && pwd)
 src=${1:-de}; tgt=${2:-en}
 runs=${RUNS_DIR:-$root/runs}
 nmt=${NMT:-$(command -v nmt || echo "$root/.venv/bin/nmt")}
+python=$(dirname "$nmt")/python
+[ -x "$python" ] || python=python3
 step() { printf '\n[%s] %s\n' "$(date +%T)" "$*" >&2; }
 start=$(date +%s)
 
@@ -69,6 +72,10 @@ step "ensemble beam-5 translation of test_2016_flickr (length penalty $alpha)"
 step "scoring, and paired significance against the seed-1 model"
 ref=$data/test_2016_flickr.$tgt
 "$nmt" score --hyp "$ens/test.hyp.$tgt" --ref "$ref" | tee "$ens/test.score.txt"
+"$nmt" score --hyp "$ens/test.hyp.$tgt" --ref "$ref" --json > "$ens/test.score.json"
+# training minutes: the three runs' together
+"$python" "$here/results.py" "$ens" "$src" "$tgt" full-ensemble "$alpha" \
+  "best.pt of seeds 1, 2, 3" "${members[@]/%//log.jsonl}"
 for paired in bs ar; do
   "$nmt" score --hyp "$ens/test.hyp.$tgt" --baseline "$first/test.hyp.$tgt" --ref "$ref" \
     --paired "$paired" | tee "$ens/test.paired-$paired.txt"

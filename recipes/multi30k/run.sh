@@ -133,18 +133,5 @@ step "beam-5 translation of test_2016_flickr with $ckpt.pt (length penalty $alph
 step "scoring"
 "$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" | tee "$run/test.score.txt"
 "$nmt" score --hyp "$run/test.hyp.$tgt" --ref "$run/data/test_2016_flickr.$tgt" --json > "$run/test.score.json"
-"$python" - "$run" "$src" "$tgt" "$config" "$alpha" "$ckpt" <<'PY'
-import json, os, platform, sys
-run, src, tgt, config, alpha, ckpt = sys.argv[1:]
-scores = {s["name"]: s for s in json.load(open(f"{run}/test.score.json"))}
-log = [json.loads(x) for x in open(f"{run}/log.jsonl") if x.strip()]
-minutes = max((r.get("time", 0) for r in log), default=0) / 60
-cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-result = {"src": src, "tgt": tgt, "config": config, "bleu": scores["BLEU"]["score"],
-          "chrf": scores["chrF2"]["score"], "signature": scores["BLEU"]["signature"],
-          "train_minutes": round(minutes, 1), "hardware": f"{os.cpu_count()} CPU cores, {cpu}",
-          "length_penalty": float(alpha), "checkpoint": f"{ckpt}.pt"}
-json.dump(result, open(f"{run}/results.json", "w"), indent=2)
-print(json.dumps(result))
-PY
+"$python" "$here/results.py" "$run" "$src" "$tgt" "$config" "$alpha" "$ckpt.pt" "$run/log.jsonl"
 step "done in $(( $(date +%s) - start )) s"
