@@ -136,7 +136,7 @@ class Translator:
     def __init__(
         self,
         checkpoint: str | Path | Sequence[str | Path],
-        device: str = "cpu",
+        device: str = "auto",
         quantize: str | None = None,
         threads: int = 0,
         workers: int | str = 1,

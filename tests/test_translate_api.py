@@ -222,3 +222,12 @@ def test_auto_workers_and_device(trained, sentences) -> None:
     finally:
         auto.close()
     assert [t.text for t in found] == [t.text for t in plain]
+
+
+def test_the_python_api_picks_the_device_as_the_cli_does() -> None:
+    import inspect
+
+    from nmt.cli_translate import translate
+
+    cli_default = inspect.signature(translate).parameters["device"].default
+    assert inspect.signature(Translator).parameters["device"].default == cli_default == "auto"
