@@ -7,7 +7,7 @@
 #   CONFIG: small | full | transformer (recipes/multi30k/CONFIG.yaml)
 #   defaults: de en small; --set options go to `nmt train`
 # env:   LENGTH_PENALTIES  GNMT alphas tried on val, the best BLEU decodes test (default: one
-#                       value, 1.0, for small; 0.6 to 1.4 for full and transformer)
+#                       value, 1.0, for small; 0.6 to 1.4 for full; 0.6 to 2.0 for transformer)
 #        MULTI30K_DIR   folder with {train,val,test_2016_flickr}.{de,en,fr}; when unset the
 #                       de/en data comes from the Hugging Face hub (bentrevett/multi30k)
 #        RUN_DIR        default runs/multi30k-SRC-TGT-CONFIG (relative to the repo root)
@@ -86,7 +86,11 @@ fi
 translate=("$nmt" translate --beam-size 5 --workers "$(nproc)" --threads 1 -q)
 
 # the length penalty (and the checkpoint) are chosen on val, never on test
-case $config in full|transformer) default_penalties="0.6 0.8 1.0 1.2 1.4" ;; *) default_penalties="1.0" ;; esac
+case $config in
+  full) default_penalties="0.6 0.8 1.0 1.2 1.4" ;;
+  transformer) default_penalties="0.6 0.8 1.0 1.2 1.4 1.6 1.8 2.0" ;;
+  *) default_penalties="1.0" ;;
+esac
 read -r -a penalties <<< "${LENGTH_PENALTIES:-$default_penalties}"
 if [ ! -f "$run/length_penalty" ]; then
   if [ "${#penalties[@]}" -eq 1 ] && [ "${#checkpoints[@]}" -eq 1 ]; then
