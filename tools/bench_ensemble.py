@@ -35,7 +35,8 @@ def translate_seconds(
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
-        raise SystemExit(f"nmt translate failed: {done.stderr.strip().splitlines()[-1]}")
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise SystemExit(f"nmt translate failed: {last}")
     return seconds
 
 
