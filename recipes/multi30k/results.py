@@ -10,15 +10,21 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 out, src, tgt, config, alpha, checkpoint, *logs = sys.argv[1:]
-scores = {s["name"]: s for s in json.load(open(f"{out}/test.score.json"))}
+scores = {s["name"]: s for s in json.loads(Path(out, "test.score.json").read_text("utf-8"))}
 minutes = 0.0
 for path in logs:
-    records = [json.loads(x) for x in open(path) if x.strip()]
+    records = [json.loads(x) for x in Path(path).read_text("utf-8").splitlines() if x.strip()]
     minutes += max((r.get("time", 0) for r in records), default=0) / 60
+cpuinfo = Path("/proc/cpuinfo")
 cpu = next(
-    (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+    (
+        ln.split(":", 1)[1].strip()
+        for ln in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if ln.startswith("model name")
+    ),
     platform.processor(),
 )
 result = {
@@ -33,5 +39,5 @@ result = {
     "length_penalty": float(alpha),
     "checkpoint": checkpoint,
 }
-json.dump(result, open(f"{out}/results.json", "w"), indent=2)
+Path(out, "results.json").write_text(json.dumps(result, indent=2), "utf-8")
 print(json.dumps(result))
