@@ -18,13 +18,10 @@ minutes = 0.0
 for path in logs:
     records = [json.loads(x) for x in Path(path).read_text("utf-8").splitlines() if x.strip()]
     minutes += max((r.get("time", 0) for r in records), default=0) / 60
-cpuinfo = Path("/proc/cpuinfo")
+cpuinfo = Path("/proc/cpuinfo")  # Linux only; elsewhere platform.processor()
+lines = cpuinfo.read_text("utf-8").splitlines() if cpuinfo.exists() else []
 cpu = next(
-    (
-        ln.split(":", 1)[1].strip()
-        for ln in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if ln.startswith("model name")
-    ),
+    (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
     platform.processor(),
 )
 result = {
