@@ -10,6 +10,7 @@ tokenizer only, possibly in half precision), which load for translation but neve
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import re
@@ -230,3 +231,31 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return Tokenizer.from_state(state["tokenizer"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise NmtError(f"checkpoint {p} has no usable tokenizer ({type(e).__name__})") from None
+
+
+@dataclass
+class TrainState:
+    """Where training stands; checkpoints hold it as a plain dict (`to_dict`)."""
+
+    step: int = 0  # updates made
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of this epoch's plan used (skipped ones included)
+    lr_scale: float = 1.0  # plateau decays so far (a product of train.lr_decay)
+    best: float | None = None  # best validation value of train.valid_metric
+    best_step: int = 0  # the step of that validation (what best.pt holds)
+    bad_valids: int = 0  # validations since the best (early stopping)
+    bad_since_decay: int = 0  # validations without improvement since the last decay
+    # train.keep_best > 1: [value, step] of the validations kept as best-step-STEP.pt, best first
+    kept: list[list[float]] = dataclasses.field(default_factory=list)
+    elapsed: float = 0.0  # training seconds, over every run resumed from this one
+    # the key of the token cache trained on (corpus files, tokenizer, filters); "" in memory
+    data_key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainState:
+        """The state of a checkpoint's dict; other keys (optimizer, RNG) are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})

@@ -1,4 +1,5 @@
-"""Data-parallel training helpers: process group, collectives, each rank's share of the data.
+"""Where training runs: the device (also translation's), and data-parallel helpers: process
+group, collectives, each rank's share of the data.
 
 One process (world size 1) needs none of torch.distributed: every helper is then a no-op, and
 torch.distributed is imported only when torchrun started several processes.
@@ -11,7 +12,27 @@ from typing import TypeVar
 
 import torch
 
+from nmt import NmtError
+
 T = TypeVar("T")
+
+
+def pick_device(device: str, option: str = "device") -> str:
+    """ "auto" (CUDA when available, else the CPU), "cpu", "cuda" or "cuda:N", checked; errors
+    name `option` (the flag or config key the value came from)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise NmtError(f"{option} must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise NmtError(
+            f"{option} {device}: CUDA is not available to this torch ({torch.__version__})"
+        )
+    return device
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

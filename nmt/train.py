@@ -9,7 +9,6 @@ Shapes: B batch, T target length, N real (non-PAD) target tokens of a batch, V t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -24,12 +23,13 @@ import torch.nn.functional as F
 from nmt import NmtError
 from nmt.atomic import copy_atomic
 from nmt.batching import Batch
-from nmt.checkpoint import Checkpoint, load_resumable, save_checkpoint
+from nmt.checkpoint import Checkpoint, TrainState, load_resumable, save_checkpoint
 from nmt.config import Config
 from nmt.distributed import (
     all_reduce_sum,
     init_distributed,
     local_device,
+    pick_device,
     rank0_decides,
     shutdown,
 )
@@ -46,43 +46,6 @@ from nmt.validation import rank_kept, validate
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NmtError(f"train.device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-# -- the state a checkpoint carries ------------------------------------------------------
-@dataclass
-class TrainState:
-    """Where training stands; checkpoints hold it as a plain dict (`to_dict`)."""
-
-    step: int = 0  # updates made
-    epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # batches of this epoch's plan used (skipped ones included)
-    lr_scale: float = 1.0  # plateau decays so far (a product of train.lr_decay)
-    best: float | None = None  # best validation value of train.valid_metric
-    best_step: int = 0  # the step of that validation (what best.pt holds)
-    bad_valids: int = 0  # validations since the best (early stopping)
-    bad_since_decay: int = 0  # validations without improvement since the last decay
-    # train.keep_best > 1: [value, step] of the validations kept as best-step-STEP.pt, best first
-    kept: list[list[float]] = dataclasses.field(default_factory=list)
-    elapsed: float = 0.0  # training seconds, over every run resumed from this one
-    # the key of the token cache trained on (corpus files, tokenizer, filters); "" in memory
-    data_key: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> TrainState:
-        """The state of a checkpoint's dict; other keys (optimizer, RNG) are left out."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 @dataclass
@@ -449,7 +412,7 @@ def train(
         raise NmtError("--overwrite starts a new run and --resume continues one: give one")
     if t.threads:
         torch.set_num_threads(t.threads)
-    device = pick_device(t.device)
+    device = torch.device(pick_device(t.device, "train.device"))
     rank, world = init_distributed(device)
     if rank != 0:
         # the other ranks train alike: their progress and plan would repeat rank 0's

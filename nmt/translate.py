@@ -20,6 +20,7 @@ import torch
 
 from nmt import NmtError
 from nmt.checkpoint import Checkpoint, load_checkpoint
+from nmt.distributed import pick_device
 from nmt.ensemble import Ensemble, ensemble_weights
 from nmt.procs import available_cores
 from nmt.quantize import quantize_int8
@@ -58,23 +59,6 @@ def _at_least(name: str, value: int, low: int) -> None:
 # with workers "auto", a call with fewer source tokens than this is searched in this
 # process: starting the worker processes costs more than they save on it
 POOL_MIN_TOKENS = 2000
-
-
-def pick_device(device: str) -> str:
-    """ "auto" (CUDA when available, else the CPU), "cpu", "cuda" or "cuda:N", checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        kind = None
-    if kind not in ("cpu", "cuda"):
-        raise NmtError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise NmtError(
-            f"device {device}: CUDA is not available to this torch ({torch.__version__})"
-        )
-    return device
 
 
 @contextmanager

@@ -150,8 +150,7 @@ def test_max_minutes_counts_training_time_once(toy_dir, tmp_path, monkeypatch):
 
 
 def test_train_state_round_trips_through_a_checkpoint(toy_dir, tmp_path):
-    from nmt.checkpoint import save_checkpoint
-    from nmt.train import TrainState
+    from nmt.checkpoint import TrainState, save_checkpoint
 
     train(_config(toy_dir, tmp_path, max_steps=3))
     ckpt = load_checkpoint(tmp_path / "last.pt")
