@@ -101,6 +101,15 @@ def test_an_unwritable_run_dir_fails_before_training(toy_dir, tmp_path):
         train(_config(toy_dir, blocker / "run"))
 
 
+def test_a_device_name_torch_does_not_know_is_refused_by_its_key(toy_dir, tmp_path):
+    # "cuda..." passes the config's check; what torch cannot parse is refused before training
+    with pytest.raises(
+        NmtError, match=r"train.device must be auto, cpu, cuda or cuda:N, got 'cudax'"
+    ):
+        train(_config(toy_dir, tmp_path / "run", device="cudax"))
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_a_full_disk_fails_before_training(toy_dir, tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
