@@ -25,8 +25,8 @@ import torch
 
 import nmt
 from nmt import NmtError
-from nmt.atomic import write_atomic
-from nmt.config import Config, check_resumable, config_from_dict
+from nmt.config import SECTIONS, Config, coerced_options, config_from_dict, quote
+from nmt.files import write_atomic
 from nmt.model import Seq2Seq, build_model
 from nmt.tokenizer import Tokenizer
 
@@ -36,6 +36,50 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 # zip (torch.save's format since 1.6) or a pickle of protocol 2 or more (older torch.save)
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 _DATA_RECORD = re.compile(r"[^/]+/data/\d+")  # a tensor storage's record in torch's zip
+
+# options a resumed run may change: when and how often it stops, logs and validates, and where
+# it runs; every other option shapes the model or the updates and comes from the checkpoint
+RESUMABLE = frozenset(
+    {
+        "train.run_dir", "train.max_steps", "train.max_epochs", "train.max_minutes",
+        "train.valid_every", "train.log_every", "train.patience", "train.max_bad_steps",
+        "train.threads", "train.device", "data.cache_dir",
+    }
+)  # fmt: skip
+
+
+def _refuse_resume_change(where: str, saved: Any, given: Any, checkpoint: str) -> None:
+    raise NmtError(
+        f"--resume {checkpoint}: {where} is {quote(saved)} in the checkpoint, {quote(given)} "
+        "here (config file or --set); a resumed run keeps it: drop the option (or resume "
+        "without --config: the checkpoint holds the config), or train a new run elsewhere"
+    )
+
+
+def resume_config(saved: Config, given: dict[str, Any], checkpoint: str) -> Config:
+    """The config of a run resumed from `checkpoint`: its `saved` config, with the options
+    `given` again (a mapping read by `load_raw`) that may change mid-run (RESUMABLE); another
+    given option that differs from the saved one is refused, naming both values."""
+    merged = saved.to_dict()
+    for section, values in coerced_options(given).items():
+        for key, value in values.items():
+            old = getattr(getattr(saved, section), key)
+            if value == old:
+                continue
+            if f"{section}.{key}" not in RESUMABLE:
+                _refuse_resume_change(f"{section}.{key}", old, value, checkpoint)
+            merged[section][key] = value
+    return config_from_dict(merged)
+
+
+def check_resumable(saved: Config, config: Config, checkpoint: str) -> None:
+    """Refuse to resume with a `config` that differs from the `saved` one beyond RESUMABLE."""
+    for section in SECTIONS:
+        a, b = getattr(saved, section), getattr(config, section)
+        for f in dataclasses.fields(a):
+            where = f"{section}.{f.name}"
+            if where not in RESUMABLE and getattr(a, f.name) != getattr(b, f.name):
+                _refuse_resume_change(where, getattr(a, f.name), getattr(b, f.name), checkpoint)
 
 
 @dataclass

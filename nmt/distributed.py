@@ -27,10 +27,10 @@ def pick_device(device: str, option: str = "device") -> str:
     except (RuntimeError, TypeError):
         kind = None
     if kind not in ("cpu", "cuda"):
-        raise NmtError(f"{option} must be auto, cpu, cuda or cuda:N, got {device!r}")
+        raise NmtError(f"must be auto, cpu, cuda or cuda:N, got {device!r}", option=option)
     if kind == "cuda" and not torch.cuda.is_available():
         raise NmtError(
-            f"{option} {device}: CUDA is not available to this torch ({torch.__version__})"
+            f"{device}: CUDA is not available to this torch ({torch.__version__})", option=option
         )
     return device
 

@@ -17,7 +17,7 @@ class TiedOutput(nn.Module):
     It holds the target embedding and the bias without owning them: they stay the model's
     parameters (`tgt_embed.weight`, `output_bias` in checkpoints), and a tuple keeps
     nn.Module from registering them a second time. Being a module of its own, it can be
-    swapped for another (an int8 copy: nmt.quantize) like an untied Linear.
+    swapped for another (an int8 copy: nmt.translation.quantize) like an untied Linear.
     """
 
     def __init__(self, embed: nn.Embedding, bias: nn.Parameter) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from nmt import NmtError
+from nmt import NmtError, require_finite, require_whole
 from nmt.batching import pad, plan_batches, source_tensor
 from nmt.candidates import best_in_rows, top_candidates
 from nmt.tokenizer import BOS, EOS, PAD
@@ -81,22 +81,6 @@ class Hypothesis:
     attention: torch.Tensor | None = None  # (len(tokens) + 1, source length incl. EOS)
 
 
-def _whole(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise NmtError(f"{name} must be a whole number >= {low}, got {value!r}")
-
-
-def _finite(name: str, value: float, what: str = "a finite number >= 0") -> float:
-    """value as a float, or NmtError naming `name` if it is not finite and >= 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise NmtError(f"{name} must be {what}, got {value!r}")
-    return number
-
-
 @dataclass(frozen=True)
 class SearchOptions:
     """How to search; checked when made, so a bad value fails before any work is done."""
@@ -116,32 +100,35 @@ class SearchOptions:
     scores: bool = True
 
     def __post_init__(self) -> None:
-        _whole("beam_size", self.beam_size, 1)
+        require_whole("beam_size", self.beam_size)
         if self.beam_size > MAX_BEAM:
-            raise NmtError(f"beam_size must be at most {MAX_BEAM}, got {self.beam_size}")
-        _whole("nbest", self.nbest, 1)
+            raise NmtError(f"must be at most {MAX_BEAM}, got {self.beam_size}", option="beam_size")
+        require_whole("nbest", self.nbest)
         if self.nbest > self.beam_size:
             raise NmtError(
-                f"nbest must be between 1 and beam_size ({self.beam_size}), got {self.nbest}"
+                f"must be between 1 and the beam size ({self.beam_size}), got {self.nbest}",
+                option="nbest",
             )
         if self.length_penalty != "avg":
-            alpha = _finite(
+            alpha = require_finite(
                 "length_penalty", self.length_penalty, "a number >= 0 (GNMT alpha) or avg"
             )
             if alpha > MAX_LENGTH_PENALTY:
                 raise NmtError(
-                    f"length_penalty must be at most {MAX_LENGTH_PENALTY:g}, got {alpha:g}"
+                    f"must be at most {MAX_LENGTH_PENALTY:g}, got {alpha:g}",
+                    option="length_penalty",
                 )
             object.__setattr__(self, "length_penalty", alpha)
-        _finite("max_len_ratio", self.max_len_ratio)
+        require_finite("max_len_ratio", self.max_len_ratio)
         if self.max_len_ratio > MAX_LEN_RATIO:
             raise NmtError(
-                f"max_len_ratio must be at most {MAX_LEN_RATIO:g}, got {self.max_len_ratio:g}"
+                f"must be at most {MAX_LEN_RATIO:g}, got {self.max_len_ratio:g}",
+                option="max_len_ratio",
             )
-        _whole("max_len_offset", self.max_len_offset, 0)
-        _whole("min_len", self.min_len, 0)
+        require_whole("max_len_offset", self.max_len_offset, 0)
+        require_whole("min_len", self.min_len, 0)
         if self.stopping not in ("early", "exact"):
-            raise NmtError(f"stopping must be early or exact, got {self.stopping!r}")
+            raise NmtError(f"must be early or exact, got {self.stopping!r}", option="stopping")
 
     def normalize(self, log_prob, length):
         """Length-normalized score of a float or a tensor; `length` counts the EOS."""

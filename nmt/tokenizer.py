@@ -20,7 +20,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt import NmtError
-from nmt.atomic import fsync_dir
+from nmt.files import fsync_dir
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_IDS = {"pad_id": PAD, "unk_id": UNK, "bos_id": BOS, "eos_id": EOS}

@@ -1,4 +1,4 @@
-"""The training loop: updates, validation, checkpoints, resuming (the data: nmt/prepare.py).
+"""The training loop: updates, validation, checkpoints, resuming (the data: nmt/data/prepare.py).
 
 The same seed and config give the same model on the CPU, and a run resumed from `last.pt`
 continues exactly where it stopped: the data order of an epoch is a function of
@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
-from nmt.atomic import copy_atomic
 from nmt.batching import Batch
 from nmt.checkpoint import Checkpoint, TrainState, load_resumable, save_checkpoint
 from nmt.config import Config
+from nmt.data.epochs import Epochs
+from nmt.data.prepare import TrainData, prepare_data, probe_run_dir
 from nmt.distributed import (
     all_reduce_sum,
     init_distributed,
@@ -33,12 +34,11 @@ from nmt.distributed import (
     rank0_decides,
     shutdown,
 )
-from nmt.epochs import Epochs
+from nmt.files import copy_atomic
 from nmt.model import build_model, count_parameters
-from nmt.prepare import TrainData, prepare_data, probe_run_dir
-from nmt.progress import Progress, describe_plan, eta_seconds, format_duration
-from nmt.rundir import claim_run_dir, truncate_log
-from nmt.runlog import Callback, RunLog, Window
+from nmt.runs.folder import claim_run_dir, truncate_log
+from nmt.runs.log import Callback, RunLog, Window
+from nmt.runs.progress import Progress, describe_plan, eta_seconds, format_duration
 from nmt.schedule import after_validation, learning_rate
 from nmt.tokenizer import PAD, Tokenizer
 from nmt.validation import rank_kept, validate

@@ -284,15 +284,18 @@ class Transformer(nn.Module):
         n, h = len(self.decoder_layers), self.config.heads
         if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
             raise NmtError(
-                f"attention_layer must be between {-n} and {n - 1} (the model has {n} decoder "
-                f"layers), got {layer!r}"
+                f"must be between {-n} and {n - 1} (the model has {n} decoder layers), "
+                f"got {layer!r}",
+                option="attention_layer",
             )
         if head is not None and (isinstance(head, bool) or not isinstance(head, int)):
-            raise NmtError(f"attention_head must be a head number or None (mean), got {head!r}")
+            raise NmtError(
+                f"must be a head number or None (mean), got {head!r}", option="attention_head"
+            )
         if head is not None and not 0 <= head < h:
             raise NmtError(
-                f"attention_head must be between 0 and {h - 1} (the model has {h} heads) or "
-                f"mean, got {head}"
+                f"must be between 0 and {h - 1} (the model has {h} heads) or mean, got {head}",
+                option="attention_head",
             )
         self.attention_layer, self.attention_head = layer, head
 

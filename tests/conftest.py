@@ -76,7 +76,7 @@ def tiny_transformer_config(data_dir: Path, run_dir: Path, tokenizer: str = "", 
 
 @pytest.fixture(scope="session")
 def toy_dir(tmp_path_factory) -> Path:
-    from nmt.toy import write_corpus
+    from nmt.data.toy import write_corpus
 
     d = tmp_path_factory.mktemp("toy")
     write_corpus(d, size=3000, seed=7)

@@ -1,4 +1,4 @@
-"""Tests for nmt.atomic: a file appears whole or not at all, and the rename is synced."""
+"""Tests for nmt.files: a file appears whole or not at all, and the rename is synced."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import nmt.atomic
-from nmt.atomic import atomic_open, copy_atomic, write_atomic
+import nmt.files
+from nmt.files import atomic_open, copy_atomic, write_atomic
 
 
 def test_write_atomic_replaces_the_file(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def _count_fsyncs(monkeypatch):
         synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))  # a folder or a file
         return real(fd)
 
-    monkeypatch.setattr(nmt.atomic.os, "fsync", recording)
+    monkeypatch.setattr(nmt.files.os, "fsync", recording)
     return synced
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nmt import NmtError
-from nmt.average import average_checkpoints, best_checkpoints, last_checkpoints
 from nmt.checkpoint import load_checkpoint, read_state, require_training_state, save_checkpoint
 from nmt.config import config_from_dict
-from nmt.export import checkpoint_info
 from nmt.model import build_model
+from nmt.runs.average import average_checkpoints, best_checkpoints, last_checkpoints
+from nmt.runs.export import checkpoint_info
 from nmt.tokenizer import train_tokenizer
 from nmt.train import train
 
@@ -98,7 +98,7 @@ def test_the_last_checkpoints_of_a_run_folder(tokenizer, tmp_path):
 def test_the_average_command(tokenizer, tmp_path):
     from typer.testing import CliRunner
 
-    from nmt.cli import app
+    from nmt.cli.main import app
 
     def nmt(*args):
         return CliRunner().invoke(app, [str(a) for a in args])
@@ -130,7 +130,7 @@ def test_the_average_command(tokenizer, tmp_path):
 def test_the_best_checkpoints_of_a_run_average_into_a_translator(toy_dir, tmp_path):
     from conftest import tiny_config
 
-    from nmt.translate import Translator
+    from nmt.translation.translator import Translator
 
     run = tmp_path / "run"
     cfg = tiny_config(toy_dir, run, arch="transformer")

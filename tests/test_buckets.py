@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from nmt.buckets import length_buckets, score_by_length
+from nmt.analysis.length_buckets import length_buckets, score_by_length
 from nmt.metrics import score
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import nmt.prepare
-from nmt.cache import open_cache
-from nmt.corpus import iter_parallel, read_chunks, read_lines
-from nmt.encoding import encode_chunks
-from nmt.prepare import TrainData, load_cache, prepare_data
+import nmt.data.prepare
+from nmt.data.cache import open_cache
+from nmt.data.corpus import iter_parallel, read_chunks, read_lines
+from nmt.data.prepare import TrainData, load_cache, prepare_data
+from nmt.data.token_ids import encode_chunks
 from nmt.tokenizer import train_tokenizer
 from nmt.train import Trainer
 
@@ -61,7 +61,7 @@ def _corpus(tmp_path, src, tgt):
 
 
 def test_the_cache_gives_the_batches_of_the_in_memory_path(toy_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(nmt.prepare, "CHUNK_LINES", 256)  # written in a dozen chunks
+    monkeypatch.setattr(nmt.data.prepare, "CHUNK_LINES", 256)  # written in a dozen chunks
     cfg = _config(toy_dir, tmp_path / "run")
     cached, tokenizer = prepare_data(cfg)
     assert cached.train_ids is not None and not cached.train_src  # no text held in memory
@@ -85,7 +85,7 @@ def test_a_later_run_reuses_the_cache(toy_dir, tmp_path, monkeypatch):
     def no_build(*args, **kwargs):
         raise AssertionError("the cache was built again")
 
-    monkeypatch.setattr(nmt.prepare, "build_cache", no_build)
+    monkeypatch.setattr(nmt.data.prepare, "build_cache", no_build)
     again, _ = prepare_data(cfg)
     assert again.train_ids.path == first.train_ids.path
 
@@ -189,7 +189,7 @@ def test_two_ranks_read_disjoint_batches_that_cover_the_epoch(toy_dir, tmp_path,
 
 
 def test_the_filters_count_what_they_drop(tmp_path, monkeypatch):
-    monkeypatch.setattr(nmt.prepare, "CHUNK_LINES", 7)  # repeats in other chunks too
+    monkeypatch.setattr(nmt.data.prepare, "CHUNK_LINES", 7)  # repeats in other chunks too
     src = ["the cat sat", "the cat sat", "same words", "a b c d e f g h i j k l", "one", "dog"]
     tgt = ["o gato", "o gato", "same words", "x", "", "cao"]
     data = _corpus(tmp_path, src * 10, tgt * 10)
@@ -245,7 +245,7 @@ def test_reading_in_chunks_gives_the_lines_of_read_lines(tmp_path):
 
 
 def test_repeated_pairs_are_found_across_many_chunks():
-    from nmt.corpus import SeenPairs
+    from nmt.data.corpus import SeenPairs
 
     seen = SeenPairs()
     firsts = []
@@ -263,7 +263,7 @@ def test_a_run_dir_tokenizer_learns_from_a_bounded_sample_read_as_a_stream(
 ):
     import sentencepiece as spm
 
-    real_spm, real_train = spm.SentencePieceTrainer.train, nmt.prepare.train_tokenizer
+    real_spm, real_train = spm.SentencePieceTrainer.train, nmt.data.prepare.train_tokenizer
     given, streamed = [], []
 
     def spy_spm(**kwargs):
@@ -275,7 +275,7 @@ def test_a_run_dir_tokenizer_learns_from_a_bounded_sample_read_as_a_stream(
         return real_train(src, tgt, **kwargs)
 
     monkeypatch.setattr(spm.SentencePieceTrainer, "train", spy_spm)
-    monkeypatch.setattr(nmt.prepare, "train_tokenizer", spy_train)
+    monkeypatch.setattr(nmt.data.prepare, "train_tokenizer", spy_train)
     cfg = _config(toy_dir, tmp_path / "run", tokenizer_sample=500)
     prepare_data(cfg)
     assert streamed == [True]  # the lines stream from the files
@@ -289,7 +289,7 @@ def test_nmt_prepare_builds_the_cache_that_train_then_reads(toy_dir, tmp_path):
     import yaml
     from typer.testing import CliRunner
 
-    from nmt.cli import app
+    from nmt.cli.main import app
 
     cfg = _config(toy_dir, tmp_path / "run", cache_dir=str(tmp_path / "shared-cache"))
     path = tmp_path / "c.yaml"

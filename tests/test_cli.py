@@ -18,7 +18,8 @@ import yaml
 from conftest import tiny_config
 from typer.testing import CliRunner
 
-from nmt.cli import app
+from nmt.cli.main import app
+from nmt.search import SearchOptions
 
 runner = CliRunner()
 
@@ -254,7 +255,7 @@ def test_train_resume_as_the_readme_shows_it(toy_dir, tok_dir, tmp_path):
 
 
 def test_train_progress_off_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("nmt.cli_train._PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr("nmt.cli.train._PLAIN_EVERY_S", 0.0)
     config = write_config(
         tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=0, max_epochs=30
     )
@@ -276,8 +277,8 @@ def test_train_progress_on_a_terminal(toy_dir, tok_dir, tmp_path, monkeypatch):
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=160)
     # the log (the app's handler) and the bar (the train command) write to the same console
-    monkeypatch.setattr("nmt.cli.err", console)
-    monkeypatch.setattr("nmt.cli_train.err", console)
+    monkeypatch.setattr("nmt.cli.main.err", console)
+    monkeypatch.setattr("nmt.cli.train.err", console)
     config = write_config(tmp_path / "c.yaml", toy_dir, tmp_path / "run", tok_dir, max_steps=6)
     ok(nmt("train", "--config", config, "--set", "train.log_every=100"))
     shown = screen.getvalue()
@@ -396,9 +397,9 @@ def test_train_resume_from_a_foreign_file(train_config, tmp_path):
 # -- translate --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference_lines(trained) -> list[str]:
-    from nmt.translate import Translator
+    from nmt.translation.translator import Translator
 
-    results = Translator(trained).translate(SENTENCES, beam_size=5)
+    results = Translator(trained).translate(SENTENCES, SearchOptions(beam_size=5))
     return [t.text for t in results]
 
 
@@ -505,10 +506,10 @@ def test_translate_resume_via_cli(trained, reference_lines, tmp_path):
 
 def _partial_record(trained, src: Path, out: Path) -> None:
     """The record a killed run with the default options leaves beside OUT.partial."""
-    from nmt.outfile import InputHash, output_target, write_meta
     from nmt.search import SearchOptions
-    from nmt.stream import fingerprint
-    from nmt.translate import StreamOptions, Translator
+    from nmt.translation.partial import InputHash, output_target, write_meta
+    from nmt.translation.streaming import StreamOptions, fingerprint
+    from nmt.translation.translator import Translator
 
     with src.open("rb") as f:
         record = fingerprint(Translator(trained), SearchOptions(scores=False), StreamOptions(), f)
@@ -520,7 +521,7 @@ def _partial_record(trained, src: Path, out: Path) -> None:
     [
         (["-b", "0"], ["--beam-size", ">= 1"]),
         (["-b", "-3"], ["--beam-size"]),
-        (["-b", "2", "--nbest", "3"], ["--nbest", "--beam-size (2)"]),
+        (["-b", "2", "--nbest", "3"], ["--nbest", "beam size (2)"]),
         (["--nbest", "0"], ["--nbest"]),
         (["--format", "xml"], ["--format", "text or jsonl"]),
         (["--errors", "ignore"], ["--errors", "strict or replace"]),
@@ -774,14 +775,14 @@ def test_plot_bad_inputs(tmp_path):
     ],
 )
 def test_only_the_commands_that_gain_change_the_process(args, tunes, fast_exit, code, tmp_path):
-    """nmt.cli.run tunes glibc's allocator for translate only, and skips the interpreter's
+    """nmt.cli.main.run tunes glibc's allocator for translate only, and skips the interpreter's
     teardown (os._exit) only for the commands that load torch."""
     import subprocess
     import sys
 
     probe = (
         "import os, sys\n"
-        "import nmt.cli as cli\n"
+        "import nmt.cli.main as cli\n"
         "cli.reuse_freed_memory = lambda: print('TUNED', file=sys.stderr) or True\n"
         "real_exit = os._exit\n"
         "def fast_exit(code):\n"
@@ -800,12 +801,12 @@ def test_only_the_commands_that_gain_change_the_process(args, tunes, fast_exit, 
 
 
 def test_the_nmt_process_delivers_all_output_and_its_exit_code(trained, tmp_path) -> None:
-    """`nmt` leaves through os._exit (nmt.cli.run): stdout must still arrive complete (here
+    """`nmt` leaves through os._exit (nmt.cli.main.run): stdout must still arrive complete (here
     from two worker processes) and error codes must be kept."""
     import subprocess
     import sys
 
-    from nmt.translate import Translator
+    from nmt.translation.translator import Translator
 
     lines = SENTENCES * 30
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -813,7 +814,7 @@ def test_the_nmt_process_delivers_all_output_and_its_exit_code(trained, tmp_path
     cmd += ["-b", "2", "-q", "--workers", "2", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    expected = [t.text for t in Translator(trained).translate(lines, beam_size=2)]
+    expected = [t.text for t in Translator(trained).translate(lines, SearchOptions(beam_size=2))]
     assert proc.stdout.splitlines() == expected
     missing = tmp_path / "missing.txt"
     proc = subprocess.run(cmd[:4] + [str(trained), str(missing)], capture_output=True, text=True)
@@ -920,7 +921,7 @@ def test_translate_defaults_are_auto():
 
 
 def test_translate_logs_progress_off_a_terminal(trained, tmp_path, monkeypatch):
-    monkeypatch.setattr("nmt.cli_translate._PROGRESS_LOG_S", 0.0)
+    monkeypatch.setattr("nmt.cli.translate._PROGRESS_LOG_S", 0.0)
     src = write(tmp_path / "in.txt", "\n".join(SENTENCES * 3) + "\n")
     r = nmt("translate", trained, src, "-o", tmp_path / "out.txt", "--batch-tokens", "20")
     ok(r)

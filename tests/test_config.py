@@ -17,6 +17,7 @@ from nmt.config import (
     TrainConfig,
     config_from_dict,
     load_config,
+    options_table,
     parse_override,
     validate,
 )
@@ -219,89 +220,26 @@ def test_to_dict_round_trips():
 
 
 # -- README sync ------------------------------------------------------------------------
-def render_default(value) -> str:
-    """How README.md writes a default: YAML-ish, as in the dataclass."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value == "":
-        return '""'
-    if isinstance(value, tuple):
-        return f"[{', '.join(render_default(v) for v in value)}]"
-    return str(value)
+def test_readme_shows_the_options_table_as_generated():
+    """README's table is options_table(), made from the fields' help: every option, its
+    default and its meaning, in one place."""
+    assert options_table() in README.read_text(encoding="utf-8")
 
 
-def default_matches(cell: str, value) -> bool:
-    """Does a README default cell (backticks stripped) say `value`? Numbers compare by value, so
-    0.001 and 1e-3 both pass; bools must be lowercase; the empty string must be `""`."""
-    if isinstance(value, bool):
-        return cell == render_default(value)
-    if isinstance(value, (int, float)):
-        try:
-            return float(cell) == float(value)
-        except ValueError:
-            return False
-    return cell in (render_default(value), f'"{value}"', f"'{value}'")
+def test_options_table_escapes_pipes_and_lists_every_option():
+    rows = options_table().splitlines()[2:]
+    assert len(rows) == sum(len(dataclasses.fields(cls)) for cls in SECTIONS.values())
+    for row in rows:
+        # a bare | would split a cell: each row has exactly four cell borders
+        assert len(re.findall(r"(?<!\\)\|", row)) == 4, row
+    assert "| `train.keep_best` | `1` | best checkpoints kept" in options_table()
+    assert "unigram \\| bpe" in options_table()
 
 
-def readme_problems(text: str) -> list[str]:
-    """Every config field missing from the README table, or listed with another default."""
-    rows: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if not line.lstrip().startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        for i, cell in enumerate(cells):
-            found = re.fullmatch(r"`([a-z]+\.[a-z_0-9]+)`", cell)
-            if found:
-                rows[found.group(1)] = cells[i + 1 :]
-                break
-    problems = []
-    for section, cls in SECTIONS.items():
+def test_every_option_has_help():
+    for cls in SECTIONS.values():
         for f in dataclasses.fields(cls):
-            key = f"{section}.{f.name}"
-            if key not in rows:
-                problems.append(f"{key}: no row")
-                continue
-            rest = rows[key]
-            cell = rest[0] if rest else ""
-            inner = cell[1:-1] if len(cell) >= 2 and cell[0] == cell[-1] == "`" else cell
-            if not default_matches(inner, f.default):
-                problems.append(f"{key}: default {cell!r}, expected `{render_default(f.default)}`")
-    return problems
-
-
-def generated_table() -> str:
-    lines = ["## Configuration", "", "| option | default | meaning |", "|---|---|---|"]
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            lines.append(f"| `{section}.{f.name}` | `{render_default(f.default)}` | ... |")
-    return "\n".join(lines)
-
-
-def test_readme_checker_accepts_a_complete_table_and_catches_gaps():
-    table = generated_table()
-    assert readme_problems(table) == []
-    assert readme_problems(table.replace("| `0.001` |", "| `1e-3` |")) == []
-    broken = table.replace("| `train.lr` |", "| `train.learning_rate` |")
-    broken = broken.replace("| `model.cell` | `gru` |", "| `model.cell` | `lstm` |")
-    broken = broken.replace(
-        "| `model.bidirectional` | `true` |", "| `model.bidirectional` | `True` |"
-    )
-    broken = broken.replace('| `data.dataset` | `""` |', "| `data.dataset` | `` |")
-    assert readme_problems(broken) == [
-        "data.dataset: default '``', expected `\"\"`",
-        "model.cell: default '`lstm`', expected `gru`",
-        "model.bidirectional: default '`True`', expected `true`",
-        "train.lr: no row",
-    ]
-
-
-@pytest.mark.skipif(
-    not README.is_file() or "## Configuration" not in README.read_text(encoding="utf-8"),
-    reason="README.md has no '## Configuration' section yet",
-)
-def test_readme_lists_every_option_with_its_default():
-    assert readme_problems(README.read_text(encoding="utf-8")) == []
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
 
 
 def test_every_field_has_a_typed_default():
@@ -334,7 +272,8 @@ def test_a_seed_out_of_range_is_refused(seed):
 
 
 def test_resume_keeps_the_saved_config_and_takes_what_may_change():
-    from nmt.config import load_raw, resume_config
+    from nmt.checkpoint import resume_config
+    from nmt.config import load_raw
 
     saved = load_config(None, ["model.cell=lstm", "train.lr=0.002", "train.max_steps=10"])
     given = load_raw(None, ["train.max_steps=20", "train.lr=0.002", "train.device=cpu"])
@@ -344,7 +283,8 @@ def test_resume_keeps_the_saved_config_and_takes_what_may_change():
 
 
 def test_a_resumed_run_may_read_its_cache_elsewhere():
-    from nmt.config import load_raw, resume_config
+    from nmt.checkpoint import resume_config
+    from nmt.config import load_raw
 
     saved = load_config(None, ["data.cache_dir=/disk/a"])
     cfg = resume_config(saved, load_raw(None, ["data.cache_dir=/disk/b"]), "run/last.pt")
@@ -360,7 +300,8 @@ def test_a_resumed_run_may_read_its_cache_elsewhere():
     ],
 )
 def test_resume_refuses_a_change_that_cannot_happen_mid_run(override, mentions):
-    from nmt.config import load_raw, resume_config
+    from nmt.checkpoint import resume_config
+    from nmt.config import load_raw
 
     saved = load_config(None, ["model.cell=lstm", "train.lr=0.002"])
     with pytest.raises(NmtError) as e:

@@ -1,4 +1,4 @@
-"""Tests for nmt.curves: training curves from log.jsonl of one or more runs."""
+"""Tests for nmt.analysis.curves: training curves from log.jsonl of one or more runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nmt import curves
-from nmt.curves import plot_curves
+from nmt.analysis import curves
+from nmt.analysis.curves import plot_curves
 
 
 def _no_temp_files(out: Path) -> bool:

@@ -1,5 +1,5 @@
-"""Tests for nmt.ensemble on the trained RNN and Transformer (which share one tokenizer): an
-ensemble of one model is the model, of a model with itself gives its tokens and
+"""Tests for nmt.translation.ensemble on the trained RNN and Transformer (which share one
+tokenizer): an ensemble of one model is the model, of a model with itself gives its tokens and
 log-probabilities, a mixed one searches batch-invariantly and scores like its forward pass;
 weights are checked; tokenizers must match; worker processes and the CLI take ensembles."""
 
@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from nmt import NmtError
 from nmt.batching import source_tensor
 from nmt.checkpoint import load_checkpoint, save_checkpoint
-from nmt.cli import app
-from nmt.ensemble import Ensemble, ensemble_weights
+from nmt.cli.main import app
 from nmt.model import Seq2Seq
 from nmt.search import SearchOptions, beam_search, greedy, score_tokens
 from nmt.tokenizer import train_tokenizer
-from nmt.translate import Translator
+from nmt.translation.ensemble import Ensemble, ensemble_weights
+from nmt.translation.translator import Translator
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +155,13 @@ def test_translator_takes_a_list_and_workers_fork_the_ensemble(
     trained, trained_transformer, toy_dir
 ) -> None:
     sentences = (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:16]
-    one = Translator(trained_transformer).translate(sentences, beam_size=3)
+    one = Translator(trained_transformer).translate(sentences, SearchOptions(beam_size=3))
     pair = Translator([trained_transformer, trained], weights=[2, 1])
     assert isinstance(pair.model, Ensemble) and pair.model.weights == pytest.approx([2 / 3, 1 / 3])
-    together = pair.translate(sentences, beam_size=3, return_attention=True)
+    together = pair.translate(sentences, SearchOptions(beam_size=3, return_attention=True))
     parallel = Translator([trained_transformer, trained], workers=2, weights=[2, 1])
     try:
-        forked = parallel.translate(sentences, beam_size=3, batch_tokens=60)
+        forked = parallel.translate(sentences, SearchOptions(beam_size=3), batch_tokens=60)
     finally:
         parallel.close()
     assert [t.text for t in forked] == [t.text for t in together]

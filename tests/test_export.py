@@ -12,7 +12,7 @@ from test_cli import nmt, ok, user_error, write
 
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, read_state
-from nmt.export import export_checkpoint
+from nmt.runs.export import export_checkpoint
 
 SENTENCES = ["The red cat sees the dog.", "", "Two big houses.", "The girl reads a book."]
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nmt.analysis.exposure import _positions
 from nmt.batching import make_batch
 from nmt.config import ModelConfig
-from nmt.exposure import _positions
 from nmt.model import Seq2Seq
 from nmt.search import SearchOptions, search_ids
 from nmt.tokenizer import BOS, EOS, PAD

@@ -7,7 +7,7 @@ import json
 
 from conftest import tiny_config
 
-from nmt.curves import _read_log
+from nmt.analysis.curves import _read_log
 from nmt.train import train
 
 

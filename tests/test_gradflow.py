@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from nmt import NmtError
+from nmt.analysis.figures import gradient_flow_title
+from nmt.analysis.gradient_flow import gradient_flow, hidden_state_gradients, unrolled_encoder
 from nmt.batching import make_batch
 from nmt.config import ModelConfig
-from nmt.figures import gradient_flow_title
-from nmt.gradflow import gradient_flow, hidden_state_gradients, unrolled_encoder
 from nmt.model import Seq2Seq
 
 

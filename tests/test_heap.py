@@ -1,4 +1,4 @@
-"""Tests for nmt.heap: the allocator setting `nmt translate` applies at start-up."""
+"""Tests for nmt.cli.heap: the allocator setting `nmt translate` applies at start-up."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_large_tensors_come_from_the_heap_and_stay_after_the_setting() -> None:
     code = """
 import ctypes
 import torch
-from nmt.heap import reuse_freed_memory
+from nmt.cli.heap import reuse_freed_memory
 
 libc = ctypes.CDLL(None)
 libc.sbrk.restype = ctypes.c_void_p

@@ -1,5 +1,5 @@
-"""Tests for nmt.heatmaps: maps from translations, every export format, merge_words, fonts and
-logging while drawing, a browser render."""
+"""Tests for nmt.analysis.heatmaps: maps from translations, every export format, merge_words,
+fonts and logging while drawing, a browser render."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt import render
-from nmt.heatmaps import (
+from nmt.analysis import render
+from nmt.analysis.heatmaps import (
     FORMATS,
     AttentionMap,
     attention_maps,
@@ -27,6 +27,7 @@ from nmt.heatmaps import (
     save_attention,
     save_attention_maps,
 )
+from nmt.search import SearchOptions
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -55,7 +56,7 @@ def _no_temp_files(out: Path) -> bool:
 
 def test_import_is_standalone() -> None:
     code = (
-        "import sys, nmt.heatmaps, nmt.curves; "
+        "import sys, nmt.analysis.heatmaps, nmt.analysis.curves; "
         "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -212,7 +213,7 @@ def test_pdf_keeps_fonttools_progress_out_of_the_logs(
 
 
 def _translations():
-    from nmt.translate import Output, Translation
+    from nmt.translation.translator import Output, Translation
 
     def out(tokens: list[str], attention: list[list[float]] | None) -> Output:
         return Output("".join(tokens), -1.0, -1.0, tokens, attention)
@@ -253,8 +254,8 @@ def test_save_attention_maps_equals_its_two_steps(tmp_path: Path) -> None:
 def test_python_api_writes_what_nmt_attention_writes(trained: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from nmt.cli import app
-    from nmt.translate import Translator
+    from nmt.cli.main import app
+    from nmt.translation.translator import Translator
 
     sentences = ["The red cat sees the dog.", "Two big houses."]
     (tmp_path / "in.txt").write_text("x\n" + "\n".join(sentences) + "\n", encoding="utf-8")
@@ -262,7 +263,9 @@ def test_python_api_writes_what_nmt_attention_writes(trained: Path, tmp_path: Pa
     args += ["-o", str(tmp_path / "cli"), "--format", "json", "-b", "2", "--words"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    results = Translator(trained).translate(sentences, beam_size=2, return_attention=True)
+    results = Translator(trained).translate(
+        sentences, SearchOptions(beam_size=2, return_attention=True)
+    )
     (path,) = save_attention_maps(results, tmp_path / "api", "json", first_line=2, words=True)
     assert path.read_bytes() == (tmp_path / "cli" / "attention.json").read_bytes()
 
@@ -272,8 +275,8 @@ def test_layer_and_head_options_of_attention_and_translate(
 ) -> None:
     from typer.testing import CliRunner
 
-    from nmt.cli import app
-    from nmt.translate import Translator
+    from nmt.cli.main import app
+    from nmt.translation.translator import Translator
 
     text = "The red cat sees the dog."
     runner = CliRunner()
@@ -281,7 +284,7 @@ def test_layer_and_head_options_of_attention_and_translate(
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "cli"), "--layer", "0", "--head", "3"])
     assert result.exit_code == 0, result.output
     chosen = Translator(trained_transformer, attention_layer=0, attention_head=3)
-    results = chosen.translate([text], beam_size=2, return_attention=True)
+    results = chosen.translate([text], SearchOptions(beam_size=2, return_attention=True))
     (path,) = save_attention_maps(results, tmp_path / "api", "json")
     assert path.read_bytes() == (tmp_path / "cli" / "attention.json").read_bytes()
     # translate's jsonl records show the same weights
@@ -364,7 +367,7 @@ def test_cjk_without_font_warns_once(
         save_attention(cjk, tmp_path, "png")
         save_attention(cjk, tmp_path, "png")
     assert not [w for w in caught if "missing from font" in str(w.message)]
-    ours = [r for r in caplog.records if r.name == "nmt.render"]
+    ours = [r for r in caplog.records if r.name == "nmt.analysis.render"]
     if render.fonts()[1]:
         assert ours == []
     else:

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nmt import NmtError
-from nmt.corpus import read_lines
+from nmt.data.corpus import read_lines
 from nmt.search import SearchOptions
-from nmt.translate import StreamOptions, Translator, translate_stream
+from nmt.translation.streaming import StreamOptions, translate_stream
+from nmt.translation.translator import Translator
 
 FEW = settings(
     max_examples=15,
@@ -188,7 +189,7 @@ def test_strict_stream_names_the_line(translator):
 
 def test_a_lone_carriage_return_is_text_not_a_line_ending():
     # found by the property test above: the last line b"\r" (no LF) came back as ""
-    from nmt.corpus import decode_line
+    from nmt.data.corpus import decode_line
 
     assert decode_line(b"\r", "x") == "\r"
     assert decode_line(b"a\r", "x") == "a\r"
@@ -402,7 +403,7 @@ def test_a_record_cut_short_is_refused_when_loading_with_mmap(trained, tmp_path)
 # huge options and inputs
 def test_min_len_above_the_length_limit_is_refused(translator, trained):
     with pytest.raises(NmtError, match="min_len 100000 is above the longest output"):
-        translator.translate(["The cat."], min_len=100_000)
+        translator.translate(["The cat."], SearchOptions(min_len=100_000))
     one_line(cli("translate", trained, "--min-len", "100000", input="a\n"), "--min-len")
 
 
@@ -412,7 +413,7 @@ def test_huge_beam_is_refused():
 
 
 def test_a_line_without_end_is_cut_at_the_cap(translator, caplog):
-    from nmt.corpus import MAX_LINE_BYTES
+    from nmt.data.corpus import MAX_LINE_BYTES
 
     data = b"ok\n" + b"a " * MAX_LINE_BYTES + b"\nlast\n"
     with caplog.at_level("WARNING"):
@@ -422,7 +423,7 @@ def test_a_line_without_end_is_cut_at_the_cap(translator, caplog):
 
 
 def test_score_refuses_a_huge_line(tmp_path):
-    from nmt.corpus import MAX_LINE_BYTES
+    from nmt.data.corpus import MAX_LINE_BYTES
 
     big = tmp_path / "big.txt"
     big.write_bytes(b"a" * (MAX_LINE_BYTES + 10) + b"\n")
@@ -438,13 +439,13 @@ def test_a_worker_killed_from_outside_is_an_error_not_a_hang(trained):
 
     translator = Translator(trained, workers=2, threads=1)
     sentences = ["The red cat sees the big dog in the house."] * 300
-    translator.translate(sentences[:40], beam_size=2)  # the workers are up
+    translator.translate(sentences[:40], SearchOptions(beam_size=2))  # the workers are up
     victim = multiprocessing.active_children()[0]
     threading.Timer(0.2, os.kill, (victim.pid, signal.SIGKILL)).start()
     try:
         with pytest.raises(NmtError, match="a worker process died"):
             for _ in range(20):  # until the kill lands in a call
-                translator.translate(sentences, beam_size=4)
+                translator.translate(sentences, SearchOptions(beam_size=4))
     finally:
         translator.close()
 

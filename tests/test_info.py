@@ -9,7 +9,7 @@ from test_cli import nmt, ok, user_error, write
 
 import nmt as nmt_package
 from nmt.checkpoint import load_checkpoint, read_state
-from nmt.export import checkpoint_info, export_checkpoint
+from nmt.runs.export import checkpoint_info, export_checkpoint
 
 
 @pytest.fixture(scope="module")

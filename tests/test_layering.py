@@ -1,4 +1,9 @@
-"""Imports flow one way: cli -> serve -> batcher -> translate -> workers -> search -> config."""
+"""The package's layout as rules between its parts: the root (the textbook) and its wings.
+
+The wings are ordered; a wing may import the root and the wings before it, never one after
+it. The root may import the wings the training loop stands on (`data`, `runs`) and no wing
+after them. Nothing imports the CLI. No module imports another in a cycle, through any wing.
+"""
 
 from __future__ import annotations
 
@@ -7,87 +12,85 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
 
-# a module may import only modules of a lower rank
-RANK = {
-    "nmt": 0,
-    "atomic": 0,
-    "heap": 0,
-    "procs": 0,
-    "config": 1,
-    "distributed": 1,
-    "tokenizer": 1,
-    "toy": 1,
-    "corpus": 1,
-    "metrics": 1,
-    "render": 1,
-    "heatmaps": 2,
-    "curves": 2,
-    "buckets": 2,
-    "figures": 2,
-    "batching": 2,
-    "schedule": 2,
-    "encoding": 2,
-    "runlog": 2,
-    "cache": 3,
-    "prepare": 4,
-    "epochs": 5,
-    "candidates": 2,
-    "progress": 2,
-    "rundir": 2,
-    "encoder": 2,
-    "attention": 2,
-    "output": 2,
-    "decoder": 3,
-    "transformer": 3,
-    "model": 4,
-    "search": 5,
-    "ensemble": 5,
-    "checkpoint": 5,
-    "quantize": 5,
-    "workers": 6,
-    "outfile": 2,
-    "stream": 6,
-    "export": 6,
-    "average": 6,
-    "gradflow": 6,
-    "exposure": 6,
-    "translate": 7,
-    "validation": 6,
-    "train": 7,
-    "batcher": 8,
-    "serve": 9,
-    "cli_common": 9,
-    "cli_data": 10,
-    "cli_train": 10,
-    "cli_translate": 10,
-    "cli_models": 10,
-    "cli_eval": 10,
-    "cli": 11,
-    "__main__": 12,
-}
+# the wings in the order in which they may import each other
+WINGS = ("data", "runs", "translation", "analysis", "serving", "cli")
+ROOT_MAY_IMPORT = {"data", "runs"}  # what the training loop reads and writes
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
 def nmt_imports(path: Path) -> set[str]:
+    """The nmt modules `path` imports (at the top or inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nmt"):
-            found.add(node.module.split(".")[1] if "." in node.module else "nmt")
+            found.add(node.module)
+            # `from nmt.cli import data` imports the module nmt.cli.data
+            found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
-            found.update(
-                a.name.split(".")[1] if "." in a.name else "nmt"
-                for a in node.names
-                if a.name.startswith("nmt")
-            )
-    return found
+            found.update(a.name for a in node.names if a.name.startswith("nmt"))
+    return found & set(modules())
 
 
-def test_every_module_has_a_rank():
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert modules <= set(RANK), f"give these modules a rank: {modules - set(RANK)}"
+def wing(module: str) -> str | None:
+    """The wing a module belongs to; None for the root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in WINGS else None
 
 
-def test_imports_only_go_down():
-    for path in PACKAGE.glob("*.py"):
-        name = "nmt" if path.stem == "__init__" else path.stem
-        for target in nmt_imports(path) - {name}:
-            assert RANK[target] < RANK[name], f"nmt.{name} imports nmt.{target} (upward)"
+def test_every_subpackage_is_a_wing_with_a_docstring():
+    for path in PACKAGE.glob("*/__init__.py"):
+        assert path.parent.name in WINGS, f"{path.parent} is not in WINGS"
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path} says what it holds"
+
+
+def test_wings_import_only_the_root_and_wings_before_them():
+    for name, path in modules().items():
+        mine = wing(name)
+        for target in nmt_imports(path):
+            theirs = wing(target)
+            if theirs is None or theirs == mine:
+                continue
+            if mine is None:
+                assert theirs in ROOT_MAY_IMPORT or name == "nmt.__main__", (
+                    f"{name} (the root) imports {target} (wing {theirs})"
+                )
+            else:
+                assert WINGS.index(theirs) < WINGS.index(mine), (
+                    f"{name} (wing {mine}) imports {target} (wing {theirs}, after it)"
+                )
+
+
+def test_nothing_imports_the_cli():
+    for name, path in modules().items():
+        if wing(name) == "cli" or name == "nmt.__main__":
+            continue
+        cli = {t for t in nmt_imports(path) if wing(t) == "cli"}
+        assert not cli, f"{name} imports {cli}"
+
+
+def test_no_import_cycles():
+    graph = {name: nmt_imports(path) - {name, "nmt"} for name, path in modules().items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = trail[trail.index(name) :] + [name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for target in graph[name]:
+            # a package's __init__ importing its own modules (nmt.cli) is not a cycle
+            if not target.startswith(name + "."):
+                visit(target, [*trail, name])
+        done.add(name)
+
+    for name in graph:
+        visit(name, [])

@@ -319,7 +319,7 @@ def test_tiny_model_overfits_eight_pairs(overrides) -> None:
 
 @pytest.mark.parametrize("tie_output", [False, True])
 def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
-    from nmt.quantize import quantize_int8
+    from nmt.translation.quantize import quantize_int8
 
     torch.manual_seed(0)
     model = _model(attention="bahdanau", tie_output=tie_output, share_embeddings=False).eval()

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from nmt.config import TrainConfig
-from nmt.corpus import FilterStats
-from nmt.progress import describe_plan, eta_seconds, format_duration, stopping_rule
+from nmt.data.corpus import FilterStats
+from nmt.runs.progress import describe_plan, eta_seconds, format_duration, stopping_rule
 
 
 def test_the_default_epoch_limit_alone_is_called_out():

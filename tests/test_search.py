@@ -474,7 +474,7 @@ def test_max_lengths_follow_the_options() -> None:
         ("beam_size", 0, "beam_size must be a whole number >= 1, got 0"),
         ("beam_size", 2.5, "beam_size must be"),
         ("nbest", 0, "nbest must be a whole number >= 1"),
-        ("nbest", 6, r"nbest must be between 1 and beam_size \(5\), got 6"),
+        ("nbest", 6, r"nbest must be between 1 and the beam size \(5\), got 6"),
         ("length_penalty", float("nan"), "length_penalty must be a number >= 0"),
         ("length_penalty", float("inf"), "length_penalty must be a number >= 0"),
         ("length_penalty", "-inf", "length_penalty must be a number >= 0"),

@@ -20,11 +20,11 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from nmt.batcher import Batcher, BatchOptions
-from nmt.cli import app as cli_app
+from nmt.cli.main import app as cli_app
 from nmt.search import SearchOptions
-from nmt.serve import Limits, make_app, server_info
-from nmt.translate import Translator
+from nmt.serving.app import Limits, make_app, server_info
+from nmt.serving.batcher import Batcher, BatchOptions
+from nmt.translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -62,7 +62,9 @@ def _texts(reply: dict) -> list[str]:
 def test_translate_matches_translator(client, translator, sentences) -> None:
     body = {"text": sentences[:6], "beam_size": 4, "nbest": 3, "length_penalty": 0.6}
     reply = _post(client, body).json()
-    want = translator.translate(sentences[:6], beam_size=4, nbest=3, length_penalty=0.6)
+    want = translator.translate(
+        sentences[:6], SearchOptions(beam_size=4, nbest=3, length_penalty=0.6)
+    )
     assert _texts(reply) == [t.text for t in want]
     for got, t in zip(reply["translations"], want):
         assert [h["text"] for h in got["nbest"]] == [h.text for h in t.hypotheses]
@@ -86,7 +88,7 @@ def test_translate_matches_cli_byte_for_byte(client, trained, sentences, tmp_pat
 def test_attention_when_asked(client, translator, sentences) -> None:
     reply = _post(client, {"text": sentences[0], "attention": True}).json()
     got = reply["translations"][0]["attention"]
-    want = translator.translate(sentences[:1], return_attention=True)[0]
+    want = translator.translate(sentences[:1], SearchOptions(return_attention=True))[0]
     assert got["source"] == want.src_tokens
     assert got["target"] == want.hypotheses[0].tokens
     assert len(got["weights"]) == len(got["target"])
@@ -249,10 +251,11 @@ def test_different_options_are_not_batched_together(translator, sentences) -> No
     a, b, c = asyncio.run(main())
     assert sorted(seen) == [(3, 1), (3, 3)]
     assert [t.text for t in a + c] == [
-        t.text for t in translator.translate(sentences[:2] + sentences[5:6], beam_size=1)
+        t.text
+        for t in translator.translate(sentences[:2] + sentences[5:6], SearchOptions(beam_size=1))
     ]
     assert [t.text for t in b] == [
-        t.text for t in translator.translate(sentences[2:5], beam_size=3)
+        t.text for t in translator.translate(sentences[2:5], SearchOptions(beam_size=3))
     ]
 
 
@@ -297,7 +300,9 @@ def test_cancelled_request_drops_its_sentences(translator, sentences) -> None:
         return staying, batcher.stats
 
     staying, stats = asyncio.run(main())
-    assert staying[0].text == translator.translate(sentences[8:9], beam_size=2)[0].text
+    assert (
+        staying[0].text == translator.translate(sentences[8:9], SearchOptions(beam_size=2))[0].text
+    )
     assert len(decoded) < 9 and stats.dropped > 0
     assert sentences[7] not in decoded
 
@@ -430,7 +435,9 @@ def test_page_translates_and_draws_the_attention(browser, trained, translator, s
         browser.find_element(By.ID, "go").click()
         wait = WebDriverWait(browser, 30)
         wait.until(lambda d: d.find_element(By.ID, "translation").text)
-        want = translator.translate([sentences[3]], beam_size=5, nbest=3, return_attention=True)[0]
+        want = translator.translate(
+            [sentences[3]], SearchOptions(beam_size=5, nbest=3, return_attention=True)
+        )[0]
         assert browser.find_element(By.ID, "translation").text == want.text
         items = browser.find_elements(By.CSS_SELECTOR, "#nbest li .text")
         assert [li.text for li in items] == [h.text for h in want.hypotheses]

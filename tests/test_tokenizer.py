@@ -72,7 +72,7 @@ def test_a_file_that_is_no_sentencepiece_model_is_one_line(separate, tmp_path):
 
 
 def test_a_run_dir_tokenizer_of_the_other_kind_is_refused(toy_dir, tmp_path, separate):
-    from nmt.prepare import prepare_data
+    from nmt.data.prepare import prepare_data
 
     cfg = tiny_config(toy_dir, tmp_path / "run")
     separate.save(tmp_path / "run" / "tokenizer")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt import toy
+from nmt.data import toy
 
 NOUN_BY_EN_PL = {n.en_pl: n for n in toy.NOUNS}
 NOUN_BY_EN = {n.en: n for n in toy.NOUNS}

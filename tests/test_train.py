@@ -13,7 +13,7 @@ from conftest import tiny_config
 import nmt.train
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, read_state
-from nmt.corpus import PairFilter, filter_pairs
+from nmt.data.corpus import PairFilter, filter_pairs
 from nmt.train import train
 
 
@@ -181,7 +181,7 @@ def test_train_state_round_trips_through_a_checkpoint(toy_dir, tmp_path):
 
 
 def _trainer(cfg):
-    from nmt.prepare import prepare_data
+    from nmt.data.prepare import prepare_data
     from nmt.train import Trainer
 
     data, tokenizer = prepare_data(cfg)
@@ -247,7 +247,7 @@ def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path):
 
 
 def test_a_trainer_takes_its_data_and_tokenizer_from_the_caller(toy_dir, tmp_path):
-    from nmt.prepare import TrainData
+    from nmt.data.prepare import TrainData
     from nmt.tokenizer import train_tokenizer
     from nmt.train import Trainer
 
@@ -265,17 +265,17 @@ def test_a_trainer_takes_its_data_and_tokenizer_from_the_caller(toy_dir, tmp_pat
 
 
 def test_best_pt_is_written_like_every_checkpoint(toy_dir, tmp_path, monkeypatch):
-    import nmt.atomic
+    import nmt.files
 
     written = []
-    real = nmt.atomic.atomic_open
+    real = nmt.files.atomic_open
 
     def recording(path, *args, **kwargs):
         written.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    # atomic_open is the one way to write a file whole and synced (nmt/atomic.py)
-    monkeypatch.setattr(nmt.atomic, "atomic_open", recording)
+    # atomic_open is the one way to write a file whole and synced (nmt/files.py)
+    monkeypatch.setattr(nmt.files, "atomic_open", recording)
     train(_config(toy_dir, tmp_path, max_steps=3, valid_every=3))
     assert written.count("last.pt") == written.count("best.pt") == 1
     assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "last.pt").read_bytes()
@@ -287,7 +287,7 @@ def test_a_kill_between_the_checkpoint_writes_keeps_best_pt_consistent(
 ):
     import os
 
-    import nmt.atomic
+    import nmt.files
 
     real, renames = os.replace, []
 
@@ -300,10 +300,10 @@ def test_a_kill_between_the_checkpoint_writes_keeps_best_pt_consistent(
         return real(src, dst)
 
     cfg = _config(toy_dir, tmp_path, valid_metric="loss")
-    monkeypatch.setattr(nmt.atomic.os, "replace", killed_at_the_fourth)
+    monkeypatch.setattr(nmt.files.os, "replace", killed_at_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
-    monkeypatch.setattr(nmt.atomic.os, "replace", real)
+    monkeypatch.setattr(nmt.files.os, "replace", real)
     result = train(cfg, resume=tmp_path / "last.pt")
     best = read_state(tmp_path / "best.pt")["train_state"]
     valid = [r for r in _log(tmp_path) if r["kind"] == "valid"]

@@ -306,7 +306,7 @@ def test_greedy_search_copies_unseen_sequences(copier) -> None:
 
 
 def test_int8_quantization_covers_every_linear_and_keeps_the_outputs(copier) -> None:
-    from nmt.quantize import quantize_int8
+    from nmt.translation.quantize import quantize_int8
 
     model, _ = copier
     with warnings.catch_warnings():

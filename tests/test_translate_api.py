@@ -8,7 +8,7 @@ import torch
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.search import SearchOptions, search_ids
-from nmt.translate import Translator
+from nmt.translation.translator import Translator
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,11 @@ def _summary(results) -> list[list[tuple[str, float, float]]]:
 
 @pytest.mark.parametrize("beam_size", [1, 4])
 def test_batch_equals_one_at_a_time(translator, sentences, beam_size) -> None:
-    batch = translator.translate(sentences, beam_size=beam_size, nbest=min(beam_size, 2))
+    batch = translator.translate(
+        sentences, SearchOptions(beam_size=beam_size, nbest=min(beam_size, 2))
+    )
     alone = [
-        translator.translate([s], beam_size=beam_size, nbest=min(beam_size, 2))[0]
+        translator.translate([s], SearchOptions(beam_size=beam_size, nbest=min(beam_size, 2)))[0]
         for s in sentences
     ]
     assert [t.source for t in batch] == sentences
@@ -43,7 +45,7 @@ def test_batch_equals_one_at_a_time(translator, sentences, beam_size) -> None:
 
 def test_empty_strings_give_empty_outputs(translator, sentences) -> None:
     mixed = ["", sentences[0], "", "   ", sentences[1], ""]
-    results = translator.translate(mixed, beam_size=3)
+    results = translator.translate(mixed, SearchOptions(beam_size=3))
     assert len(results) == len(mixed)
     for source, t in zip(mixed, results):
         assert t.source == source
@@ -51,14 +53,14 @@ def test_empty_strings_give_empty_outputs(translator, sentences) -> None:
             assert t.text and t.hypotheses
         else:
             assert t.text == "" and t.hypotheses == [] and t.src_tokens == []
-    alone = translator.translate(sentences[:2], beam_size=3)
+    alone = translator.translate(sentences[:2], SearchOptions(beam_size=3))
     assert [results[1].text, results[4].text] == [t.text for t in alone]
-    assert translator.translate([], beam_size=3) == []
+    assert translator.translate([], SearchOptions(beam_size=3)) == []
     assert [t.text for t in translator.translate(["", ""])] == ["", ""]
 
 
 def test_outputs_carry_tokens_and_attention(translator, sentences) -> None:
-    (t,) = translator.translate(sentences[:1], beam_size=3, return_attention=True)
+    (t,) = translator.translate(sentences[:1], SearchOptions(beam_size=3, return_attention=True))
     h = t.hypotheses[0]
     assert t.src_tokens[-1] == "</s>" and h.tokens[-1] == "</s>"
     assert len(h.attention) == len(h.tokens)
@@ -77,15 +79,15 @@ def test_checkpoint_round_trip_gives_identical_outputs(
     original, again = ckpt.model.state_dict(), reloaded.model.state_dict()
     assert original.keys() == again.keys()
     assert all((original[k] == again[k]).all() for k in original)
-    before = translator.translate(sentences, beam_size=3, nbest=2)
-    after = Translator(copy).translate(sentences, beam_size=3, nbest=2)
+    before = translator.translate(sentences, SearchOptions(beam_size=3, nbest=2))
+    after = Translator(copy).translate(sentences, SearchOptions(beam_size=3, nbest=2))
     assert _summary(before) == _summary(after)
 
 
 def test_int8_quantization_keeps_the_translations(trained, translator, sentences) -> None:
     quantized = Translator(trained, quantize="int8")
-    a = [t.text for t in translator.translate(sentences, beam_size=4)]
-    b = [t.text for t in quantized.translate(sentences, beam_size=4)]
+    a = [t.text for t in translator.translate(sentences, SearchOptions(beam_size=4))]
+    b = [t.text for t in quantized.translate(sentences, SearchOptions(beam_size=4))]
     assert len(a) == len(b)
     same = sum(x == y for x, y in zip(a, b)) / len(a)
     assert same >= 0.8, f"only {same:.0%} of int8 outputs match float32"
@@ -129,38 +131,34 @@ def test_translator_options_are_checked(trained, options, message) -> None:
         Translator(trained, **options)
 
 
-def test_search_options_or_keywords_give_the_same(translator, sentences) -> None:
-    options = SearchOptions(beam_size=3, nbest=2, length_penalty="avg")
-    by_options = translator.translate(sentences, options)
-    by_keywords = translator.translate(sentences, beam_size=3, nbest=2, length_penalty="avg")
-    assert _summary(by_options) == _summary(by_keywords)
-    with pytest.raises(TypeError, match="either options or search keywords"):
-        translator.translate(sentences, options, beam_size=2)
+def test_search_options_are_checked_for_library_callers(translator, sentences) -> None:
+    default = translator.translate(sentences[:3])
+    assert _summary(default) == _summary(translator.translate(sentences[:3], SearchOptions()))
     # a library caller gets the checks the command line gets
-    with pytest.raises(NmtError, match=r"nbest must be between 1 and beam_size \(2\)"):
-        translator.translate(sentences, beam_size=2, nbest=3)
+    with pytest.raises(NmtError, match=r"nbest must be between 1 and the beam size \(2\)"):
+        translator.translate(sentences, SearchOptions(beam_size=2, nbest=3))
     with pytest.raises(NmtError, match="max_len_ratio must be a finite number"):
-        translator.translate(sentences, max_len_ratio=float("nan"))
+        translator.translate(sentences, SearchOptions(max_len_ratio=float("nan")))
     with pytest.raises(NmtError, match="batch_tokens must be a whole number >= 1"):
         translator.translate(sentences, batch_tokens=0)
 
 
 def test_translator_leaves_the_thread_count_as_it_found_it(trained, sentences, monkeypatch) -> None:
-    import nmt.translate
+    import nmt.translation.translator
 
     before = torch.get_num_threads()
     seen = []
-    search_id_batches = nmt.translate.search_id_batches
+    search_id_batches = nmt.translation.translator.search_id_batches
 
     def spy(*args, **kwargs):
         for batch in search_id_batches(*args, **kwargs):
             seen.append(torch.get_num_threads())
             yield batch
 
-    monkeypatch.setattr(nmt.translate, "search_id_batches", spy)
+    monkeypatch.setattr(nmt.translation.translator, "search_id_batches", spy)
     translator = Translator(trained, threads=before + 1)
     assert torch.get_num_threads() == before
-    translator.translate(sentences[:2], beam_size=2)
+    translator.translate(sentences[:2], SearchOptions(beam_size=2))
     assert seen == [before + 1]  # its threads while it translates
     assert torch.get_num_threads() == before
 
@@ -172,8 +170,8 @@ def test_attention_layer_and_head_choose_the_transformer_attention(
     default = Translator(trained_transformer)
     chosen = Translator(trained_transformer, attention_layer=0, attention_head=1)
     assert (chosen.model.attention_layer, chosen.model.attention_head) == (0, 1)
-    a = default.translate(sentences[:3], beam_size=3, return_attention=True)
-    b = chosen.translate(sentences[:3], beam_size=3, return_attention=True)
+    a = default.translate(sentences[:3], SearchOptions(beam_size=3, return_attention=True))
+    b = chosen.translate(sentences[:3], SearchOptions(beam_size=3, return_attention=True))
     assert [t.text for t in a] == [t.text for t in b]  # what is shown changes, not the output
     model = load_checkpoint(trained_transformer).model
     model.choose_attention(0, 1)
@@ -210,13 +208,13 @@ def test_attention_layer_and_head_are_refused_for_an_rnn(trained) -> None:
 def test_auto_workers_and_device(trained, sentences) -> None:
     import multiprocessing
 
-    plain = Translator(trained).translate(sentences * 40, beam_size=2)
+    plain = Translator(trained).translate(sentences * 40, SearchOptions(beam_size=2))
     auto = Translator(trained, device="auto", workers="auto")
     assert auto.device == ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        auto.translate(sentences[:2], beam_size=2)
+        auto.translate(sentences[:2], SearchOptions(beam_size=2))
         assert auto._pool is None  # a small call: no processes started for it
-        found = auto.translate(sentences * 40, beam_size=2)
+        found = auto.translate(sentences * 40, SearchOptions(beam_size=2))
         if auto.workers > 1:
             assert auto._pool is not None and multiprocessing.active_children()
     finally:
@@ -227,7 +225,7 @@ def test_auto_workers_and_device(trained, sentences) -> None:
 def test_the_python_api_picks_the_device_as_the_cli_does() -> None:
     import inspect
 
-    from nmt.cli_translate import translate
+    from nmt.cli.translate import translate
 
     cli_default = inspect.signature(translate).parameters["device"].default
     assert inspect.signature(Translator).parameters["device"].default == cli_default == "auto"

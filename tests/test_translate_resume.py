@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from nmt import NmtError
-from nmt.outfile import InputHash, output_target, write_meta
 from nmt.search import SearchOptions
-from nmt.stream import fingerprint
-from nmt.translate import StreamOptions, Translator, translate_file
+from nmt.translation.partial import InputHash, output_target, write_meta
+from nmt.translation.streaming import StreamOptions, fingerprint, translate_file
+from nmt.translation.translator import Translator
 
 
 @pytest.fixture(scope="module")

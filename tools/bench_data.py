@@ -79,7 +79,7 @@ def write_config(corpus: Path, tokenizer: Path, run_dir: Path, threads: int) -> 
 def child_prepare(config: Path) -> None:
     """(child process) Build the cache; print seconds, pairs and cache bytes as JSON."""
     from nmt.config import load_config
-    from nmt.prepare import prepare_data
+    from nmt.data.prepare import prepare_data
 
     start = time.perf_counter()
     data, _ = prepare_data(load_config(config))
@@ -131,7 +131,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     tokenizer = args.work / "tokenizer"
     if not (tokenizer / "src.model").is_file():
-        from nmt.corpus import read_parallel
+        from nmt.data.corpus import read_parallel
         from nmt.tokenizer import train_tokenizer
 
         train_tokenizer(*read_parallel(data / "train.de", data / "train.en")).save(tokenizer)

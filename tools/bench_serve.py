@@ -30,6 +30,8 @@ from pathlib import Path
 
 import httpx
 
+from nmt.search import SearchOptions
+
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = Path(os.environ.get("MULTI30K_DIR", REPO.parent / "shared/data/multi30k"))
 
@@ -137,12 +139,12 @@ def run_clients(url: str, sentences: list[str], clients: int, requests: int, arg
 
 def translate_rate(args: argparse.Namespace, sentences: list[str]) -> float:
     """Sentences/s of one translate call over the sentences, as `nmt translate` runs a file."""
-    from nmt.translate import Translator
+    from nmt.translation.translator import Translator
 
     translator = Translator(args.checkpoint, threads=args.threads, workers=args.workers)
-    translator.translate(sentences[:8], beam_size=args.beam_size)  # first-call costs
+    translator.translate(sentences[:8], SearchOptions(beam_size=args.beam_size))  # first-call costs
     start = time.perf_counter()
-    translator.translate(sentences, beam_size=args.beam_size, scores=False)
+    translator.translate(sentences, SearchOptions(beam_size=args.beam_size, scores=False))
     rate = len(sentences) / (time.perf_counter() - start)
     translator.close()
     return rate

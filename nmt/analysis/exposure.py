@@ -1,0 +1,138 @@
+"""Teacher forcing against free running (exposure bias), per target position.
+
+A model trained with teacher forcing always reads the reference's previous token; at test time
+it reads its own, mistakes included. For each sentence pair and target position t (0 = the
+first token after BOS; the reference's EOS is the last position) this measures:
+
+- teacher-forced loss: -log p(y_t | y_<t, x), the reference prefix as input (the training loss
+  without label smoothing);
+- teacher-forced accuracy: whether argmax p(. | y_<t, x) is y_t (the argmax over the tokens
+  greedy search may output: PAD and BOS never);
+- free-running loss: -log p(y_t | g_<t, x), where g is the model's own greedy output (each
+  step reads the previous step's argmax); averaged over the sentences whose greedy output has
+  not ended (emitted EOS) before t;
+- free-running accuracy: whether g_t = y_t (a greedy output that ended before t counts as
+  wrong), the per-position agreement of free-running decoding with the reference.
+
+Each is averaged over the sentences whose reference reaches position t (`counts`). The gap
+between the two accuracies growing with t is the compounding of early mistakes. `bleu` is the
+corpus BLEU of the greedy outputs (decoded until EOS, as `nmt translate -b 1` does).
+
+Shapes: B batch, S source length, T target length (BOS/EOS included), V target vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nmt import NmtError
+from nmt.batching import make_batch
+from nmt.checkpoint import load_checkpoint
+from nmt.data.corpus import read_parallel
+from nmt.metrics import score
+from nmt.search import SearchOptions, search_ids
+from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
+
+BATCH = 32  # sentences a batch: the loops run T decoder steps of B rows
+
+
+@dataclass
+class Exposure:
+    """Means per target position t (see the module docstring); lists of length T."""
+
+    sentences: int
+    bleu: float  # corpus BLEU of the free-running (greedy) outputs
+    counts: list[int] = field(default_factory=list)  # references that reach position t
+    teacher_loss: list[float] = field(default_factory=list)
+    teacher_accuracy: list[float] = field(default_factory=list)
+    free_loss: list[float | None] = field(default_factory=list)  # None: every output ended
+    free_accuracy: list[float] = field(default_factory=list)
+    free_running: list[int] = field(default_factory=list)  # outputs not ended before t
+
+
+def _positions(
+    model: torch.nn.Module, src: list[list[int]], tgt: list[list[int]], free: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over a batch -> per (B, T): loss of y_t, argmax == y_t, real position, and
+    (free running) the output still running at t; the input at t > 0 is y_{t-1} or, when
+    `free`, the previous step's argmax."""
+    batch = make_batch(src, tgt)
+    enc, state = model.encode(batch.src, batch.src_lengths)
+    steps = batch.tgt_in.size(1)
+    prev = batch.tgt_in[:, 0]  # (B,) BOS
+    ended = torch.zeros_like(prev, dtype=torch.bool)
+    losses, correct, running = [], [], []
+    for t in range(steps):
+        logp, state, _ = model.decode_step(state, prev, enc)  # (B, V)
+        gold = batch.tgt_out[:, t]  # (B,)
+        # as greedy search: PAD and BOS are never output (their probability stays in the loss)
+        guess = logp.index_fill(1, torch.tensor([PAD, BOS]), float("-inf")).argmax(-1)
+        losses.append(-logp.gather(1, gold[:, None])[:, 0])
+        correct.append((guess == gold) & ~ended)
+        running.append(~ended)
+        if free:
+            ended = ended | (guess == EOS)
+            prev = guess
+        elif t + 1 < steps:
+            prev = batch.tgt_in[:, t + 1]
+    real = batch.tgt_out != PAD  # (B, T)
+    return torch.stack(losses, 1), torch.stack(correct, 1), real, torch.stack(running, 1)
+
+
+def exposure(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    src_lines: list[str],
+    tgt_lines: list[str],
+) -> Exposure:
+    """Teacher-forced and free-running loss and accuracy per target position (module
+    docstring) of a model in eval mode over line-aligned source and reference lines."""
+    if len(src_lines) != len(tgt_lines):
+        raise NmtError(f"{len(src_lines)} source lines but {len(tgt_lines)} reference lines")
+    if not src_lines:
+        raise NmtError("no sentence pair to measure (are --src and --tgt empty?)")
+    model.eval()
+    src, tgt = tokenizer.encode_src(src_lines), tokenizer.encode_tgt(tgt_lines)
+    longest = max(len(t) for t in tgt) + 1
+    sums = {k: torch.zeros(longest) for k in ("tl", "ta", "fl", "fa", "n", "fn")}
+    with torch.inference_mode():
+        for i in range(0, len(src), BATCH):
+            s, t = src[i : i + BATCH], tgt[i : i + BATCH]
+            loss, correct, real, _ = _positions(model, s, t, free=False)
+            f_loss, f_correct, _, running = _positions(model, s, t, free=True)
+            width = real.size(1)
+            sums["n"][:width] += real.sum(0)
+            sums["tl"][:width] += (loss * real).sum(0)
+            sums["ta"][:width] += (correct & real).sum(0)
+            sums["fa"][:width] += (f_correct & real).sum(0)
+            live = running & real
+            sums["fn"][:width] += live.sum(0)
+            sums["fl"][:width] += torch.where(live, f_loss, 0.0).sum(0)
+        hyps = search_ids(model, src, SearchOptions(beam_size=1, scores=False))
+    outputs = tokenizer.decode_tgt([h[0].tokens for h in hyps])
+    (bleu,) = score(outputs, tgt_lines, ("bleu",))
+    n = sums["n"].clamp(min=1)
+    return Exposure(
+        sentences=len(src_lines),
+        bleu=bleu.score,
+        counts=[int(c) for c in sums["n"]],
+        teacher_loss=(sums["tl"] / n).tolist(),
+        teacher_accuracy=(sums["ta"] / n).tolist(),
+        free_loss=[
+            float(total / live) if live else None for total, live in zip(sums["fl"], sums["fn"])
+        ],
+        free_accuracy=(sums["fa"] / n).tolist(),
+        free_running=[int(c) for c in sums["fn"]],
+    )
+
+
+def exposure_of_files(
+    checkpoint: str | Path, src_path: str | Path, tgt_path: str | Path, lines: int
+) -> Exposure:
+    """exposure of a checkpoint's model over the first `lines` pairs of two files."""
+    ckpt = load_checkpoint(checkpoint)
+    src, tgt = read_parallel(src_path, tgt_path)
+    return exposure(ckpt.model, ckpt.tokenizer, src[:lines], tgt[:lines])

@@ -1,0 +1,384 @@
+"""`nmt serve`: an HTTP API over a Translator, with dynamic batching and a page that shows
+the attention.
+
+Starlette on uvicorn: a small ASGI stack with an in-process test client and no pydantic (the
+request schema is checked here and described by a hand-written OpenAPI document,
+nmt/serving/static/openapi.json). Routes: POST /translate, GET /health, GET /info, GET / (the page),
+GET /docs and /openapi.json. Every error is a JSON object {"error": ..., "limit": ...}; bad
+input gets a 4xx, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from nmt import NmtError, require_whole
+from nmt.search import SearchOptions
+from nmt.serving.batcher import Batcher, BatchOptions
+from nmt.translation.translator import Translation, Translator
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention")
+DEFAULT = SearchOptions()  # what a request leaves out
+_DIGITS = 6  # attention weights in responses: far more than a reader of the map needs
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how many may be in flight; checked when made."""
+
+    max_body_bytes: int = 1_000_000
+    max_sentences: int = 64  # per request
+    max_chars: int = 2_000  # per sentence
+    max_beam: int = 16
+    max_nbest: int = 16
+    max_concurrent: int = 128  # /translate requests in flight; more get 503
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            require_whole(name, value)
+
+
+class ApiError(Exception):
+    """An error answered as JSON: `status`, a one-line `message`, the `limit` it is about."""
+
+    def __init__(self, status: int, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.limit = status, message, limit
+
+
+def _error(status: int, message: str, limit: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if limit is not None:
+        body["limit"] = limit
+    return JSONResponse(body, status_code=status)
+
+
+@dataclass
+class TranslateRequest:
+    sentences: list[str]
+    options: SearchOptions
+
+
+def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
+    """A /translate body -> sentences and search options, or ApiError (400, 413 or 422)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"body is not valid UTF-8 (byte {e.start})") from None
+    except ValueError as e:  # json.JSONDecodeError, and numbers too long to convert
+        raise ApiError(400, f"body is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "body must be a JSON object with a text field")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ApiError(422, f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
+    sentences = _sentences(data.get("text"), limits)
+    attention = data.get("attention", False)
+    if not isinstance(attention, bool):
+        raise ApiError(422, f"attention must be true or false, got {attention!r}")
+    try:
+        options = SearchOptions(
+            beam_size=_json_number(data, "beam_size", DEFAULT.beam_size, int),
+            nbest=_json_number(data, "nbest", DEFAULT.nbest, int),
+            length_penalty=_json_number(data, "length_penalty", DEFAULT.length_penalty, float),
+            return_attention=attention,
+        )
+    except NmtError as e:
+        raise ApiError(422, str(e)) from None
+    if options.beam_size > limits.max_beam:
+        raise ApiError(
+            422,
+            f"beam_size {options.beam_size} is over the limit max_beam={limits.max_beam}",
+            "max_beam",
+        )
+    if options.nbest > limits.max_nbest:
+        raise ApiError(
+            422,
+            f"nbest {options.nbest} is over the limit max_nbest={limits.max_nbest}",
+            "max_nbest",
+        )
+    return TranslateRequest(sentences, options)
+
+
+def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> Any:
+    """data[name] if it is a JSON number of `kind` (an integer is a float too): a string or a
+    boolean is refused, not converted."""
+    value = data.get(name, default)
+    kinds = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "an integer" if kind is int else "a number"
+        raise ApiError(422, f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _sentences(text: Any, limits: Limits) -> list[str]:
+    if text is None:
+        raise ApiError(422, "text is required: a string or a list of strings")
+    sentences = [text] if isinstance(text, str) else text
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise ApiError(422, "text must be a string or a list of strings")
+    if len(sentences) > limits.max_sentences:
+        raise ApiError(
+            413,
+            f"{len(sentences)} sentences, over the limit max_sentences={limits.max_sentences}",
+            "max_sentences",
+        )
+    for i, s in enumerate(sentences, 1):
+        if len(s) > limits.max_chars:
+            raise ApiError(
+                413,
+                f"sentence {i} has {len(s)} characters, over the limit "
+                f"max_chars={limits.max_chars}",
+                "max_chars",
+            )
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate written as a \ud800 escape
+            raise ApiError(422, f"sentence {i} is not valid Unicode (lone surrogate)") from None
+    return [" ".join(s.split()) for s in sentences]  # one line each, as in a file
+
+
+def _number(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def translation_json(t: Translation, attention: bool) -> dict[str, Any]:
+    """One translation as /translate answers it: the best hypothesis, the n-best list and,
+    when asked, the best hypothesis's attention (rows: target pieces, columns: source)."""
+    best = t.hypotheses[0] if t.hypotheses else None
+    out: dict[str, Any] = {
+        "text": t.text,
+        "score": _number(best.score) if best else None,
+        "log_prob": _number(best.log_prob) if best else None,
+        "nbest": [
+            {"text": h.text, "score": _number(h.score), "log_prob": _number(h.log_prob)}
+            for h in t.hypotheses
+        ],
+    }
+    if attention:
+        weights = best.attention if best and best.attention is not None else []
+        out["attention"] = {
+            "source": t.src_tokens,
+            "target": best.tokens if best else [],
+            "weights": [[round(w, _DIGITS) for w in row] for row in weights],
+        }
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413,
+            f"body of {declared} bytes, over the limit max_body_bytes={limit}",
+            "max_body_bytes",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body over the limit max_body_bytes={limit}", "max_body_bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class Service:
+    """The app's state: translator, batcher, limits, and the requests in flight."""
+
+    def __init__(
+        self, translator: Translator, info: dict[str, Any], limits: Limits, batching: BatchOptions
+    ) -> None:
+        self.translator, self.info, self.limits = translator, info, limits
+        self.batcher = Batcher(self._decode, batching)
+        self.in_flight = 0
+
+    def _decode(self, sentences: list[str], options: SearchOptions) -> list[Translation]:
+        return self.translator.translate(
+            sentences, options, batch_tokens=self.batcher.options.max_batch_tokens
+        )
+
+    def lengths(self, sentences: list[str]) -> list[int]:
+        cap = self.translator.max_src_len
+        return [min(len(ids), cap) + 1 for ids in self.translator.tokenizer.encode_src(sentences)]
+
+    async def translate(self, request: Request) -> Response:
+        if self.in_flight >= self.limits.max_concurrent:
+            raise ApiError(
+                503,
+                f"{self.in_flight} requests in flight, the limit "
+                f"max_concurrent={self.limits.max_concurrent}",
+                "max_concurrent",
+            )
+        self.in_flight += 1
+        try:
+            return await self._translate(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _translate(self, request: Request) -> Response:
+        try:
+            body = await _read_body(request, self.limits.max_body_bytes)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody reads it
+        parsed = parse_request(body, self.limits)
+        lengths = self.lengths(parsed.sentences)
+        work = asyncio.ensure_future(
+            self.batcher.translate(parsed.sentences, lengths, parsed.options)
+        )
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():  # the client left: its sentences not yet decoded are dropped
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled():
+            return Response(status_code=400)  # nobody reads it
+        try:
+            results = work.result()
+        except NmtError as e:
+            raise ApiError(422, str(e)) from None
+        attention = parsed.options.return_attention
+        return JSONResponse({"translations": [translation_json(t, attention) for t in results]})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "in_flight": self.in_flight, "batches": asdict(self.batcher.stats)}
+        )
+
+    async def info_route(self, request: Request) -> Response:
+        return JSONResponse(self.info)
+
+
+def _openapi(limits: Limits) -> dict[str, Any]:
+    schema = json.loads((STATIC / "openapi.json").read_text(encoding="utf-8"))
+    fields = schema["components"]["schemas"]["TranslateRequest"]["properties"]
+    fields["beam_size"]["maximum"] = limits.max_beam
+    fields["nbest"]["maximum"] = limits.max_nbest
+    fields["text"]["oneOf"][0]["maxLength"] = limits.max_chars
+    fields["text"]["oneOf"][1]["maxItems"] = limits.max_sentences
+    return schema
+
+
+def make_app(
+    translator: Translator,
+    info: dict[str, Any],
+    limits: Limits | None = None,
+    batching: BatchOptions | None = None,
+) -> Starlette:
+    """The ASGI app serving `translator`; `info` is what GET /info answers."""
+    service = Service(translator, info, limits or Limits(), batching or BatchOptions())
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    docs = (STATIC / "docs.html").read_text(encoding="utf-8")
+    openapi = _openapi(service.limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.ensure_future(service.batcher.run())
+        try:
+            yield
+        finally:  # uvicorn gets here once the requests in flight are answered
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            service.batcher.close()
+
+    async def api_error(request: Request, e: Exception) -> Response:
+        assert isinstance(e, ApiError)
+        return _error(e.status, e.message, e.limit)
+
+    async def http_error(request: Request, e: Exception) -> Response:
+        assert isinstance(e, HTTPException)
+        return _error(e.status_code, e.detail)
+
+    routes = [
+        Route("/", lambda r: HTMLResponse(page)),
+        Route("/docs", lambda r: HTMLResponse(docs)),
+        Route("/openapi.json", lambda r: JSONResponse(openapi)),
+        Route("/health", service.health),
+        Route("/info", service.info_route),
+        Route("/translate", service.translate, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
+    )
+    app.state.service = service
+    return app
+
+
+def server_info(checkpoint: str | Path, translator: Translator) -> dict[str, Any]:
+    """GET /info: the checkpoint's summary (no path) and its languages."""
+    from nmt.runs.export import checkpoint_info
+
+    info = checkpoint_info(checkpoint)
+    info.pop("path", None)
+    data = translator.config.data
+    return {"languages": {"source": data.src_lang, "target": data.tgt_lang}, **info}
+
+
+def serve(
+    checkpoint: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "cpu",
+    quantize: str | None = None,
+    threads: int = 0,
+    workers: int = 1,
+    limits: Limits | None = None,
+    batching: BatchOptions | None = None,
+) -> None:
+    """Load `checkpoint` and serve it on host:port until SIGTERM or SIGINT, which finish the
+    requests in flight and return."""
+    import uvicorn
+
+    if not 0 <= port <= 65535:  # checked before the model loads
+        raise NmtError(f"port must be between 0 and 65535, got {port}")
+    translator = Translator(
+        checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
+    )
+    # the first call starts the worker processes (before uvicorn starts its threads) and
+    # pays the one-off costs of a first decode
+    translator.translate(["."], beam_size=1)
+    app = make_app(translator, server_info(checkpoint, translator), limits, batching)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    server = uvicorn.Server(config)
+    # uvicorn raises the signal again after its graceful shutdown; with these handlers in place
+    # that is a no-op, and the command exits 0 instead of dying of the signal
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's way out when it cannot listen, after logging why
+        raise NmtError(f"cannot serve on {host}:{port} (see the error above)") from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        translator.close()
