@@ -12,6 +12,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import math
+import reprlib
 import sys
 import warnings
 from typing import Any
@@ -50,6 +51,18 @@ def require_finite(option: str, value: Any, what: str = "a finite number >= 0") 
     if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise NmtError(f"must be {what}, got {value!r}", option=option)
     return number
+
+
+# what error messages quote of a value: a YAML file of nested aliases expands to billions of
+# items, whose full repr would take gigabytes
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 80, 80
+
+
+def quote(value: Any) -> str:
+    """A short repr of `value` for an error message (at most about 200 characters)."""
+    text = _QUOTE.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 # the public API, imported on first use so that `import nmt` (and `nmt --help`) stays fast

@@ -24,8 +24,8 @@ import sentencepiece
 import torch
 
 import nmt
-from nmt import NmtError
-from nmt.config import SECTIONS, Config, coerced_options, config_from_dict, quote
+from nmt import NmtError, quote
+from nmt.config import SECTIONS, Config, coerced_options, config_from_dict
 from nmt.files import write_atomic
 from nmt.model import Seq2Seq, build_model
 from nmt.tokenizer import Tokenizer

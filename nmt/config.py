@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nmt import NmtError
+from nmt import NmtError, quote
 
 CELLS = ("rnn", "gru", "lstm")
 ATTENTIONS = ("none", "dot", "general", "bahdanau")
@@ -247,18 +246,6 @@ def options_table() -> str:
             help = f.metadata["help"].replace("|", "\\|")
             rows.append(f"| `{name}.{f.name}` | `{cell(f.default)}` | {help} |")
     return "\n".join(rows) + "\n"
-
-
-# what error messages quote of a value: a YAML file of nested aliases expands to billions of
-# items, whose full repr would take gigabytes
-_QUOTE = reprlib.Repr()
-_QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 80, 80
-
-
-def quote(value: Any) -> str:
-    """A short repr of `value` for an error message (at most about 200 characters)."""
-    text = _QUOTE.repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _coerce(section: str, name: str, default: Any, value: Any) -> Any:

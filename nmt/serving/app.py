@@ -367,7 +367,7 @@ def serve(
     )
     # the first call starts the worker processes (before uvicorn starts its threads) and
     # pays the one-off costs of a first decode
-    translator.translate(["."], beam_size=1)
+    translator.translate(["."], SearchOptions(beam_size=1))
     app = make_app(translator, server_info(checkpoint, translator), limits, batching)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
     server = uvicorn.Server(config)
