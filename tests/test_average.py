@@ -13,6 +13,7 @@ from nmt.config import config_from_dict
 from nmt.model import build_model
 from nmt.runs.average import average_checkpoints, best_checkpoints, last_checkpoints
 from nmt.runs.export import checkpoint_info
+from nmt.search import SearchOptions
 from nmt.tokenizer import train_tokenizer
 from nmt.train import train
 
@@ -144,5 +145,7 @@ def test_the_best_checkpoints_of_a_run_average_into_a_translator(toy_dir, tmp_pa
     with pytest.raises(NmtError, match="keeps 2 best checkpoints.*train.keep_best 3"):
         best_checkpoints(run, 3)
     average_checkpoints(best, tmp_path / "avg.pt")
-    [translation] = Translator(tmp_path / "avg.pt").translate(["The red cat."], beam_size=2)
+    [translation] = Translator(tmp_path / "avg.pt").translate(
+        ["The red cat."], SearchOptions(beam_size=2)
+    )
     assert translation.hypotheses and math.isfinite(translation.hypotheses[0].log_prob)
