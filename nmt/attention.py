@@ -34,6 +34,23 @@ def bahdanau_reference(
     return context, weights
 
 
+def _check_shapes(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> None:
+    """The boundary of `Attention.forward`: shapes that would broadcast into wrong weights
+    fail here, naming them, instead of deep inside a matmul (or not at all)."""
+    b, s = mask.shape
+    assert keys.dim() == values.dim() == 3 and query.dim() == 2, (
+        f"query (B * K, H), keys (B, S, A), values (B, S, D) expected, got "
+        f"{tuple(query.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}"
+    )
+    assert keys.shape[:2] == values.shape[:2] == (b, s), (
+        f"keys {tuple(keys.shape)} and values {tuple(values.shape)} must start with the "
+        f"mask's (B, S) = {(b, s)}"
+    )
+    assert query.size(0) % b == 0, f"query rows {query.size(0)} are not K per sentence of {b}"
+
+
 class Attention(nn.Module):
     def __init__(self, *, kind: str, query_size: int, key_size: int) -> None:
         super().__init__()
@@ -71,6 +88,7 @@ class Attention(nn.Module):
         summing to 1. K queries a sentence (the beams of beam search; 1 otherwise) read its
         keys and values once, without copies of them per beam."""
         b, s = mask.shape
+        _check_shapes(query, keys, values, mask)
         q = query.view(b, -1, query.size(-1))  # (B, K, H)
         if self.kind == "bahdanau":
             # The textbook score is v^T tanh(W_k k + W_q q) (`bahdanau_reference`). Since

@@ -82,6 +82,13 @@ def attention(
     `need_weights` the weights (B, H, Lq, Lk) (before dropout), else None. Without weights
     torch's fused kernel computes the same without forming the (Lq, Lk) matrix.
     """
+    assert q.dim() == k.dim() == v.dim() == 4 and k.shape == v.shape, (
+        f"q (B, H, Lq, Dh), k and v (B, H, Lk, Dh) expected, got {tuple(q.shape)}, "
+        f"{tuple(k.shape)}, {tuple(v.shape)}"
+    )
+    assert q.shape[:2] == k.shape[:2] and q.size(3) == k.size(3), (
+        f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in batch, heads or head size"
+    )
     if not need_weights:
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal

@@ -122,3 +122,25 @@ def test_bahdanau_fast_path_equals_the_textbook_form(k: int) -> None:
     assert torch.allclose(weights, want_weights, rtol=1e-5, atol=1e-6)
     assert torch.allclose(context, want_context, rtol=1e-5, atol=1e-5)
     assert (want_weights[~mask[rows]] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "bahdanau"])
+def test_mismatched_shapes_fail_at_the_boundary_naming_them(kind) -> None:
+    att = Attention(kind=kind, query_size=8, key_size=8)
+    enc = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    keys = att.project_keys(enc)
+    with pytest.raises(AssertionError, match=r"must start with the mask's"):
+        att(torch.randn(2, 8), keys, enc[:, :4], mask)  # values one position short
+    with pytest.raises(AssertionError, match="not K per sentence"):
+        att(torch.randn(3, 8), keys, enc, mask)  # 3 query rows for 2 sentences
+
+
+def test_transformer_attention_checks_its_inputs() -> None:
+    from nmt.transformer import attention
+
+    q, k = torch.randn(2, 4, 3, 8), torch.randn(2, 4, 5, 8)
+    with pytest.raises(AssertionError, match="differ in batch, heads or head size"):
+        attention(q, torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8))
+    with pytest.raises(AssertionError, match="expected"):
+        attention(q, k, torch.randn(2, 4, 6, 8))
