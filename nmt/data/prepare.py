@@ -68,28 +68,25 @@ def _where(d: DataConfig) -> str:
     return d.dataset or f"{d.train_src} and {d.train_tgt}"
 
 
-def training_chunks(config: Config) -> Iterator[tuple[list[str], list[str], float]]:
+def training_chunks(d: DataConfig) -> Iterator[tuple[list[str], list[str], float]]:
     """The training pairs a chunk at a time, with the fraction of the corpus read."""
-    d = config.data
     if d.dataset:
         ds = open_dataset(d.dataset, d.train_split)
         return iter_dataset(ds, d.dataset, d.src_lang, d.tgt_lang, CHUNK_LINES)
     return iter_parallel(d.train_src, d.train_tgt, CHUNK_LINES)
 
 
-def training_lines(config: Config, side: str) -> Iterator[str]:
+def training_lines(d: DataConfig, side: str) -> Iterator[str]:
     """One side of the training pairs, line by line."""
-    d = config.data
     if d.dataset:
         pick = 0 if side == "src" else 1
-        return (line for chunk in training_chunks(config) for line in chunk[pick])
+        return (line for chunk in training_chunks(d) for line in chunk[pick])
     path = d.train_src if side == "src" else d.train_tgt
     return (line for chunk, _ in read_chunks(path, CHUNK_LINES) for line in chunk)
 
 
-def corpus_identity(config: Config) -> dict[str, Any]:
+def corpus_identity(d: DataConfig) -> dict[str, Any]:
     """What identifies the training corpus in a cache key: its files' identities."""
-    d = config.data
     if not d.dataset:
         return {"files": [file_identity(d.train_src), file_identity(d.train_tgt)]}
     ds = open_dataset(d.dataset, d.train_split)
@@ -103,22 +100,21 @@ def corpus_identity(config: Config) -> dict[str, Any]:
     }
 
 
-def check_corpus(config: Config) -> None:
+def check_corpus(d: DataConfig) -> None:
     """Read the training pairs through once: errors in them (UTF-8, line counts, no pair at
     all) are raised before anything is written."""
     found = False
-    for src, tgt, _ in training_chunks(config):
+    for src, tgt, _ in training_chunks(d):
         found = found or any(s.strip() and t.strip() for s, t in zip(src, tgt))
     if not found:
         raise NmtError(
-            f"the training set is empty: {_where(config.data)} hold no pair with two non-empty "
+            f"the training set is empty: {_where(d)} hold no pair with two non-empty "
             "sides"
         )
 
 
-def read_data(config: Config) -> TrainData:
-    """All training and validation text named by the config, in memory."""
-    d = config.data
+def read_data(d: DataConfig) -> TrainData:
+    """All training and validation text named by the data section, in memory."""
     _check_sources(d)
     if d.dataset:
         train = read_dataset(d.dataset, d.train_split, d.src_lang, d.tgt_lang)
@@ -128,20 +124,18 @@ def read_data(config: Config) -> TrainData:
         raise NmtError(
             f"the training set is empty: {_where(d)} hold no pair with two non-empty sides"
         )
-    return TrainData(*train, *read_valid(config))
+    return TrainData(*train, *read_valid(d))
 
 
-def read_valid(config: Config) -> tuple[list[str], list[str]]:
-    d = config.data
+def read_valid(d: DataConfig) -> tuple[list[str], list[str]]:
     if d.dataset:
         return read_dataset(d.dataset, d.valid_split, d.src_lang, d.tgt_lang)
     return read_parallel(d.valid_src, d.valid_tgt)
 
 
-def check_validation(config: Config, data: TrainData) -> None:
+def check_validation(d: DataConfig, data: TrainData) -> None:
     """Refuse, before any training, a validation set that validation would fail on."""
     if not any(s.strip() and t.strip() for s, t in zip(data.valid_src, data.valid_tgt)):
-        d = config.data
         where = f"{d.valid_src} and {d.valid_tgt}"
         if d.dataset:
             where = f"{d.dataset} ({d.valid_split})"
@@ -160,16 +154,15 @@ def _same(tok: Tokenizer, saved: Tokenizer | None, where: Path) -> Tokenizer:
 
 
 def get_tokenizer(
-    config: Config,
+    d: DataConfig,
     run_dir: Path,
     data: TrainData | None = None,
     *,
     saved: Tokenizer | None = None,
 ) -> Tokenizer:
-    """The config's tokenizer, the run dir's, or one trained into the run dir on (a random
-    sample of) the training text: `data`'s, or the corpus read as a stream. A resumed run
+    """The tokenizer data.tokenizer names, the run dir's, or one trained into the run dir on
+    (a random sample of) the training text: `data`'s, or the corpus read as a stream. A resumed run
     passes the checkpoint's (`saved`), which any tokenizer found must equal byte for byte."""
-    d = config.data
     if d.tokenizer:
         return _same(Tokenizer.load(d.tokenizer), saved, Path(d.tokenizer))
     tok_dir = run_dir / "tokenizer"
@@ -186,11 +179,11 @@ def get_tokenizer(
         saved.save(tok_dir)
         return saved
     if data is None:
-        check_corpus(config)
+        check_corpus(d)
     probe_run_dir(run_dir, need_bytes=0)
     log.info("training a tokenizer into %s", tok_dir)
     if data is None:
-        src, tgt = training_lines(config, "src"), training_lines(config, "tgt")
+        src, tgt = training_lines(d, "src"), training_lines(d, "tgt")
     else:
         src, tgt = data.train_src, data.train_tgt
     tok = train_tokenizer(
@@ -208,7 +201,7 @@ def get_tokenizer(
 def cache_path(config: Config, tokenizer: Tokenizer) -> tuple[Path, str]:
     """Where the training pairs' cache is (data.cache_dir or RUN_DIR/cache), and its key."""
     d = config.data
-    key = cache_key(corpus_identity(config), tokenizer, pair_filter(d))
+    key = cache_key(corpus_identity(config.data), tokenizer, pair_filter(d))
     root = Path(d.cache_dir) if d.cache_dir else Path(config.train.run_dir) / "cache"
     return root / key, key
 
@@ -224,7 +217,7 @@ def load_cache(
         return cache
     start = time.perf_counter()
     cache = build_cache(
-        training_chunks(config),
+        training_chunks(config.data),
         tokenizer,
         pair_filter(config.data),
         path=path,
@@ -255,17 +248,17 @@ def prepare_data(
     _check_sources(d)
     run_dir = Path(config.train.run_dir)
     in_memory = d.sampling_alpha > 0
-    data = read_data(config) if in_memory else TrainData([], [], *read_valid(config))
-    check_validation(config, data)
+    data = read_data(config.data) if in_memory else TrainData([], [], *read_valid(config.data))
+    check_validation(config.data, data)
     text = data if in_memory else None
     if rank == 0:
-        tokenizer = get_tokenizer(config, run_dir, text, saved=saved)
+        tokenizer = get_tokenizer(config.data, run_dir, text, saved=saved)
         if not in_memory:
             data.train_ids = load_cache(config, tokenizer, on_progress)
         probe_run_dir(run_dir, need_bytes=0)
     barrier(world)
     if rank != 0:
-        tokenizer = get_tokenizer(config, run_dir, text, saved=saved)
+        tokenizer = get_tokenizer(config.data, run_dir, text, saved=saved)
         if not in_memory:
             data.train_ids = load_cache(config, tokenizer, on_progress)
     return data, tokenizer
