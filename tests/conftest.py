@@ -10,6 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -104,3 +105,36 @@ def trained_transformer(toy_dir, trained, tmp_path_factory) -> Path:
     load_tokenizer(trained).save(run_dir / "tokenizer")
     train(tiny_transformer_config(toy_dir, run_dir, tokenizer=str(run_dir / "tokenizer")))
     return run_dir / "best.pt"
+
+
+# -- the CLI through typer's CliRunner, for the command tests ------------------------------
+_runner = CliRunner()
+
+
+def nmt(*args: str | Path, input: str | bytes | None = None):
+    from nmt.cli.main import app
+
+    return _runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def user_error(result, *mentions: str) -> str:
+    """Exit 2, exactly one line on stderr that mentions each of `mentions`, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in mentions:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, str):
+        text = text.encode()
+    path.write_bytes(text)
+    return path

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
-from test_cli import nmt, ok, user_error, write
+from conftest import nmt, ok, tiny_config, user_error, write
 
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, read_state

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import nmt, ok, user_error, write
+from conftest import nmt, ok, user_error, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_score_by_length_scores_each_system_per_bucket(tmp_path):

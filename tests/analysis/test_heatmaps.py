@@ -60,7 +60,7 @@ def test_import_is_standalone() -> None:
         "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
         "assert not bad, bad"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
 
 

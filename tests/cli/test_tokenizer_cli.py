@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import nmt, ok, user_error
+from conftest import nmt, ok, user_error
 
 from nmt.checkpoint import load_checkpoint, load_tokenizer
 from nmt.tokenizer import Tokenizer, train_tokenizer

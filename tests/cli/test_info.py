@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import nmt, ok, user_error, write
+from conftest import nmt, ok, user_error, write
 
 import nmt as nmt_package
 from nmt.checkpoint import load_checkpoint, read_state

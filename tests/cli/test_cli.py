@@ -15,42 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
-from typer.testing import CliRunner
+from conftest import nmt, ok, tiny_config, user_error, write
 
-from nmt.cli.main import app
 from nmt.search import SearchOptions
 
-runner = CliRunner()
-
 SENTENCES = ["The red cat sees the dog.", "", "Two big houses.", "The girl reads a book."]
-
-
-def nmt(*args: str | Path, input: str | bytes | None = None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
-    assert "Traceback" not in result.stderr + result.stdout
-
-
-def user_error(result, *mentions: str) -> str:
-    """Exit 2, exactly one line on stderr that mentions each of `mentions`, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for text in mentions:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    if isinstance(text, str):
-        text = text.encode()
-    path.write_bytes(text)
-    return path
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -938,7 +907,7 @@ def test_translate_on_a_terminal_answers_each_line(trained):
     import sys
 
     leader, follower = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "nmt", "translate", str(trained)],  # workers auto
         stdin=follower,

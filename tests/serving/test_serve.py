@@ -26,7 +26,7 @@ from nmt.serving.app import Limits, make_app, server_info
 from nmt.serving.batcher import Batcher, BatchOptions
 from nmt.translation.translator import Translator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 LIMITS = Limits(max_body_bytes=20_000, max_sentences=8, max_chars=300, max_beam=8, max_nbest=4)
 

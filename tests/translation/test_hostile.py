@@ -198,19 +198,19 @@ def test_a_lone_carriage_return_is_text_not_a_line_ending():
 
 # -- the command line under attack: one line (exit 2) or the work done, nothing lost ----------
 def cli(*args, input=None):
-    from test_cli import nmt
+    from conftest import nmt
 
     return nmt(*args, input=input)
 
 
 def one_line(result, *mentions: str) -> str:
-    from test_cli import user_error
+    from conftest import user_error
 
     return user_error(result, *mentions)
 
 
 def done(result) -> None:
-    from test_cli import ok
+    from conftest import ok
 
     ok(result)
 
@@ -304,7 +304,7 @@ def test_full_disk_is_one_line(trained, src, tmp_path):
     import subprocess
     import sys
 
-    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     for args, stdout in [(["-o", "/dev/full"], None), ([], "/dev/full")]:
         with open(stdout or "/dev/null", "w") as sink:
             r = subprocess.run(
@@ -326,7 +326,7 @@ def test_closed_stdin_or_stdout_is_one_line(trained, src):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     for fd, args, mention in [(1, [str(src)], "stdout is closed"), (0, [], "stdin is closed")]:
         r = subprocess.run(
             [sys.executable, "-m", "nmt", "translate", str(trained), *args],
@@ -463,7 +463,7 @@ def test_ctrl_c_or_kill_with_workers_is_quiet_and_leaves_no_process(trained, tmp
     src.write_text("The red cat sees the big dog in the house.\n" * 20_000, encoding="utf-8")
     out = tmp_path / "out.txt"
     partial = tmp_path / "out.txt.partial"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     command = ["translate", str(trained), str(src), "-o", str(out), "--workers", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "nmt", *command],
