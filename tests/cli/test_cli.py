@@ -947,3 +947,23 @@ def test_score_names_the_option_that_needs_by_length(tmp_path):
     plot = tmp_path / "p.png"
     user_error(nmt("score", "--ref", ref, "--hyp", hyp, "--hyp", hyp), "several --hyp")
     user_error(nmt("score", "--ref", ref, "--hyp", hyp, "--plot", plot), "--plot draws BLEU")
+
+
+def test_search_flags_default_to_the_search_options_defaults():
+    """The search defaults are SearchOptions'; the flags of translate and attention (which
+    import no torch to show their help) must say the same."""
+    import typer
+
+    from nmt.cli.main import app
+
+    commands = typer.main.get_command(app).commands
+    default = SearchOptions()
+    for name in ("translate", "attention"):
+        flags = {p.name: p.default for p in commands[name].params}
+        for option in ("beam_size", "nbest", "length_penalty", "max_len_ratio", "max_len_offset"):
+            if option in flags:
+                want = getattr(default, option)
+                assert type(want)(flags[option]) == want, (name, option, flags[option], want)
+        for option in ("min_len", "stopping"):
+            if option in flags:
+                assert flags[option] == getattr(default, option), (name, option)
