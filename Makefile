@@ -26,6 +26,7 @@ demo-transformer: install
 lint: install
 	$(VENV)/bin/ruff check nmt tests tools
 	$(VENV)/bin/ruff format --check nmt tests tools
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format nmt tests tools

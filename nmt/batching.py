@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -184,7 +184,9 @@ def plan_batches(
     return [plan.batch(k) for k in range(len(plan))]
 
 
-def prefetch(make: Callable[[int], T], items: Iterable[int], ahead: int = 3) -> Iterator[T]:
+def prefetch(
+    make: Callable[[int], T], items: Iterable[int], ahead: int = 3
+) -> Generator[T, None, None]:
     """`make(item)` for each item, in order, computed up to `ahead` items early in a
     background thread (gathering and padding the next batches while the model trains)."""
     items = iter(items)

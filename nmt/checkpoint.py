@@ -22,12 +22,13 @@ from typing import Any
 
 import sentencepiece
 import torch
+from torch import nn
 
 import nmt
 from nmt import NmtError, quote
 from nmt.config import SECTIONS, Config, coerced_options, config_from_dict
 from nmt.files import write_atomic
-from nmt.model import Seq2Seq, build_model
+from nmt.model import build_model
 from nmt.tokenizer import Tokenizer
 
 FORMAT = 1  # bump when the layout changes; older readers refuse newer files
@@ -84,7 +85,7 @@ def check_resumable(saved: Config, config: Config, checkpoint: str) -> None:
 
 @dataclass
 class Checkpoint:
-    model: Seq2Seq
+    model: nn.Module  # Seq2Seq or Transformer (build_model)
     config: Config
     tokenizer: Tokenizer
     train_state: dict[str, Any] | None
@@ -95,7 +96,7 @@ class Checkpoint:
 def save_checkpoint(
     path: str | Path,
     *,
-    model: Seq2Seq,
+    model: nn.Module,
     config: Config,
     tokenizer: Tokenizer,
     train_state: dict[str, Any] | None = None,
@@ -251,7 +252,9 @@ def load_checkpoint(
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
     model.to(device).eval()
-    versions = state.get("versions") if isinstance(state.get("versions"), dict) else {}
+    versions = state.get("versions")
+    if not isinstance(versions, dict):
+        versions = {}
     return Checkpoint(
         model, config, tokenizer, state.get("train_state"), versions, kind=state["kind"]
     )

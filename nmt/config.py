@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,12 +415,12 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, "" if parsed is None else parsed
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config (or start from the defaults when path is None) and apply overrides."""
     return config_from_dict(load_raw(path, overrides))
 
 
-def load_raw(path: str | Path | None, overrides: list[str] = ()) -> dict[str, Any]:
+def load_raw(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The options a YAML file and overrides give, as a mapping (not yet checked)."""
     raw: dict[str, Any] = {}
     if path is not None:

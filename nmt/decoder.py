@@ -51,13 +51,17 @@ def select(tree: Selectable, index: torch.Tensor) -> Selectable:
     if isinstance(tree, DecoderState):
         return DecoderState(_select_hidden(tree.hidden, index), tree.att_vec.index_select(0, index))
     if isinstance(tree, EncoderOut):
-        return EncoderOut(*(select(t, index) for t in tree))
+        keys = None if tree.keys is None else tree.keys.index_select(0, index)
+        return EncoderOut(
+            keys, tree.values.index_select(0, index), tree.mask.index_select(0, index)
+        )
     return tree.index_select(0, index)
 
 
 def _select_hidden(hidden: State, index: torch.Tensor) -> State:
     if isinstance(hidden, tuple):
-        return tuple(h.index_select(1, index) for h in hidden)
+        h, c = hidden
+        return h.index_select(1, index), c.index_select(1, index)
     return hidden.index_select(1, index)
 
 
@@ -103,9 +107,12 @@ class Decoder(nn.Module):
             h = torch.tanh(linear(state[-1]))  # (B, L * H)
             return h.view(batch, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
+        hidden: State
         if self.cell_kind == "lstm":
+            assert self.bridge_cell is not None  # made for LSTM cells
             hidden = (bridge(self.bridge, enc_final[0]), bridge(self.bridge_cell, enc_final[1]))
         else:
+            assert isinstance(enc_final, torch.Tensor)  # (h, c) pairs are LSTM states only
             hidden = bridge(self.bridge, enc_final)
         ref = hidden[0] if isinstance(hidden, tuple) else hidden
         return DecoderState(hidden, ref.new_zeros(batch, self.hidden_size))

@@ -79,7 +79,7 @@ def paired_test(
     sacreBLEU's (12345, or SACREBLEU_SEED), so results match its command line; the
     signature records it. AR gets its confidence intervals from 1,000 bootstrap resamples.
     """
-    from sacrebleu.significance import PairedTest
+    from sacrebleu.significance import PairedTest, Result
 
     if test not in ("bs", "ar"):
         raise ValueError(f"test must be bs or ar, got {test!r}")
@@ -95,18 +95,21 @@ def paired_test(
     # keyed by the names sacreBLEU reports (BLEU, chrF2, TER), in the order of `metrics`
     for name in [k for k in results if k != "System"]:
         base, sys_ = results[name]
+        # every row but "System" holds Results, and the system's always carries a p-value
+        assert isinstance(base, Result) and isinstance(sys_, Result)
+        assert sys_.p_value is not None
         out.append(
             Paired(
                 name,
                 test,
                 str(sigs[name]),
-                _num(base.score),
+                float(base.score),
                 _num(base.mean),
                 _num(base.ci),
-                _num(sys_.score),
+                float(sys_.score),
                 _num(sys_.mean),
                 _num(sys_.ci),
-                _num(sys_.p_value),
+                float(sys_.p_value),
             )
         )
     return out

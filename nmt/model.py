@@ -49,6 +49,7 @@ class Seq2Seq(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.output: nn.Module  # (..., H or E) -> logits (..., V)
+        self.pre_output: nn.Linear | None  # (..., H) -> (..., E) when the output is tied
         if config.tie_output:
             # the output layer reuses the target embedding: project H down to E first
             self.pre_output = nn.Linear(config.hidden_size, config.embed_dim, bias=False)
@@ -107,7 +108,9 @@ class Seq2Seq(nn.Module):
         enc, state = self.encode(src, src_lengths)
         embedded = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
         sampling = self.training and teacher_forcing_ratio < 1.0
-        att_vecs, weights, step_logits = [], [], []
+        att_vecs: list[torch.Tensor] = []
+        weights: list[torch.Tensor] = []
+        step_logits: list[torch.Tensor] = []
         for t in range(tgt_in.size(1)):
             emb_t = embedded[:, t]
             if sampling and t > 0:
@@ -125,8 +128,8 @@ class Seq2Seq(nn.Module):
             logits = logits if keep is None else logits[keep]
         else:
             # one large output projection over all steps instead of T small ones
-            att_vecs = torch.stack(att_vecs, 1)  # (B, T, H)
-            logits = self.logits(att_vecs if keep is None else att_vecs[keep])
+            stacked = torch.stack(att_vecs, 1)  # (B, T, H)
+            logits = self.logits(stacked if keep is None else stacked[keep])
         return logits, (torch.stack(weights, 1) if weights else None)
 
     def decode_step(

@@ -72,6 +72,22 @@ class SearchModel(Protocol):
         (B, T, S) when asked: training and `score_tokens` use it."""
         ...
 
+    def __call__(
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing_ratio: float = 1.0,
+        return_attention: bool = False,
+        keep: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """`forward` through nn.Module's call (with its hooks): what `score_tokens` runs."""
+        ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """nn.Module's: `search_batch` puts its batch on the device of the first."""
+        ...
+
 
 @dataclass
 class Hypothesis:
@@ -173,7 +189,7 @@ def greedy(
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
     log_prob = torch.zeros(batch, device=src.device)
     tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)  # (N, t)
-    attn = [] if opts.return_attention else None
+    attn: list[Tensor] | None = [] if opts.return_attention else None
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while active.numel():
@@ -191,6 +207,7 @@ def greedy(
             log_prob = log_prob + best_lp
         tokens = torch.cat([tokens, prev[:, None]], 1)
         if attn is not None:
+            assert weights is not None  # attn is None once a step gives no weights
             attn = attn + [weights]
         ended_rows = (prev == EOS).nonzero().flatten().tolist()
         for r in ended_rows:
@@ -296,6 +313,7 @@ def beam_search(
             r, lp, sent = rows_l[i][j], lp_l[i][j], active_l[i]
             hyp_attn = None
             if attn_history is not None:
+                assert weights is not None  # attn_history is None once a step gives none
                 hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[sent])
             finished.add(
                 sent, Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn)
@@ -307,6 +325,7 @@ def beam_search(
         next_tok = top_tok.gather(1, pick).flatten()
         # done: k finished ones that the best open hypothesis cannot beat, or nothing open
         best_open = next_lp[:, 0]
+        ends_at: Tensor | float
         if opts.stopping == "exact":
             ends_at = limits[active].add(1).to(best_open.dtype)  # EOS after the longest
         else:
@@ -326,6 +345,7 @@ def beam_search(
             enc = model.select_encoded(enc, remaining)  # one row a sentence, read by its beams
         history = _extend(history, src_rows, next_tok.index_select(0, remaining_rows))
         if attn_history is not None:
+            assert weights is not None
             attn_history = _extend(attn_history, src_rows, weights.index_select(0, src_rows))
         beam_lp = next_lp.flatten().index_select(0, remaining_rows)
         prev = next_tok.index_select(0, remaining_rows)

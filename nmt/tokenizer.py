@@ -43,7 +43,10 @@ def _train_model(lines: Iterable[str], vocab_size: int, model_type: str) -> byte
         unk_piece="<unk>",
         bos_piece="<s>",
         eos_piece="</s>",
-        **SPECIAL_IDS,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
     )
     return buf.getvalue()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,9 +136,12 @@ class Trainer:
         if ckpt.tokenizer.to_state() != self.tokenizer.to_state():
             raise NmtError(f"checkpoint {path} was trained with another tokenizer")
         self.model.load_state_dict(ckpt.model.state_dict())
-        self.optimizer.load_state_dict(ckpt.train_state["optimizer"])
-        torch.set_rng_state(ckpt.train_state["rng"])
-        self.state = TrainState.from_dict(ckpt.train_state)
+        train_state = ckpt.train_state
+        if train_state is None:
+            raise NmtError(f"checkpoint {path} has no training state to resume from")
+        self.optimizer.load_state_dict(train_state["optimizer"])
+        torch.set_rng_state(train_state["rng"])
+        self.state = TrainState.from_dict(train_state)
         now = self._data_key()
         if self.state.data_key and now and self.state.data_key != now:
             raise NmtError(
@@ -223,7 +226,7 @@ class Trainer:
     def _done(self, clock: _Clock) -> bool:
         t, s = self.config.train, self.state
         minutes = clock.elapsed(time.perf_counter()) / 60
-        return (
+        return bool(
             (t.max_steps and s.step >= t.max_steps)
             or (t.max_epochs and s.epoch >= t.max_epochs)
             or (t.max_minutes and minutes >= t.max_minutes)
@@ -287,7 +290,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
         }
 
-    def epoch_batches(self) -> Iterator[Batch]:
+    def epoch_batches(self) -> Generator[Batch, None, None]:
         """This rank's batches of the current epoch from `state.batch_in_epoch` on."""
         return self.epochs.batches(self.state.epoch, self.state.batch_in_epoch)
 
@@ -434,6 +437,7 @@ def train(
         on_progress=on_progress,
     )
     if ckpt is not None:
+        assert resume is not None  # ckpt was loaded from it
         trainer.resume(resume, ckpt)
     result = trainer.train()
     shutdown(world)

@@ -16,7 +16,7 @@ sentence, R = N * K rows, t tokens decoded so far.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -351,7 +351,10 @@ class Transformer(nn.Module):
         for layer in self.encoder_layers:
             x = layer(x, mask[:, None, None, :])
         memory = self.encoder_norm(x)  # (B, S, D)
-        keys_values = [layer.cross_attention.keys_values(memory) for layer in self.decoder_layers]
+        keys_values = [
+            cast(DecoderLayer, layer).cross_attention.keys_values(memory)
+            for layer in self.decoder_layers
+        ]
         enc = Encoded(tuple(k for k, _ in keys_values), tuple(v for _, v in keys_values), mask)
         b, h = src.size(0), self.config.heads
         empty = memory.new_zeros(b, h, 0, self.config.d_model // h)  # (B, H, 0, Dh)
@@ -411,6 +414,7 @@ class Transformer(nn.Module):
         """prev (R,) last tokens, state R rows, enc N rows (R = N * K) -> float32
         log-probabilities (R, V) (logits when not `normalize`), new state, weights (R, S)."""
         hidden, state, weights = self._decode(prev[:, None], enc, state, need_weights=True)
+        assert weights is not None  # asked for with need_weights
         logits = self.logits(hidden[:, 0]).float()  # (R, V)
         return (logits.log_softmax(-1) if normalize else logits), state, weights[:, 0]
 

@@ -7,6 +7,7 @@ Shapes: B batch, T target length, V target vocab.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from torch import nn
 
 from nmt.batching import make_batch, plan_batches
 from nmt.metrics import score
-from nmt.search import SearchOptions, search_ids
+from nmt.search import SearchModel, SearchOptions, search_ids
 from nmt.tokenizer import PAD, Tokenizer
 
 
@@ -46,7 +47,9 @@ def validate(
         )
         n_tokens += batch.n_tokens
     # BLEU needs the tokens only: greedy search without scores
-    hyps = search_ids(model, src_ids, SearchOptions(beam_size=1, scores=False), batch_tokens)
+    hyps = search_ids(
+        cast(SearchModel, model), src_ids, SearchOptions(beam_size=1, scores=False), batch_tokens
+    )
     outputs = tokenizer.decode_tgt([h[0].tokens for h in hyps])
     bleu, chrf = score(outputs, references, ("bleu", "chrf"))
     loss = total / max(n_tokens, 1)

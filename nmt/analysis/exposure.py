@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -33,7 +34,7 @@ from nmt.batching import make_batch
 from nmt.checkpoint import load_checkpoint
 from nmt.data.corpus import read_parallel
 from nmt.metrics import score
-from nmt.search import SearchOptions, search_ids
+from nmt.search import SearchModel, SearchOptions, search_ids
 from nmt.tokenizer import BOS, EOS, PAD, Tokenizer
 
 BATCH = 32  # sentences a batch: the loops run T decoder steps of B rows
@@ -54,7 +55,7 @@ class Exposure:
 
 
 def _positions(
-    model: torch.nn.Module, src: list[list[int]], tgt: list[list[int]], free: bool
+    model: SearchModel, src: list[list[int]], tgt: list[list[int]], free: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over a batch -> per (B, T): loss of y_t, argmax == y_t, real position, and
     (free running) the output still running at t; the input at t > 0 is y_{t-1} or, when
@@ -95,14 +96,15 @@ def exposure(
     if not src_lines:
         raise NmtError("no sentence pair to measure (are --src and --tgt empty?)")
     model.eval()
+    search_model = cast(SearchModel, model)  # an nn.Module with the search methods
     src, tgt = tokenizer.encode_src(src_lines), tokenizer.encode_tgt(tgt_lines)
     longest = max(len(t) for t in tgt) + 1
     sums = {k: torch.zeros(longest) for k in ("tl", "ta", "fl", "fa", "n", "fn")}
     with torch.inference_mode():
         for i in range(0, len(src), BATCH):
             s, t = src[i : i + BATCH], tgt[i : i + BATCH]
-            loss, correct, real, _ = _positions(model, s, t, free=False)
-            f_loss, f_correct, _, running = _positions(model, s, t, free=True)
+            loss, correct, real, _ = _positions(search_model, s, t, free=False)
+            f_loss, f_correct, _, running = _positions(search_model, s, t, free=True)
             width = real.size(1)
             sums["n"][:width] += real.sum(0)
             sums["tl"][:width] += (loss * real).sum(0)
@@ -111,7 +113,7 @@ def exposure(
             live = running & real
             sums["fn"][:width] += live.sum(0)
             sums["fl"][:width] += torch.where(live, f_loss, 0.0).sum(0)
-        hyps = search_ids(model, src, SearchOptions(beam_size=1, scores=False))
+        hyps = search_ids(search_model, src, SearchOptions(beam_size=1, scores=False))
     outputs = tokenizer.decode_tgt([h[0].tokens for h in hyps])
     (bleu,) = score(outputs, tgt_lines, ("bleu",))
     n = sums["n"].clamp(min=1)

@@ -15,8 +15,10 @@ from nmt import NmtError
 from nmt.analysis.render import DPI, IMAGE_FORMATS, render_context
 from nmt.files import atomic_open
 
+# one line of a panel: (label, xs, ys)
+_Line = tuple[str, Sequence[Any], Sequence[Any]]
 # one panel: (title, x label, y label, log scale, lines as (label, xs, ys))
-_Panel = tuple[str, str, str, bool, list[tuple[str, Sequence[Any], Sequence[Any]]]]
+_Panel = tuple[str, str, str, bool, list[_Line]]
 
 
 def _image(out: str | Path) -> tuple[Path, str]:
@@ -61,7 +63,7 @@ def plot_gradient_flow(flow: dict[str, Any], out: str | Path) -> Path:
         ("by_position", "source position (0: first token)"),
         ("by_distance_from_end", "distance from the end (0: EOS)"),
     ]:
-        lines = [(d, range(len(ys)), ys) for d, ys in flow[key].items()]
+        lines: list[_Line] = [(d, range(len(ys)), ys) for d, ys in flow[key].items()]
         panels.append(("", xlabel, "mean ||dL/dh||", True, lines))
     return _draw(panels, out, gradient_flow_title(flow))
 
@@ -102,6 +104,8 @@ def plot_by_length(buckets: list[dict[str, Any]], out: str | Path) -> Path:
     systems = list(buckets[0]["scores"]) if buckets else []
     panels: list[_Panel] = []
     for metric, name in [("bleu", "BLEU"), ("chrf", "chrF")]:
-        lines = [(s, labels, [b["scores"][s][metric] for b in buckets]) for s in systems]
+        lines: list[_Line] = [
+            (s, labels, [b["scores"][s][metric] for b in buckets]) for s in systems
+        ]
         panels.append((f"{name} by source length", "source words", name, False, lines))
     return _draw(panels, out)

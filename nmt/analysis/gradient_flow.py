@@ -80,7 +80,7 @@ def unrolled_encoder(
     rnn, kind = model.encoder.rnn, model.config.cell
     steps = embedded.size(1)
     xs = [embedded[:, s] for s in range(steps)]
-    finals: list[list[torch.Tensor]] = []  # per layer, per direction: final (h,) or (h, c)
+    finals: list[list[tuple[torch.Tensor, ...]]] = []  # per layer, per direction: (h,), (h, c)
     states: list[list[torch.Tensor]] = []
     for layer in range(rnn.num_layers):
         states, layer_final = [], []
@@ -91,7 +91,7 @@ def unrolled_encoder(
                 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             ]
             zero = xs[0].new_zeros(1, rnn.hidden_size)
-            state = (zero, zero) if kind == "lstm" else (zero,)
+            state: tuple[torch.Tensor, ...] = (zero, zero) if kind == "lstm" else (zero,)
             hs: list[torch.Tensor] = [zero] * steps
             for s in range(steps) if d == 0 else reversed(range(steps)):
                 state = _cell_step(kind, xs[s], state, w)

@@ -6,12 +6,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from nmt import NmtError, require_whole
 from nmt.cli.common import user_errors
+
+if TYPE_CHECKING:
+    from nmt.metrics import Paired, Score
 
 
 # -- score -----------------------------------------------------------------------------
@@ -77,16 +80,19 @@ def score(
         if plot_out is not None:
             raise NmtError("--plot draws BLEU by length: give --by-length SRC too")
         # file name -> lines, hypotheses first: errors name the file
-        hyp = hyp[0]
-        hyp_name = "<stdin>" if hyp == "-" else hyp
+        hyp_file = hyp[0]
+        hyp_name = "<stdin>" if hyp_file == "-" else hyp_file
         texts = {
-            hyp_name: read_stream(sys.stdin.buffer, hyp_name) if hyp == "-" else read_lines(hyp)
+            hyp_name: read_stream(sys.stdin.buffer, hyp_name)
+            if hyp_file == "-"
+            else read_lines(hyp_file)
         }
         if baseline is not None:
             texts[str(baseline)] = read_lines(baseline)
         texts.update((str(r), read_lines(r)) for r in ref)
         check_aligned(texts)
         hyps, refs = texts[hyp_name], [texts[str(r)] for r in ref]
+        results: list[Score] | list[Paired]
         if baseline is None:
             results = corpus_score(hyps, refs, names)
         else:
@@ -94,10 +100,10 @@ def score(
     if as_json:
         print(json.dumps(as_dicts(results), indent=2))
     elif baseline is None:
-        for s in results:
+        for s in cast("list[Score]", results):
             print(f"{s.name}|{s.signature} = {s.text.split(' = ', 1)[1]}")
     else:
-        for p in results:
+        for p in cast("list[Paired]", results):
             base = _with_ci(p.baseline, p.baseline_mean, p.baseline_ci)
             new = _with_ci(p.system, p.system_mean, p.system_ci)
             print(f"{p.name}|{p.signature} = baseline {base}, system {new}, p = {p.p_value:.4f}")
@@ -124,7 +130,8 @@ def _score_by_length(
             raise NmtError("--baseline and --by-length: give the baseline as one more --hyp")
         if "-" in hyps:
             raise NmtError("--by-length reads --hyp from files (no stdin)")
-        texts = {str(p): read_lines(p) for p in [src, *hyps, *refs]}
+        files: list[str | Path] = [src, *hyps, *refs]
+        texts = {str(p): read_lines(p) for p in files}
         check_aligned(texts)
         if not texts[str(src)]:
             raise NmtError(f"--by-length {src} is empty")

@@ -6,7 +6,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +40,7 @@ def prepare(
         with _prepare_progress(quiet) as on_progress:
             data, _ = prepare_data(cfg, on_progress=on_progress)
     cache = data.train_ids
-    summary = {"cache": None, "pairs": len(data.train_src)}
+    summary: dict[str, Any] = {"cache": None, "pairs": len(data.train_src)}
     if cache is not None:
         summary = {"cache": str(cache.path), "pairs": len(cache), "filter": cache.meta["stats"]}
     print(json.dumps(summary))
@@ -143,7 +143,7 @@ def _train_progress(quiet: bool):
         disable=not live,
     )
     task = progress.add_task("train", total=None, step=0, epoch="", status="", eta="")
-    last = {"loss": "", "printed": time.monotonic()}
+    last: dict[str, Any] = {"loss": "", "printed": time.monotonic()}
 
     def on_progress(p) -> None:
         if quiet:

@@ -349,6 +349,7 @@ def attention(
         if text is not None:
             first, sentences = 1, [text]
         else:
+            assert input is not None  # exactly one of --text and --input, checked above
             first, last = _line_range(lines or "1-20")
             all_lines = read_lines(input)
             sentences = all_lines[first - 1 : last]

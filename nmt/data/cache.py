@@ -32,9 +32,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from nmt import NmtError
-from nmt.files import fsync_dir, write_atomic
 from nmt.data.corpus import FilterStats, PairFilter, SeenPairs, filter_lengths
 from nmt.data.token_ids import encode_chunks
+from nmt.files import fsync_dir, write_atomic
 from nmt.procs import available_cores
 from nmt.tokenizer import Tokenizer
 

@@ -337,7 +337,7 @@ def filter_lengths(
     if rules.drop_duplicates:
         live = np.flatnonzero(alive)
         first = (seen or SeenPairs()).first_seen(
-            [src_text[i] for i in live], [tgt_text[i] for i in live]
+            [src_text[int(i)] for i in live], [tgt_text[int(i)] for i in live]
         )
         repeated = np.zeros(n, dtype=bool)
         repeated[live[~first]] = True

@@ -8,16 +8,16 @@ read (from the cache's files, or the in-memory pairs) and padded a few batches a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import torch
 
 from nmt.batching import Batch, BatchPlan, make_batch, plan_epoch, prefetch
-from nmt.data.cache import InMemoryPairs, TrainPairs
 from nmt.config import Config
+from nmt.data.cache import InMemoryPairs, TrainPairs
 from nmt.data.corpus import FilterStats, SeenPairs, filter_pairs
-from nmt.distributed import shard
 from nmt.data.prepare import TrainData, pair_filter
+from nmt.distributed import shard
 from nmt.tokenizer import Tokenizer
 
 
@@ -77,7 +77,7 @@ class Epochs:
         plan = self._plan[1]
         return plan, shard(list(range(len(plan))), self.rank, self.world)
 
-    def batches(self, epoch: int, batch_in_epoch: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, batch_in_epoch: int) -> Generator[Batch, None, None]:
         """This rank's batches of `epoch` from `batch_in_epoch` on, each gathered and padded
         a few batches ahead."""
         plan, mine = self.plan(epoch, batch_in_epoch)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nmt import NmtError
-from nmt.data.cache import Progress, TokenCache, build_cache, cache_key, file_identity, open_cache
 from nmt.config import Config, DataConfig
+from nmt.data.cache import Progress, TokenCache, build_cache, cache_key, file_identity, open_cache
 from nmt.data.corpus import (
     PairFilter,
     iter_dataset,
@@ -79,7 +79,7 @@ def training_chunks(d: DataConfig) -> Iterator[tuple[list[str], list[str], float
 def training_lines(d: DataConfig, side: str) -> Iterator[str]:
     """One side of the training pairs, line by line."""
     if d.dataset:
-        pick = 0 if side == "src" else 1
+        pick: Literal[0, 1] = 0 if side == "src" else 1
         return (line for chunk in training_chunks(d) for line in chunk[pick])
     path = d.train_src if side == "src" else d.train_tgt
     return (line for chunk, _ in read_chunks(path, CHUNK_LINES) for line in chunk)
@@ -108,8 +108,7 @@ def check_corpus(d: DataConfig) -> None:
         found = found or any(s.strip() and t.strip() for s, t in zip(src, tgt))
     if not found:
         raise NmtError(
-            f"the training set is empty: {_where(d)} hold no pair with two non-empty "
-            "sides"
+            f"the training set is empty: {_where(d)} hold no pair with two non-empty sides"
         )
 
 
@@ -182,6 +181,8 @@ def get_tokenizer(
         check_corpus(d)
     probe_run_dir(run_dir, need_bytes=0)
     log.info("training a tokenizer into %s", tok_dir)
+    src: Iterable[str]
+    tgt: Iterable[str]
     if data is None:
         src, tgt = training_lines(d, "src"), training_lines(d, "tgt")
     else:

@@ -10,6 +10,7 @@ RNG state): `translate`, `attention` and `info` read it like any checkpoint, and
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def _storage_key(t: torch.Tensor) -> tuple:
     return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
 
 
-def average_checkpoints(paths: list[str | Path], out: str | Path) -> AverageResult:
+def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> AverageResult:
     """Write the mean of the weights of `paths` (same model config and tokenizer) to `out`.
 
     Floating weights are summed in float64 one checkpoint at a time (only two sets of

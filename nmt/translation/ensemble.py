@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from nmt import NmtError
+
+if TYPE_CHECKING:
+    from nmt.search import SearchModel
 
 
 def ensemble_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -56,6 +59,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(models)
         self.weights = ensemble_weights(weights, len(models))
 
+    @property
+    def _models(self) -> Sequence[SearchModel]:
+        """The members as search models (nn.ModuleList types its items as plain nn.Module)."""
+        return cast("Sequence[SearchModel]", self.members)
+
     def _mix(self, log_probs: list[torch.Tensor]) -> torch.Tensor:
         """The members' float32 log-probabilities (..., V) -> their weighted mean (..., V)."""
         mixed = log_probs[0] * self.weights[0]
@@ -65,7 +73,7 @@ class Ensemble(nn.Module):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[tuple, tuple]:
         """src (B, S), src_lengths (B,) -> each member's (enc, state), as two tuples."""
-        encoded = [m.encode(src, src_lengths) for m in self.members]
+        encoded = [m.encode(src, src_lengths) for m in self._models]
         return tuple(e for e, _ in encoded), tuple(s for _, s in encoded)
 
     def decode_step(
@@ -75,7 +83,7 @@ class Ensemble(nn.Module):
         mean before renormalizing, which has the same argmax), the members' new states, and
         the first member's attention weights (R, S) or None."""
         log_probs, states, first_weights = [], [], None
-        for i, (m, s, e) in enumerate(zip(self.members, state, enc)):
+        for i, (m, s, e) in enumerate(zip(self._models, state, enc)):
             lp, s, weights = m.decode_step(s, prev, e, normalize=True)
             log_probs.append(lp)
             states.append(s)
@@ -85,10 +93,10 @@ class Ensemble(nn.Module):
         return (mixed.log_softmax(-1) if normalize else mixed), tuple(states), first_weights
 
     def select_state(self, state: tuple, rows: torch.Tensor) -> tuple:
-        return tuple(m.select_state(s, rows) for m, s in zip(self.members, state))
+        return tuple(m.select_state(s, rows) for m, s in zip(self._models, state))
 
     def select_encoded(self, enc: tuple, sentences: torch.Tensor) -> tuple:
-        return tuple(m.select_encoded(e, sentences) for m, e in zip(self.members, enc))
+        return tuple(m.select_encoded(e, sentences) for m, e in zip(self._models, enc))
 
     def forward(
         self,
@@ -102,7 +110,7 @@ class Ensemble(nn.Module):
         """Teacher-forced: the mixed log-probabilities (B, T, V) (or (N, V) at `keep`), whose
         log_softmax is what decode_step gives, and the first member's attention (B, T, S)."""
         log_probs, attention = [], None
-        for i, m in enumerate(self.members):
+        for i, m in enumerate(self._models):
             logits, weights = m(
                 src,
                 src_lengths,

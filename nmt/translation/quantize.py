@@ -30,8 +30,9 @@ def quantize_int8(model: nn.Module, copy: bool = True) -> nn.Module:
     # does nothing: both are known here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if isinstance(getattr(model, "output", None), TiedOutput):
-            model.output = model.output.as_linear()
+        output = getattr(model, "output", None)
+        if isinstance(output, TiedOutput):
+            model.output = output.as_linear()
         spec = {
             name: default_dynamic_qconfig
             for name, module in model.named_modules()

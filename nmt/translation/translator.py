@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -22,7 +22,7 @@ from nmt import NmtError, require_whole
 from nmt.checkpoint import Checkpoint, load_checkpoint
 from nmt.distributed import pick_device
 from nmt.procs import available_cores
-from nmt.search import Hypothesis, SearchOptions, search_id_batches
+from nmt.search import Hypothesis, SearchModel, SearchOptions, search_id_batches
 from nmt.transformer import Transformer
 from nmt.translation.ensemble import Ensemble, ensemble_weights
 from nmt.translation.quantize import quantize_int8
@@ -136,7 +136,7 @@ class Translator:
         if not paths:
             raise NmtError("give at least one checkpoint")
         mix = ensemble_weights(weights, len(paths))  # checked before anything loads
-        if quantize == "int8" or (not self.auto_workers and workers > 1):
+        if quantize == "int8" or (isinstance(workers, int) and workers > 1):
             if device not in ("auto", "cpu"):
                 if quantize == "int8":
                     raise NmtError("int8 runs on the CPU only", option="quantize")
@@ -145,6 +145,7 @@ class Translator:
         device = pick_device(device)
         if self.auto_workers:
             workers = available_cores() if device == "cpu" else 1
+        assert isinstance(workers, int)  # "auto" is replaced, anything else passed require_whole
         self.workers, self.threads, self.device, self.quantize = workers, threads, device, quantize
         self.checkpoints = [Path(p) for p in paths]
         self.weights, self.attention = mix, (attention_layer, attention_head)
@@ -265,13 +266,15 @@ class Translator:
         tokens = sum(len(seq) + 1 for seq in src_ids)
         if self.workers == 1 or (self.auto_workers and tokens < POOL_MIN_TOKENS):
             with _threads(self.threads):
-                yield from search_id_batches(self.model, src_ids, options, batch_tokens)
+                yield from search_id_batches(
+                    cast(SearchModel, self.model), src_ids, options, batch_tokens
+                )
             return
         if self._pool is None:
             self._pool = WorkerPool(self.model, self.workers, self.threads or 1)
         batch_tokens = self._pool.batch_tokens(src_ids, batch_tokens)
         yield from search_id_batches(
-            self.model, src_ids, options, batch_tokens, self._pool.map_batches
+            cast(SearchModel, self.model), src_ids, options, batch_tokens, self._pool.map_batches
         )
 
     def fingerprint(self) -> dict[str, Any]:

@@ -15,13 +15,14 @@ import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import cast
 
 import torch
 from torch import nn
 
 from nmt import NmtError
 from nmt.procs import die_with
-from nmt.search import Hypothesis, SearchOptions, search_batch
+from nmt.search import Hypothesis, SearchModel, SearchOptions, search_batch
 
 # batches a worker gets of a translate call, so that none waits long for the last one to
 # finish; more, smaller batches use the cores less well
@@ -47,7 +48,8 @@ def _worker_init(model: nn.Module, threads: int, parent: int) -> None:
 
 def _worker_search(task: tuple[list[list[int]], SearchOptions]) -> list[list[Hypothesis]]:
     batch, opts = task
-    return search_batch(_worker_model, batch, opts)
+    assert _worker_model is not None  # set by _worker_init
+    return search_batch(cast(SearchModel, _worker_model), batch, opts)
 
 
 def _padded_tokens(batch: list[list[int]]) -> int:
