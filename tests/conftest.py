@@ -138,3 +138,25 @@ def write(path: Path, text: str | bytes) -> Path:
         text = text.encode()
     path.write_bytes(text)
     return path
+
+
+# -- a browser for the page tests -------------------------------------------------------
+def browser_path(name: str) -> str:
+    """Chromium (name "chromium") or its driver ("chromedriver"): $NMT_CHROMIUM or
+    $NMT_CHROMEDRIVER, else the first on PATH. Missing, the test skips; in CI (CI set) it
+    fails, so that the browser tests never skip silently there."""
+    import shutil
+
+    names = {"chromium": ("chromium", "chromium-browser", "google-chrome"), "chromedriver": ()}
+    given = os.environ.get(f"NMT_{name.upper()}")
+    found = given or next(
+        filter(None, (shutil.which(n) for n in (name, *names.get(name, ())))), None
+    )
+    if found and os.access(found, os.X_OK):
+        return found
+    message = (
+        f"{name} not found (apt-get install chromium chromium-driver, or set NMT_{name.upper()})"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import browser_path
 
 from nmt.analysis import render
 from nmt.analysis.heatmaps import (
@@ -28,8 +29,6 @@ from nmt.analysis.heatmaps import (
     save_attention_maps,
 )
 from nmt.search import SearchOptions
-
-CHROMIUM = "/usr/bin/chromium"
 
 # Tokens that need HTML escaping, a special token and a non-Latin one.
 SRC = ["▁the", "▁re", "d", "▁car", "▁&", '▁"x"', "<unk>", "</s>"]
@@ -377,12 +376,11 @@ def test_cjk_without_font_warns_once(
 def test_html_renders_in_chromium(tmp_path: Path, maps: list[AttentionMap]) -> None:
     import matplotlib.image
 
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip("chromium not installed (apt-get install chromium)")
+    chromium = browser_path("chromium")
     page = save_attention(maps[:1], tmp_path / "html", "html")[0]
     shot = tmp_path / "shot.png"
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
         "--window-size=800,600", page.resolve().as_uri(),

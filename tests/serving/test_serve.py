@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import browser_path
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -27,7 +28,6 @@ from nmt.serving.batcher import Batcher, BatchOptions
 from nmt.translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 LIMITS = Limits(max_body_bytes=20_000, max_sentences=8, max_chars=300, max_beam=8, max_nbest=4)
 
 
@@ -408,17 +408,15 @@ def test_a_port_in_use_is_one_line_and_exit_2(trained) -> None:
 
 @pytest.fixture(scope="module")
 def browser():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not (os.path.exists(path) and os.access(path, os.X_OK)):
-            pytest.skip(f"{path} not installed (apt-get install chromium chromium-driver)")
+    chromium, chromedriver = browser_path("chromium"), browser_path("chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,900"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     yield driver
     driver.quit()
 
