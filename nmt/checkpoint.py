@@ -306,3 +306,17 @@ class TrainState:
         """The state of a checkpoint's dict; other keys (optimizer, RNG) are left out."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a file torch.save wrote (a zip archive holding a data.pkl): what a
+    command that picks checkpoints from a folder looks at, not the name (the toy corpus's
+    Portuguese side ends in .pt too)."""
+    p = Path(path)
+    try:
+        if not p.is_file() or not zipfile.is_zipfile(p):
+            return False
+        with zipfile.ZipFile(p) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -21,6 +22,8 @@ import sentencepiece as spm
 
 from nmt import NmtError
 from nmt.files import fsync_dir
+
+log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_IDS = {"pad_id": PAD, "unk_id": UNK, "bos_id": BOS, "eos_id": EOS}
@@ -273,9 +276,17 @@ def train_tokenizer(
             f"fill (at most {reachable:,} pieces): ask for fewer"
         )
     try:
-        return Tokenizer(*(_train_model(_drain(text), vocab_size, model_type) for text in texts))
+        tok = Tokenizer(*(_train_model(_drain(text), vocab_size, model_type) for text in texts))
     except RuntimeError as e:
         raise NmtError(f"tokenizer: sentencepiece failed: {str(e).splitlines()[0]}") from None
+    got = min(tok.src_vocab_size, tok.tgt_vocab_size)
+    if got < vocab_size:  # hard_vocab_limit=False: sentencepiece stops where the text runs out
+        log.warning(
+            "tokenizer: %s pieces asked, the training text gave %s: the vocabulary is smaller",
+            f"{vocab_size:,}",
+            f"{got:,}",
+        )
+    return tok
 
 
 def _non_blank(lines: Iterable[str]) -> Iterator[str]:

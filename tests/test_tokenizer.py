@@ -100,6 +100,18 @@ def test_the_bound_is_above_what_sentencepiece_reaches(toy_dir):
     assert train_tokenizer(lines, lines, vocab_size=bound).src_vocab_size <= bound
 
 
+def test_a_smaller_vocabulary_than_asked_is_said(toy_dir, caplog):
+    lines = (toy_dir / "train.en").read_text(encoding="utf-8").splitlines()
+    with caplog.at_level("WARNING", logger="nmt.tokenizer"):
+        tok = train_tokenizer(lines, lines, vocab_size=600)
+    assert tok.src_vocab_size < 600
+    assert f"600 pieces asked, the training text gave {tok.src_vocab_size}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nmt.tokenizer"):
+        train_tokenizer(lines, lines, vocab_size=100)
+    assert "pieces asked" not in caplog.text
+
+
 def test_the_bound_is_that_of_the_sample_sentencepiece_sees():
     lines = [f"word{i}x{i * 7919 % 10007}yz other{i}" for i in range(3000)]
     train_tokenizer(lines, lines, vocab_size=200, sample=3)  # three lines fill 200 pieces

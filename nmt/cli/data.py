@@ -15,13 +15,16 @@ from nmt.cli.common import err, user_errors
 # -- data ------------------------------------------------------------------------------
 def data_toy(
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--out",
             "-o",
             help="Folder to write train|valid|test.{en,pt} (.pt: Portuguese, not a checkpoint).",
         ),
-    ],
+    ] = None,
+    describe: Annotated[
+        bool, typer.Option("--describe", help="Print what the grammar can say, and exit.")
+    ] = False,
     size: Annotated[
         int, typer.Option(help="Training pairs (valid/test get size/20, at least 50).")
     ] = 20000,
@@ -31,11 +34,16 @@ def data_toy(
 
     Files are named by language: .en English, .pt Portuguese (the language code, although
     checkpoints end in .pt too)."""
-    from nmt.data.toy import write_corpus
+    from nmt.data import toy
 
+    if describe:
+        print(toy.describe())
+        return
     with user_errors():
+        if out is None:
+            raise NmtError("give --out FOLDER (or --describe)")
         try:
-            counts = write_corpus(out, size=size, seed=seed)
+            counts = toy.write_corpus(out, size=size, seed=seed)
         except ValueError as e:
             raise NmtError(f"--size: {e}") from None
     err.print(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), soft_wrap=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from nmt import NmtError, require_whole
-from nmt.cli.common import user_errors
+from nmt.cli.common import err, user_errors
 
 if TYPE_CHECKING:
     from nmt.metrics import Paired, Score
@@ -147,6 +147,7 @@ def _score_by_length(
         rows = [{"label": b.label, "count": len(b.lines), **asdict(b)} for b in buckets]
         if plot_out is not None:
             plot_by_length(rows, plot_out)
+            err.print(f"wrote {plot_out}", highlight=False, markup=False)
     if as_json:
         print(json.dumps([{k: v for k, v in r.items() if k != "lines"} for r in rows], indent=2))
         return

@@ -6,11 +6,13 @@ stderr and exit code 2. Heavy imports (torch) happen inside the commands so `--h
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from contextlib import suppress
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
@@ -36,6 +38,8 @@ data_app = typer.Typer(help="Built-in data.", no_args_is_help=True)
 tokenizer_app = typer.Typer(help="Sentencepiece tokenizers.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(tokenizer_app, name="tokenizer")
+config_app = typer.Typer(help="Every config option, and checking a config.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 inspect_app = typer.Typer(
     help="Look inside a trained model: gradient flow, exposure bias.", no_args_is_help=True
 )
@@ -122,21 +126,34 @@ def run() -> None:
     os._exit(code or 0)
 
 
+def _paragraphs(doc: str | None) -> str:
+    """A docstring as help text: the lines of each paragraph joined, so that rich wraps them
+    to the terminal instead of breaking where the source did."""
+    text = inspect.cleandoc(doc or "")
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+def _command(group: typer.Typer, function: Callable[..., Any], name: str | None = None) -> None:
+    group.command(name, help=_paragraphs(function.__doc__))(function)
+
+
 # the commands, module by module
-data_app.command("toy")(cli_data.data_toy)
-tokenizer_app.command("train")(cli_data.tokenizer_train)
-tokenizer_app.command("encode")(cli_data.tokenizer_encode)
-tokenizer_app.command("decode")(cli_data.tokenizer_decode)
-tokenizer_app.command("vocab")(cli_data.tokenizer_vocab)
-app.command()(cli_train.prepare)
-app.command()(cli_train.train)
-app.command()(cli_translate.translate)
-app.command()(cli_eval.score)
-app.command()(cli_models.export)
-app.command()(cli_models.average)
-app.command()(cli_models.info)
-app.command()(cli_models.serve)
-app.command()(cli_translate.attention)
-app.command()(cli_eval.plot)
-inspect_app.command("gradients")(cli_eval.inspect_gradients)
-inspect_app.command("exposure")(cli_eval.inspect_exposure)
+_command(data_app, cli_data.data_toy, "toy")
+_command(tokenizer_app, cli_data.tokenizer_train, "train")
+_command(tokenizer_app, cli_data.tokenizer_encode, "encode")
+_command(tokenizer_app, cli_data.tokenizer_decode, "decode")
+_command(tokenizer_app, cli_data.tokenizer_vocab, "vocab")
+_command(app, cli_train.prepare)
+_command(app, cli_train.train)
+_command(config_app, cli_train.config_show, "show")
+_command(config_app, cli_train.config_check, "check")
+_command(app, cli_translate.translate)
+_command(app, cli_eval.score)
+_command(app, cli_models.export)
+_command(app, cli_models.average)
+_command(app, cli_models.info)
+_command(app, cli_models.serve)
+_command(app, cli_translate.attention)
+_command(app, cli_eval.plot)
+_command(inspect_app, cli_eval.inspect_gradients, "gradients")
+_command(inspect_app, cli_eval.inspect_exposure, "exposure")

@@ -1,4 +1,4 @@
-"""`nmt prepare` and `nmt train`: training a model."""
+"""`nmt prepare`, `nmt train` and `nmt config`: training a model, and the options it takes."""
 
 from __future__ import annotations
 
@@ -182,3 +182,45 @@ def _train_progress(quiet: bool):
 
     with progress:
         yield on_log, on_progress
+
+
+# -- config ----------------------------------------------------------------------------
+def config_show(
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    changed: Annotated[
+        bool, typer.Option(help="Only the options that differ from defaults.")
+    ] = False,
+) -> None:
+    """Every option: its value (the default, or what --config and --set give), type and help;
+    `*` marks a value that differs from the default."""
+    import dataclasses
+
+    from nmt.config import SECTIONS, load_config
+
+    with user_errors():
+        cfg = load_config(config, overrides or [])
+    for name, cls in SECTIONS.items():
+        section = getattr(cfg, name)
+        for f in dataclasses.fields(cls):
+            value = getattr(section, f.name)
+            differs = value != f.default
+            if changed and not differs:
+                continue
+            kind = type(f.default).__name__
+            shown = json.dumps(list(value) if isinstance(value, tuple) else value)
+            mark = "*" if differs else " "
+            print(f"{mark} {name}.{f.name} = {shown}  ({kind})  {f.metadata['help']}")
+
+
+def config_check(
+    config: Annotated[Path, typer.Argument(help="YAML config to check.")],
+    overrides: Overrides = None,
+) -> None:
+    """Check a config as `nmt train` would before training (types, ranges, options that must
+    agree): `CONFIG: ok` and exit 0, or one line naming the option and exit 2."""
+    from nmt.config import load_config
+
+    with user_errors():
+        load_config(config, overrides or [])
+    print(f"{config}: ok")

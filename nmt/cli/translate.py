@@ -314,7 +314,7 @@ def _line_range(spec: str) -> tuple[int, int]:
         a, _, b = spec.partition("-")
         first, last = int(a), int(b or a)
     except ValueError:
-        raise NmtError(f"--lines must look like 1-20 or 7, got {spec!r}") from None
+        raise NmtError(f"--lines must look like 1-20, 7 or all, got {spec!r}") from None
     if first < 1 or last < first:
         raise NmtError(f"--lines {spec}: need 1 <= first <= last")
     return first, last
@@ -326,7 +326,7 @@ def attention(
     text: Annotated[str | None, typer.Option(help="One sentence to translate.")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Input file.")] = None,
     lines: Annotated[
-        str | None, typer.Option(help="Lines of --input, e.g. 1-20 (default: 1-20).")
+        str | None, typer.Option(help="Lines of --input: 1-20 (the default), 7, or all.")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, svg, pdf, html, npz or json.")] = "png",
     beam_size: Annotated[int, typer.Option("--beam-size", "-b", help="Beam size (1: greedy).")] = 5,
@@ -350,16 +350,24 @@ def attention(
             first, sentences = 1, [text]
         else:
             assert input is not None  # exactly one of --text and --input, checked above
-            first, last = _line_range(lines or "1-20")
             all_lines = read_lines(input)
+            spec = lines or "1-20"
+            first, last = (1, len(all_lines)) if spec == "all" else _line_range(spec)
             sentences = all_lines[first - 1 : last]
             if not sentences:
-                raise NmtError(f"{input} has no lines in --lines {lines or '1-20'}")
+                raise NmtError(f"{input} has no lines in --lines {spec}")
+            log = logging.getLogger(__name__)
             if lines is not None and last > len(all_lines):
                 shown = f"{first}-{len(all_lines)}"
-                log = logging.getLogger(__name__)
                 log.warning(
                     "--lines %s: %s has %d lines, plotting %s", lines, input, len(all_lines), shown
+                )
+            elif lines is None and len(all_lines) > last:
+                log.warning(
+                    "plotting lines 1-%d of the %d of %s (--lines all plots every line)",
+                    last,
+                    len(all_lines),
+                    input,
                 )
         check_dir(out, "-o")  # before the model is loaded and run
         translator = Translator(checkpoint, attention_layer=layer, attention_head=_head(head))

@@ -296,3 +296,27 @@ def write_corpus(out_dir: str | Path, size: int = 20000, seed: int = 1) -> dict[
             with atomic_open(out / f"{split}.{lang}", "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(pair[i] + "\n" for pair in pairs)
     return {split: len(corpus[split]) for split in SPLITS}
+
+
+def describe() -> str:
+    """What the toy grammar can say: the sentence shape and every English word it uses, so
+    that a user of a model trained on it knows what to type (anything else is out of its
+    world, and the model answers nonsense)."""
+    numbers = ", ".join(n[0] for n in NUMBERS)
+    determiners = ", ".join(dict.fromkeys([*SINGULAR_DETERMINERS, "an", *PLURAL_DETERMINERS]))
+    lines = [
+        "Every sentence: SUBJECT VERB OBJECT [on MONTH DAY, YEAR].",
+        "  SUBJECT and OBJECT: DETERMINER or NUMBER, [ADJECTIVE], NOUN (plural after these,",
+        "  the plural the and numbers above one); subjects are people and animals.",
+        f"determiners: {determiners}",
+        f"numbers:     {numbers}",
+        f"adjectives:  {', '.join(a.en for a in ADJECTIVES)}",
+        f"nouns:       {', '.join(n.en for n in NOUNS)} (subjects: "
+        f"{', '.join(n.en for n in SUBJECT_NOUNS)})",
+        f"verbs:       {', '.join(v.en for v in VERBS)} (plural: "
+        f"{', '.join(v.en_pl for v in VERBS)})",
+        f"dates:       on {MONTHS[0].en} 3, {YEAR_RANGE[0]} ... {YEAR_RANGE[1]}",
+        'e.g. "The tall girl sees two red cars on May 3, 2021."',
+        "Sentences are capitalized and end with a full stop, as in the corpus.",
+    ]
+    return "\n".join(lines)

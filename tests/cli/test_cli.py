@@ -3,6 +3,7 @@ on stderr naming the culprit, exit code 2, no traceback and nothing half-written
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -690,6 +691,18 @@ def test_attention_from_input_lines(trained, tmp_path):
     assert [Path(p).parent for p in r.stdout.splitlines()] == [out]
 
 
+def test_attention_says_when_the_default_lines_leave_some_out(trained, tmp_path):
+    src = write(tmp_path / "in.txt", "The cat.\n" * 22)
+    r = nmt("attention", trained, "-i", src, "-o", tmp_path / "a", "--format", "html", "-b", "1")
+    ok(r)
+    assert len(r.stdout.splitlines()) == 20 + 1  # a page a sentence, and the index
+    assert "plotting lines 1-20 of the 22" in " ".join(r.stderr.split())
+    r = nmt("attention", trained, "-i", src, "--lines", "all", "-o", tmp_path / "b", "-b", "1",
+            "--format", "html")  # fmt: skip
+    ok(r)
+    assert len(r.stdout.splitlines()) == 22 + 1 and "plotting" not in r.stderr
+
+
 def test_attention_of_a_model_without_attention(no_attention_ckpt, tmp_path):
     out = tmp_path / "att"
     r = nmt("attention", no_attention_ckpt, "--text", "The cat.", "-o", out)
@@ -967,3 +980,52 @@ def test_search_flags_default_to_the_search_options_defaults():
         for option in ("min_len", "stopping"):
             if option in flags:
                 assert flags[option] == getattr(default, option), (name, option)
+
+
+def test_config_show_lists_every_option_with_its_help(tmp_path):
+    from nmt.config import SECTIONS
+
+    r = nmt("config", "show")
+    ok(r)
+    lines = r.stdout.splitlines()
+    assert len(lines) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values())
+    assert "  train.lr = 0.001  (float)  Adam learning rate" in r.stdout
+    cfg = write(tmp_path / "c.yaml", "model: {cell: lstm}\n")
+    r = nmt("config", "show", "-c", cfg, "--set", "train.lr=0.002", "--changed")
+    ok(r)
+    assert r.stdout.splitlines() == [
+        line for line in r.stdout.splitlines() if line.startswith("* ")
+    ]
+    assert [line.split(" = ")[0] for line in r.stdout.splitlines()] == [
+        "* model.cell",
+        "* train.lr",
+    ]
+
+
+def test_config_check_says_ok_or_names_the_option(tmp_path):
+    good = write(tmp_path / "good.yaml", "train: {lr: 0.002}\n")
+    r = nmt("config", "check", good)
+    ok(r)
+    assert r.stdout.strip() == f"{good}: ok"
+    bad = write(tmp_path / "bad.yaml", "train: {lr: -1}\n")
+    user_error(nmt("config", "check", bad), "train.lr must be > 0")
+    user_error(nmt("config", "check", good, "--set", "model.cell=transistor"), "model.cell")
+    user_error(nmt("config", "check", tmp_path / "missing.yaml"), "does not exist")
+
+
+def test_command_help_has_no_hard_line_breaks_inside_a_paragraph():
+    """rich wraps each paragraph to the terminal; a line break kept from the docstring would
+    cut a line short in the middle of a sentence."""
+    import typer
+
+    from nmt.cli.main import app
+
+    def commands(group):
+        for sub in group.commands.values():
+            yield from commands(sub) if hasattr(sub, "commands") else [sub]
+
+    found = list(commands(typer.main.get_command(app)))
+    assert len(found) >= 19
+    for command in found:
+        for paragraph in command.help.split("\n\n"):
+            assert paragraph and "\n" not in paragraph, (command.name, paragraph)

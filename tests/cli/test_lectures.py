@@ -27,6 +27,7 @@ def test_score_by_length_scores_each_system_per_bucket(tmp_path):
     assert set(buckets[1]["scores"]) == {"a.txt", "b.txt"}
     assert buckets[1]["scores"]["b.txt"]["chrf"] == 100.0
     assert (tmp_path / "len.png").stat().st_size > 0
+    assert f"wrote {tmp_path / 'len.png'}" in " ".join(result.stderr.split())
     user_error(nmt("score", "--hyp", a, "--hyp", b, "--ref", ref), "--by-length")
     by_length = ("score", "--by-length", src, "--hyp", a, "--ref", ref)
     user_error(nmt(*by_length, "--baseline", b), "--baseline")

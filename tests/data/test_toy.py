@@ -217,3 +217,28 @@ def test_write_corpus_replaces_existing_files_without_leftovers(tmp_path: Path):
     assert len((tmp_path / "train.en").read_text(encoding="utf-8").splitlines()) == 60
     assert not any(p.name.endswith(".tmp") or p.name.startswith(".") for p in tmp_path.iterdir())
     assert len(list(tmp_path.iterdir())) == 6
+
+
+def test_describe_names_every_word_the_corpus_uses():
+    """What `nmt data toy --describe` prints is the whole English vocabulary of the corpus
+    (numbers of days and years aside), so a user knows what the demo model can translate."""
+    import re
+
+    text = toy.describe()
+    described = set(re.findall(r"[a-z]+", text.lower()))
+    corpus = toy.generate(size=400, seed=3)
+    words = {w for en, _ in corpus["train"] for w in re.findall(r"[a-z]+", en.lower())}
+    months = {m.en.lower() for m in toy.MONTHS}
+    assert words - months - described == set()
+    assert "january" in described
+
+
+def test_data_toy_describe_prints_and_writes_nothing(tmp_path, monkeypatch):
+    from conftest import nmt, ok, user_error
+
+    monkeypatch.chdir(tmp_path)
+    r = nmt("data", "toy", "--describe")
+    ok(r)
+    assert r.stdout.startswith("Every sentence: SUBJECT VERB OBJECT")
+    assert list(tmp_path.iterdir()) == []
+    user_error(nmt("data", "toy"), "--out")

@@ -96,6 +96,17 @@ def test_the_last_checkpoints_of_a_run_folder(tokenizer, tmp_path):
         last_checkpoints(tmp_path, 4)
 
 
+def test_a_folder_is_searched_for_checkpoints_by_content_not_suffix(tokenizer, tmp_path):
+    """After `make demo`, runs/demo holds test.hyp.pt (Portuguese text) beside the checkpoints;
+    a checkpoint without the suffix counts."""
+    _save(tmp_path / "best.pt", tokenizer, seed=1, step=10)
+    _save(tmp_path / "step-20.ckpt", tokenizer, seed=2, step=20)
+    (tmp_path / "test.hyp.pt").write_text("Um gato vermelho.\n", encoding="utf-8")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "data").mkdir()
+    assert last_checkpoints(tmp_path, 2) == [tmp_path / "best.pt", tmp_path / "step-20.ckpt"]
+
+
 def test_the_average_command(tokenizer, tmp_path):
     from typer.testing import CliRunner
 
