@@ -126,6 +126,7 @@ _MOVED = {
     "cli_translate": "cli.translate",
     "cli_models": "cli.models",
     "cli_eval": "cli.evaluate",
+    "schedule": "update",
 }
 
 

@@ -7,14 +7,18 @@ torch.distributed is imported only when torchrun started several processes.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TypeVar
 
 import torch
 
 from nmt import NmtError
+from nmt.procs import pick_threads
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str, option: str = "device") -> str:
@@ -103,3 +107,11 @@ def shard(batches: list[T], rank: int, world: int) -> list[T]:
     if world <= 1:
         return batches
     return batches[: len(batches) // world * world][rank::world]
+
+
+def set_threads(requested: int, device: torch.device, world: int) -> None:
+    """torch's CPU threads for training: train.threads, or with 0 this process's share of the
+    idle cores (nmt.procs.pick_threads); said in the log."""
+    threads, why = pick_threads(requested, world if device.type == "cpu" else 1)
+    torch.set_num_threads(threads)
+    log.info("threads: %d (%s)", threads, why)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nmt import NmtError
 from nmt.batching import Batch
@@ -27,20 +26,20 @@ from nmt.config import Config
 from nmt.data.epochs import Epochs
 from nmt.data.prepare import TrainData, prepare_data, probe_run_dir
 from nmt.distributed import (
-    all_reduce_sum,
     init_distributed,
     local_device,
     pick_device,
     rank0_decides,
+    set_threads,
     shutdown,
 )
 from nmt.files import copy_atomic
 from nmt.model import build_model, count_parameters
-from nmt.runs.folder import claim_run_dir, truncate_log
+from nmt.runs.folder import claimed_run_dir, truncate_log
 from nmt.runs.log import Callback, RunLog, Window
-from nmt.runs.progress import Progress, describe_plan, eta_seconds, format_duration
-from nmt.schedule import after_validation, learning_rate
-from nmt.tokenizer import PAD, Tokenizer
+from nmt.runs.progress import Progress, SpeedWatch, describe_plan, eta_seconds, format_duration
+from nmt.tokenizer import Tokenizer
+from nmt.update import after_validation, groups, learning_rate, update
 from nmt.validation import rank_kept, validate
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Trainer:
         self.device, self.rank, self.world = device, rank, world
         self.on_progress = on_progress if rank == 0 else None
         self.run_dir = Path(t.run_dir)
-        self.runlog = RunLog(self.run_dir, rank, on_log)
+        self.runlog = RunLog(self.run_dir, rank, on_log, t.tensorboard)
         self.epochs = Epochs(config, data, tokenizer, rank, world)
         self.valid_src_ids = tokenizer.encode_src(data.valid_src)
         self.valid_tgt_ids = tokenizer.encode_tgt(data.valid_tgt)
@@ -158,9 +157,10 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.state.step)
 
     # -- validation ---------------------------------------------------------------------
-    def validate(self) -> dict[str, float]:
+    def validate(self) -> tuple[dict[str, float], list[dict[str, str]]]:
+        """Validation metrics and examples (nmt/validation.py) of the model as it is."""
         self.model.eval()
-        metrics = validate(
+        found = validate(
             self.model,
             self.tokenizer,
             self.valid_src_ids,
@@ -168,9 +168,10 @@ class Trainer:
             self.data.valid_tgt,
             batch_tokens=self.config.train.batch_tokens,
             device=self.device,
+            sources=self.data.valid_src,
         )
         self.model.train()
-        return metrics
+        return found
 
     def _after_validation(self, metrics: dict[str, float]) -> bool:
         """Keep the best checkpoint, let the schedule see the result; True to stop early."""
@@ -209,12 +210,12 @@ class Trainer:
             return rank0_decides(False, self.device, self.world)
         if self.on_progress is not None:
             self.on_progress(self._progress("valid"))
-        metrics = self.validate()
+        metrics, examples = self.validate()
         stop = self._after_validation(metrics)
         rank0_decides(stop, self.device, self.world)
         self.runlog.valid(
             metrics, step=s.step, elapsed=s.elapsed, epoch=self._epoch_label(), lr=self._lr(),
-            best=s.best,
+            best=s.best, examples=examples,
         )  # fmt: skip
         return stop
 
@@ -257,6 +258,7 @@ class Trainer:
         self.batches_per_epoch = len(self.epochs.plan(s.epoch, s.batch_in_epoch)[1])
         self._start_step, self._start_time, self._tokens = s.step, time.monotonic(), 0
         self._estimated = False
+        self._speed = SpeedWatch()
         if self.rank != 0:
             return
         if s.step == 0:
@@ -281,6 +283,7 @@ class Trainer:
             stop = self._train_epoch(clock, window)
         if self.validated_step != s.step:
             self._validate_and_save()
+        self.runlog.close()
         return {
             "step": s.step,
             "epoch": self._epoch_label(),
@@ -298,15 +301,19 @@ class Trainer:
         """Train on the rest of the current epoch; True to stop (patience or time is up)."""
         t, s = self.config.train, self.state
         batches = self.epoch_batches()
-        for batch in batches:
-            batch = batch.to(self.device)
+        for group in groups(batches, t.accumulate):
             lr = self._lr()
-            mean_loss, n_tokens = self._update(batch, lr)
-            s.batch_in_epoch += 1
+            group = [batch.to(self.device) for batch in group]
+            params = tuple(self.model.parameters())
+            done = update(
+                self.ddp_model, self.optimizer, group, lr, t, world=self.world, parameters=params
+            )
+            mean_loss, n_tokens = done.mean_loss, done.n_tokens
+            s.batch_in_epoch += len(group)
             if not math.isfinite(mean_loss):
                 self._skip_bad_step()
                 continue
-            self.bad_steps = 0
+            self.bad_steps, self.grad_norm = 0, done.grad_norm
             s.step += 1
             window.add(mean_loss, n_tokens, self.grad_norm, t.clip_norm)
             self._tokens += n_tokens
@@ -316,7 +323,11 @@ class Trainer:
                 self.on_progress(self._progress("train"))
             if s.step % t.log_every == 0:
                 self._log_train(window, lr, now)
-            stop = s.step % t.valid_every == 0 and self._validate_and_save()
+            stop = False
+            if s.step % t.valid_every == 0:
+                paused = time.perf_counter()
+                stop = self._validate_and_save()
+                window.start += time.perf_counter() - paused  # the window's speed: training's
             if t.max_minutes and self.world > 1:
                 # clocks differ: rank 0 decides when time is up
                 time_up = self._done(clock)
@@ -327,49 +338,6 @@ class Trainer:
         s.epoch += 1
         s.batch_in_epoch = 0
         return False
-
-    def _update(self, batch: Batch, lr: float) -> tuple[float, int]:
-        """One update at rate `lr` on this rank's `batch` of the global batch (all ranks).
-
-        Returns the global batch's mean loss per target token and its target token count;
-        a non-finite loss (the same on every rank) makes no update.
-        """
-        t = self.config.train
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        autocast = self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-            keep = batch.tgt_out != PAD  # (B, T)
-            logits, _ = self.ddp_model(
-                batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio, keep=keep
-            )  # (N, V) at real target tokens
-        loss_sum = F.cross_entropy(
-            logits.float(),
-            batch.tgt_out[keep],  # (N,): no PAD left to ignore
-            label_smoothing=t.label_smoothing,
-            reduction="sum",
-        )
-        # global loss and token count: every rank sees the same (non-)finite value
-        totals = all_reduce_sum(
-            torch.stack([loss_sum.detach().float(), loss_sum.new_tensor(float(batch.n_tokens))]),
-            self.world,
-        )
-        n_tokens = int(totals[1])
-        # DDP averages gradients over ranks, hence * world: the update is that of the mean
-        # loss per token of the global batch
-        loss = loss_sum * self.world / max(n_tokens, 1)
-        mean_loss = float(totals[0]) / max(n_tokens, 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        if math.isfinite(mean_loss):
-            loss.backward()
-            if t.clip_norm:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-            else:  # measured all the same: the log shows what clipping would have seen
-                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-                norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-            self.grad_norm = float(norm)
-            self.optimizer.step()
-        return mean_loss, n_tokens
 
     def _skip_bad_step(self) -> None:
         """A non-finite loss skipped its update; too many in a row stop the training."""
@@ -385,7 +353,10 @@ class Trainer:
     def _log_train(self, window: Window, lr: float, now: float) -> None:
         """A train record of the window; after the first, the estimated time to the end."""
         s = self.state
-        self.runlog.train(
+        slow = self._speed.check(window.speed(now), torch.get_num_threads())
+        if slow and self.rank == 0:
+            log.warning(slow)
+        self.runlog.train(  # resets the window
             window, step=s.step, elapsed=s.elapsed, epoch=self._epoch_label(), lr=lr, now=now
         )
         if not self._estimated and self.rank == 0:
@@ -413,32 +384,30 @@ def train(
     t = config.train
     if overwrite and resume:
         raise NmtError("--overwrite starts a new run and --resume continues one: give one")
-    if t.threads:
-        torch.set_num_threads(t.threads)
     device = torch.device(pick_device(t.device, "train.device"))
     rank, world = init_distributed(device)
+    set_threads(t.threads, device, world)
     if rank != 0:
         # the other ranks train alike: their progress and plan would repeat rank 0's
         logging.getLogger("nmt").setLevel(logging.WARNING)
     device = local_device(device, world)
     ckpt = load_resumable(resume, config) if resume else None
-    if rank == 0:
-        claim_run_dir(config, resume=resume, overwrite=overwrite)
-    saved_tokenizer = ckpt.tokenizer if ckpt else None
-    data, tokenizer = prepare_data(config, rank=rank, world=world, saved=saved_tokenizer)
-    trainer = Trainer(
-        config,
-        data,
-        tokenizer,
-        device=device,
-        rank=rank,
-        world=world,
-        on_log=on_log,
-        on_progress=on_progress,
-    )
-    if ckpt is not None:
-        assert resume is not None  # ckpt was loaded from it
-        trainer.resume(resume, ckpt)
-    result = trainer.train()
+    with claimed_run_dir(config, resume=resume, overwrite=overwrite, owner=rank == 0):
+        saved_tokenizer = ckpt.tokenizer if ckpt else None
+        data, tokenizer = prepare_data(config, rank=rank, world=world, saved=saved_tokenizer)
+        trainer = Trainer(
+            config,
+            data,
+            tokenizer,
+            device=device,
+            rank=rank,
+            world=world,
+            on_log=on_log,
+            on_progress=on_progress,
+        )
+        if ckpt is not None:
+            assert resume is not None  # ckpt was loaded from it
+            trainer.resume(resume, ckpt)
+        result = trainer.train()
     shutdown(world)
     return result

@@ -29,8 +29,12 @@ def validate(
     *,
     batch_tokens: int,
     device: torch.device,
-) -> dict[str, float]:
-    """valid_loss (per target token), valid_ppl, bleu and chrf of a model in eval mode."""
+    sources: list[str] | None = None,
+    examples: int = 3,
+) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """valid_loss (per target token), valid_ppl, bleu and chrf of a model in eval mode, and the
+    first `examples` sentences' source (from `sources`), reference and greedy hypothesis: the
+    same sentences at every validation, so that a reader sees them improve."""
     total, n_tokens = 0.0, 0
     lengths = [len(s) for s in src_ids]
     tgt_lengths = [len(t) for t in tgt_ids]
@@ -53,12 +57,17 @@ def validate(
     outputs = tokenizer.decode_tgt([h[0].tokens for h in hyps])
     bleu, chrf = score(outputs, references, ("bleu", "chrf"))
     loss = total / max(n_tokens, 1)
-    return {
+    metrics = {
         "valid_loss": loss,
         "valid_ppl": math.exp(min(loss, 50)),
         "bleu": bleu.score,
         "chrf": chrf.score,
     }
+    shown = [
+        {"source": src, "reference": ref, "hypothesis": hyp}
+        for src, ref, hyp in zip(sources or [""] * len(outputs), references, outputs)
+    ]
+    return metrics, shown[:examples]
 
 
 def rank_kept(

@@ -44,17 +44,21 @@ ARCHS = {
 )
 @pytest.mark.parametrize("arch", ARCHS)
 def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path):
-    """2 ranks x B tokens learn like 1 rank x 2B tokens: the same global batch size, but not
-    the same sentences in each batch, so the curves agree within sampling noise, not exactly.
-    """
+    """2 ranks x B tokens (or x 2 accumulated batches of B / 2) learn like 1 rank x 2B
+    tokens: the same global batch size, but not the same sentences in each batch, so the
+    curves agree within sampling noise, not exactly."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     model, options = ARCHS[arch]
     runs = {}
-    for name, world, batch in (("single", 1, 2000), ("ddp", 2, 1000)):
+    plans = [("single", 1, 2000, 1), ("ddp", 2, 1000, 1)]
+    if arch == "rnn":  # 2 ranks x 2 batches of B / 2 accumulated: the same global update
+        plans.append(("ddp-accumulate", 2, 500, 2))
+    for name, world, batch, accumulate in plans:
         cfg = tiny_config(toy_dir, tmp_path / name, **model).to_dict()
         cfg["train"].update(
-            batch_tokens=batch, max_steps=STEPS, valid_every=STEPS, log_every=EVERY, threads=1
-        )
+            batch_tokens=batch, max_steps=STEPS, valid_every=STEPS, log_every=EVERY, threads=1,
+            accumulate=accumulate,
+        )  # fmt: skip
         cfg["train"].update(options)
         if world > 1:
             cfg["train"]["max_minutes"] = 60  # ranks agree on the time after every update
@@ -82,6 +86,11 @@ def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path
     # differed by 4% to 15%: the two runs cut the corpus into different batches)
     for a, b in zip(single, ddp):
         assert abs(a - b) / a < 0.2, (single, ddp)
+    if "ddp-accumulate" in runs:
+        accumulated = [r["loss"] for r in runs["ddp-accumulate"]]
+        assert len(accumulated) == STEPS // EVERY
+        for a, b in zip(single, accumulated):
+            assert abs(a - b) / a < 0.2, (single, accumulated)
 
 
 def test_one_process_needs_no_process_group(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -223,9 +224,11 @@ ARCHS = {
 }
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_a_resumed_run_ends_with_the_same_weights(arch, toy_dir, tmp_path):
+def test_a_resumed_run_ends_with_the_same_weights(arch, accumulate, toy_dir, tmp_path):
     model, options = ARCHS[arch]
+    options = {**options, "accumulate": accumulate}
 
     def config(name, steps):
         return _config(toy_dir, tmp_path / name, model, max_steps=steps, warmup_steps=2, **options)
@@ -434,3 +437,51 @@ def test_resume_refuses_a_corpus_changed_since_the_checkpoint(toy_dir, tmp_path)
             f.write("one more line\n")
     with pytest.raises(NmtError, match="the training data changed since .*last.pt"):
         train(_config(corpus, tmp_path / "run", max_steps=6), resume=tmp_path / "run" / "last.pt")
+
+
+def test_validation_shows_examples_in_the_log(toy_dir, tmp_path):
+    cfg = _config(toy_dir, tmp_path)
+    train(cfg)
+    valid = [r for r in _log(tmp_path) if r["kind"] == "valid"]
+    sources = (toy_dir / "valid.en").read_text(encoding="utf-8").splitlines()[:3]
+    references = (toy_dir / "valid.pt").read_text(encoding="utf-8").splitlines()[:3]
+    for record in valid:  # the same three sentences at every validation
+        assert [e["source"] for e in record["examples"]] == sources
+        assert [e["reference"] for e in record["examples"]] == references
+        assert all(isinstance(e["hypothesis"], str) for e in record["examples"])
+
+
+def test_accumulating_n_batches_makes_one_update_a_step(toy_dir, tmp_path):
+    """train.accumulate 3: every update sums 3 batches, so an epoch makes a third of the
+    updates; the log counts updates, the run ends at max_steps updates."""
+    one = _config(toy_dir, tmp_path / "one", max_steps=0, max_epochs=1, valid_every=1000)
+    three = _config(toy_dir, tmp_path / "three", max_steps=0, max_epochs=1, valid_every=1000)
+    three.train.accumulate = 3
+    updates = train(one)["step"], train(three)["step"]
+    assert updates[1] == math.ceil(updates[0] / 3)
+
+
+def test_tensorboard_event_files_hold_the_log(toy_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_config(toy_dir, tmp_path, tensorboard=True))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/lr", "train/grad_norm", "valid/bleu", "valid/valid_loss"} <= set(
+        tags["scalars"]
+    )
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in events.Scalars("valid/bleu")] == [3, 6]
+    assert "examples/1/text_summary" in tags["tensors"]
+
+
+def test_training_says_how_many_threads_it_takes(toy_dir, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="nmt"):
+        train(_config(toy_dir, tmp_path / "auto", threads=0))
+    assert "threads: " in caplog.text and "(auto: " in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nmt"):
+        train(_config(toy_dir, tmp_path / "given", threads=1))
+    assert "threads: 1 (train.threads)" in caplog.text

@@ -179,6 +179,15 @@ def _train_progress(quiet: bool):
                 highlight=False,
                 soft_wrap=True,
             )
+            for example in record.get("examples", []):
+                for name in ("source", "reference", "hypothesis"):
+                    err.print(
+                        f"  {name:>10}: {example[name]}",
+                        highlight=False,
+                        soft_wrap=True,
+                        markup=False,
+                        emoji=False,
+                    )
 
     with progress:
         yield on_log, on_progress

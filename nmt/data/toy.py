@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 from typing import NamedTuple
 
-from nmt.files import atomic_open
+from nmt.files import atomic_open, check_dir
 
 SPLITS = ("train", "valid", "test")
 LANGS = ("en", "pt")
@@ -288,6 +288,7 @@ def write_corpus(out_dir: str | Path, size: int = 20000, seed: int = 1) -> dict[
     """
     corpus = generate(size=size, seed=seed)  # first, so a bad size creates no directory
     out = Path(out_dir)
+    check_dir(out, "-o")
     out.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         pairs = corpus[split]
@@ -311,10 +312,9 @@ def describe() -> str:
         f"determiners: {determiners}",
         f"numbers:     {numbers}",
         f"adjectives:  {', '.join(a.en for a in ADJECTIVES)}",
-        f"nouns:       {', '.join(n.en for n in NOUNS)} (subjects: "
-        f"{', '.join(n.en for n in SUBJECT_NOUNS)})",
-        f"verbs:       {', '.join(v.en for v in VERBS)} (plural: "
-        f"{', '.join(v.en_pl for v in VERBS)})",
+        f"nouns:       {', '.join(f'{n.en}/{n.en_pl}' for n in NOUNS)}",
+        f"subjects:    {', '.join(n.en for n in SUBJECT_NOUNS)} (and their plurals)",
+        f"verbs:       {', '.join(f'{v.en}/{v.en_pl}' for v in VERBS)}",
         f"dates:       on {MONTHS[0].en} 3, {YEAR_RANGE[0]} ... {YEAR_RANGE[1]}",
         'e.g. "The tall girl sees two red cars on May 3, 2021."',
         "Sentences are capitalized and end with a full stop, as in the corpus.",

@@ -1,21 +1,32 @@
-"""Who may write into a run dir: a new run into a folder without a run, a resumed run into its
-own, and `--overwrite`, which first removes what the earlier run left there.
+"""Who may write into a run dir: one training at a time (a lock held for the whole run), a new
+run into a folder without a run, a resumed run into its own, and `--overwrite`, which replaces
+the earlier run once the new one has a checkpoint.
 
 A run is what `nmt train` writes: best.pt, last.pt, log.jsonl, and the tokenizer/ it trained
 when the config names none. Other files in the folder (data, translations) are never touched.
+An overwritten run waits in RUN_DIR/.replaced/ until the new run saves its first checkpoint;
+a new run that ends before that (an error, Ctrl-C, kill -9) gives the old one back, at once
+or when the next `nmt train` starts in the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from nmt import NmtError
-from nmt.files import write_atomic
 from nmt.config import Config
+from nmt.files import write_atomic
 
 RUN_FILES = ("best.pt", "last.pt", "log.jsonl")
+REPLACED = ".replaced"  # an overwritten run, until the new one has a checkpoint
+LOCK = ".lock"  # held (flock) by the training that writes into the folder
 
 
 def run_files(config: Config) -> list[Path]:
@@ -33,10 +44,6 @@ def run_files(config: Config) -> list[Path]:
 def claim_run_dir(config: Config, *, resume: str | Path | None, overwrite: bool) -> None:
     """Refuse a run dir that holds another run, unless `overwrite` (then remove that run) or
     `resume` continues it from a checkpoint in that folder."""
-    if not config.train.run_dir.strip():
-        raise NmtError(
-            "config: train.run_dir is empty: name a folder for the checkpoints and log.jsonl"
-        )
     run_dir = Path(config.train.run_dir)
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if resume is not None:
@@ -57,11 +64,78 @@ def claim_run_dir(config: Config, *, resume: str | Path | None, overwrite: bool)
             f"run dir {run_dir} already holds a run ({', '.join(held)}): {ways}start over "
             f"with --overwrite (removes {names}), or set another train.run_dir"
         )
-    for path in removed:
+    replaced = run_dir / REPLACED
+    replaced.mkdir()
+    for path in removed:  # a rename: the old run stays whole until the new one can replace it
+        path.rename(replaced / path.name)
+
+
+@contextlib.contextmanager
+def claimed_run_dir(
+    config: Config, *, resume: str | Path | None, overwrite: bool, owner: bool = True
+) -> Iterator[None]:
+    """The run dir, locked against a second training for as long as this one runs, and
+    claimed (`claim_run_dir`); an overwritten run is dropped at the end if the new run saved
+    a checkpoint, else given back. `owner` False (the other ranks of torchrun): nothing."""
+    if not owner:
+        yield
+        return
+    if not config.train.run_dir.strip():
+        raise NmtError(
+            "config: train.run_dir is empty: name a folder for the checkpoints and log.jsonl"
+        )
+    run_dir = Path(config.train.run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise NmtError(f"train.run_dir {run_dir}: {e.strerror or e}") from None
+    try:
+        _lock(fd, run_dir)
+        settle_replaced(config)  # what a killed run left
+        claim_run_dir(config, resume=resume, overwrite=overwrite)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message a second training gets
+        try:
+            yield
+        finally:
+            settle_replaced(config)
+    finally:
+        os.close(fd)  # releases the lock, as the end of the process would
+
+
+def _lock(fd: int, run_dir: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise NmtError(f"cannot lock {run_dir / LOCK} ({e.strerror or e})") from None
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise NmtError(
+            f"run dir {run_dir} is in use by another training{who}: wait for it to end, or "
+            "set another train.run_dir"
+        ) from None
+
+
+def settle_replaced(config: Config) -> None:
+    """An overwritten run in RUN_DIR/.replaced goes once the new run has a checkpoint; without
+    one, the new run's files go and the old run comes back."""
+    run_dir = Path(config.train.run_dir)
+    replaced = run_dir / REPLACED
+    if not replaced.is_dir():
+        return
+    if any((run_dir / name).is_file() for name in ("best.pt", "last.pt")):
+        shutil.rmtree(replaced)
+        return
+    for path in run_files(config):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        else:
+        elif path.exists() or path.is_symlink():
             path.unlink()
+    for path in replaced.iterdir():
+        path.rename(run_dir / path.name)
+    replaced.rmdir()
 
 
 def truncate_log(path: Path, step: int) -> None:

@@ -1,7 +1,10 @@
 """What a training run reports in RUN_DIR/log.jsonl, one JSON record a line: `data` (what the
 filters kept, once at the start of a new run), `train` (loss, speed and gradient norm of the
 updates since the previous one, every train.log_every updates) and `valid` (the validation
-scores). Rank 0 writes them; `on_log` receives each too. `nmt plot` and `nmt info` read them.
+scores and a few example translations). Rank 0 writes them; `on_log` receives each too. `nmt
+plot` and `nmt info` read them. With `train.tensorboard` the same figures (and the examples)
+also go to TensorBoard event files in RUN_DIR/tensorboard, through the tensorboard package's
+writer (torch.utils.tensorboard).
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nmt import NmtError
 from nmt.data.corpus import FilterStats
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,10 @@ class Window:
         self.grad_norm = grad_norm
         self.clipped += bool(clip_norm) and grad_norm > clip_norm
 
+    def speed(self, now: float) -> float:
+        """Target tokens a second since the window opened (`now`: time.perf_counter())."""
+        return self.tokens / max(now - self.start, 1e-9)
+
     def reset(self) -> None:
         self.tokens, self.loss, self.start = 0, 0.0, time.perf_counter()
         self.clipped = self.updates = 0
@@ -48,16 +56,44 @@ class Window:
 class RunLog:
     """The log.jsonl of the run in `run_dir`, written by rank 0 only."""
 
-    def __init__(self, run_dir: Path, rank: int, on_log: Callback | None) -> None:
+    def __init__(
+        self, run_dir: Path, rank: int, on_log: Callback | None, tensorboard: bool = False
+    ) -> None:
         self.path, self.rank, self.on_log = run_dir / "log.jsonl", rank, on_log
+        self.board: Any = None  # a SummaryWriter with train.tensorboard, on rank 0
+        if tensorboard and rank == 0:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise NmtError(
+                    "train.tensorboard needs the tensorboard package: pip install tensorboard"
+                ) from None
+            self.board = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.rank != 0:
             return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None and record["kind"] in ("train", "valid"):
+            self._to_board(record)
         if self.on_log is not None:
             self.on_log(record)
+
+    def _to_board(self, record: dict[str, Any]) -> None:
+        """A record's numbers as scalars named KIND/NAME at its step; examples as text."""
+        step, kind = record["step"], record["kind"]
+        for name, value in record.items():
+            if isinstance(value, (int, float)) and name not in ("step", "epoch"):
+                self.board.add_scalar(f"{kind}/{name}", value, step)
+        for i, example in enumerate(record.get("examples", [])):
+            text = "  \n".join(f"**{k}**: {v}" for k, v in example.items())
+            self.board.add_text(f"examples/{i + 1}", text, step)
+        self.board.flush()
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
     def data(
         self, stats: FilterStats, max_len: int, batches_per_epoch: int, cache: Path | None
@@ -104,7 +140,7 @@ class RunLog:
                 "epoch": epoch,
                 "loss": window.loss / max(window.tokens, 1),
                 "lr": lr,
-                "tokens_per_s": window.tokens / max(now - window.start, 1e-9),
+                "tokens_per_s": window.speed(now),
                 "grad_norm": window.grad_norm,
                 "clipped": window.clipped / max(window.updates, 1),
             }
@@ -120,7 +156,10 @@ class RunLog:
         epoch: int,
         lr: float,
         best: float | None,
+        examples: Sequence[dict[str, str]] = (),
     ) -> None:
+        """A valid record: the metrics, and a few sentences translated (source, reference,
+        hypothesis)."""
         self.write(
             {
                 "kind": "valid",
@@ -130,5 +169,6 @@ class RunLog:
                 **{k: round(v, 4) for k, v in metrics.items()},
                 "lr": lr,
                 "best": best,
+                "examples": list(examples),
             }
         )

@@ -82,3 +82,34 @@ def describe_plan(t: TrainConfig, stats: Any, batches: int, step: int = 0) -> st
         f"{start}{stats.kept:,} training pairs ({dropped:,} dropped), {batches:,} batches an "
         f"epoch, validation every {t.valid_every:,} updates; {stopping_rule(t, batches)}"
     )
+
+
+@dataclass
+class SpeedWatch:
+    """Says when training runs far slower than it did at first: other work has taken the
+    cores its threads wait on (a thread count that suited an idle machine can then run many
+    times slower than one thread would)."""
+
+    reference_windows: int = 3  # the first windows' best speed is the reference
+    ratio: float = 0.5  # slower than this times the reference is said
+    every: int = 20  # windows between two warnings
+    _seen: list[float] | None = None
+    _quiet_until: int = 0
+
+    def check(self, tokens_per_s: float, threads: int) -> str | None:
+        """A warning for this log window's speed, or None."""
+        seen = self._seen = self._seen or []
+        seen.append(tokens_per_s)
+        n = len(seen)
+        if n <= self.reference_windows or n < self._quiet_until:
+            return None
+        reference = max(seen[: self.reference_windows])
+        if tokens_per_s >= self.ratio * reference:
+            return None
+        self._quiet_until = n + self.every
+        advice = " (train.threads 1 may be faster)" if threads > 1 else ""
+        return (
+            f"training runs at {tokens_per_s:,.0f} tokens/s, {tokens_per_s / reference:.0%} of "
+            f"the {reference:,.0f} of its first updates: the machine is busy with other work"
+            + advice
+        )

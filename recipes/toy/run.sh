@@ -17,7 +17,10 @@ nmt data toy -o "$run/data" --size 20000 --seed 1
 
 step "training (tokenizer included) -> $run"
 # the config names its own run folder; point it at $run when another folder is given. The demo
-# starts over each time: --overwrite replaces the run an earlier demo left there (the data stays)
+# starts over each time: --overwrite replaces the run an earlier demo left there once the new
+# one has its first checkpoint (the data stays). The earlier results go now: they scored the
+# model being replaced, and an interrupted run must not leave them to claim a score
+rm -f "$run/test.hyp.pt" "$run/test.score.txt" "$run/test.score.json"
 nmt train --config "$config" --overwrite \
   --set data.train_src="$run/data/train.en" --set data.train_tgt="$run/data/train.pt" \
   --set data.valid_src="$run/data/valid.en" --set data.valid_tgt="$run/data/valid.pt" \

@@ -242,3 +242,14 @@ def test_data_toy_describe_prints_and_writes_nothing(tmp_path, monkeypatch):
     assert r.stdout.startswith("Every sentence: SUBJECT VERB OBJECT")
     assert list(tmp_path.iterdir()) == []
     user_error(nmt("data", "toy"), "--out")
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "/dev/full", "/proc/nmt-toy"])
+def test_an_output_that_cannot_be_a_folder_is_one_line(tmp_path, where):
+    from conftest import nmt, user_error
+
+    (tmp_path / "a-file").write_text("x")
+    out = where if where.startswith("/") else tmp_path / where
+    user_error(nmt("data", "toy", "-o", out, "--size", "100"), str(out))
+    assert (tmp_path / "a-file").read_text() == "x"
+    assert not Path("/dev/full").exists() or Path("/dev/full").is_char_device()

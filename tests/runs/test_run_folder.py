@@ -85,3 +85,88 @@ def test_resuming_into_the_folder_of_another_run_is_refused(toy_dir, finished, t
 def test_overwrite_and_resume_exclude_each_other(toy_dir, finished):
     with pytest.raises(NmtError, match="give one"):
         train(_config(toy_dir, finished), resume=finished / "last.pt", overwrite=True)
+
+
+def _hold_lock(run_dir, pid="4242"):
+    """What a training running in `run_dir` holds: the flock of RUN_DIR/.lock."""
+    import fcntl
+    import os
+
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, pid.encode(), 0)
+    return fd
+
+
+def test_a_second_training_in_a_run_dir_is_refused(toy_dir, tmp_path):
+    import os
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    fd = _hold_lock(run_dir)
+    try:
+        with pytest.raises(NmtError, match=r"in use by another training \(pid 4242\)"):
+            train(_config(toy_dir, run_dir))
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    finally:
+        os.close(fd)
+    assert train(_config(toy_dir, run_dir))["step"] == 2  # the lock ends with its holder
+
+
+def test_overwrite_while_another_training_runs_removes_nothing(toy_dir, finished):
+    import os
+
+    run_files = lambda: {  # noqa: E731
+        p.name: p.read_bytes() for p in finished.iterdir() if p.is_file() and p.name != ".lock"
+    }
+    before = run_files()
+    fd = _hold_lock(finished)
+    try:
+        with pytest.raises(NmtError, match="in use by another training"):
+            train(_config(toy_dir, finished), overwrite=True)
+    finally:
+        os.close(fd)
+    assert run_files() == before
+
+
+def test_an_overwrite_that_ends_before_its_first_checkpoint_gives_the_old_run_back(
+    toy_dir, finished, monkeypatch
+):
+    import nmt.train
+
+    best = (finished / "best.pt").read_bytes()
+
+    def interrupted(self):
+        assert not (finished / "best.pt").exists()  # the old run is out of the way...
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nmt.train.Trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(toy_dir, finished, seed=5), overwrite=True)
+    assert (finished / "best.pt").read_bytes() == best  # ...and back
+    assert not (finished / ".replaced").exists()
+
+
+def test_a_killed_overwrite_is_settled_by_the_next_training(toy_dir, finished):
+    """kill -9 before the new run's first checkpoint leaves the old run in .replaced and the
+    new run's first files beside it: the next `nmt train` in the folder restores the old run
+    (and then refuses to train over it without --overwrite)."""
+    best, log = (finished / "best.pt").read_bytes(), (finished / "log.jsonl").read_bytes()
+    replaced = finished / ".replaced"
+    replaced.mkdir()
+    for name in ("best.pt", "last.pt", "log.jsonl", "tokenizer"):
+        (finished / name).rename(replaced / name)
+    (finished / "log.jsonl").write_text('{"kind": "data"}\n')  # the new run's start
+    with pytest.raises(NmtError, match="already holds a run"):
+        train(_config(toy_dir, finished))
+    assert (finished / "best.pt").read_bytes() == best
+    assert (finished / "log.jsonl").read_bytes() == log
+    assert not replaced.exists()
+
+
+def test_a_finished_overwrite_drops_the_old_run(toy_dir, finished):
+    best = (finished / "best.pt").read_bytes()
+    train(_config(toy_dir, finished, seed=7), overwrite=True)
+    assert (finished / "best.pt").read_bytes() != best
+    assert not (finished / ".replaced").exists()

@@ -1,4 +1,5 @@
-"""Learning-rate schedules (plateau, noam) and the options that pick and tune them."""
+"""One update: learning-rate schedules (plateau, noam) and the options that pick and tune them;
+the loss and gradients of one batch or of several accumulated."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from conftest import tiny_config
 
 from nmt import NmtError
 from nmt.config import TrainConfig, config_from_dict, load_config
-from nmt.schedule import after_validation, learning_rate
 from nmt.train import train
+from nmt.update import after_validation, learning_rate
 
 
 def test_noam_rises_to_train_lr_at_the_end_of_warm_up_then_falls_as_inverse_sqrt():
@@ -137,3 +138,59 @@ def test_new_train_options_load_and_validate(tmp_path):
 def test_bad_new_train_options_are_refused(overrides, message):
     with pytest.raises(NmtError, match=message):
         load_config(None, overrides)
+
+
+def _model_and_batches(seed: int = 0):
+    import random
+
+    import torch
+
+    from nmt.batching import make_batch
+    from nmt.config import ModelConfig
+    from nmt.model import build_model
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(embed_dim=8, enc_hidden_size=8, hidden_size=16, dropout=0.0)
+    model = build_model(cfg, src_vocab=30, tgt_vocab=30)
+    rng = random.Random(seed)
+    pairs = [
+        ([rng.randrange(4, 30) for _ in range(rng.randint(1, 7))],
+         [rng.randrange(4, 30) for _ in range(rng.randint(1, 9))])
+        for _ in range(9)
+    ]  # fmt: skip
+    return model, pairs, make_batch
+
+
+@pytest.mark.parametrize("split", [[9], [4, 5], [3, 3, 3], [1, 7, 1]])
+def test_accumulated_batches_update_as_one_batch_of_them_all(split):
+    """The gradients an update sums over batches are those of one batch holding all their
+    pairs (the loss is per target token of the whole update), whatever the split."""
+    import torch
+
+    from nmt.update import update
+
+    t = TrainConfig(clip_norm=0.0, label_smoothing=0.1)
+    grads, losses = [], []
+    for parts in ([9], split):
+        model, pairs, make_batch = _model_and_batches()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the grads stay
+        batches, start = [], 0
+        for n in parts:
+            chunk = pairs[start : start + n]
+            batches.append(make_batch([s for s, _ in chunk], [t for _, t in chunk]))
+            start += n
+        done = update(model, optimizer, batches, 0.0, t)
+        assert done.n_tokens == sum(len(t) + 1 for _, t in pairs)
+        grads.append([p.grad.clone() for p in model.parameters()])
+        losses.append(done.mean_loss)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_groups_take_the_batches_an_update_at_a_time():
+    from nmt.update import groups
+
+    assert list(groups(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(groups(range(2), 1)) == [[0], [1]]
+    assert list(groups([], 4)) == []
