@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from nmt.files import write_atomic
 
 RUN_FILES = ("best.pt", "last.pt", "log.jsonl")
 REPLACED = ".replaced"  # an overwritten run, until the new one has a checkpoint
+REPLACING = ".replacing"  # the same while its files are being moved in
 LOCK = ".lock"  # held (flock) by the training that writes into the folder
 
 
@@ -64,10 +66,14 @@ def claim_run_dir(config: Config, *, resume: str | Path | None, overwrite: bool)
             f"run dir {run_dir} already holds a run ({', '.join(held)}): {ways}start over "
             f"with --overwrite (removes {names}), or set another train.run_dir"
         )
-    replaced = run_dir / REPLACED
-    replaced.mkdir()
-    for path in removed:  # a rename: the old run stays whole until the new one can replace it
-        path.rename(replaced / path.name)
+    # renames: the old run stays whole until the new one can replace it. They go into a
+    # folder renamed to .replaced once all are in it, so that a kill between two of them
+    # leaves a .replacing that the next start moves back, never half a run in .replaced
+    moving = run_dir / REPLACING
+    moving.mkdir()
+    for path in removed:
+        path.rename(moving / path.name)
+    moving.rename(run_dir / REPLACED)
 
 
 @contextlib.contextmanager
@@ -87,7 +93,9 @@ def claimed_run_dir(
     run_dir = Path(config.train.run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        # O_NONBLOCK: a FIFO planted as the lock must not block the open (it is refused below)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(run_dir / LOCK, flags, 0o644)
     except OSError as e:
         raise NmtError(f"train.run_dir {run_dir}: {e.strerror or e}") from None
     try:
@@ -105,6 +113,8 @@ def claimed_run_dir(
 
 
 def _lock(fd: int, run_dir: Path) -> None:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted as the lock
+        raise NmtError(f"{run_dir / LOCK} is not a regular file: remove it, then train again")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -122,6 +132,13 @@ def settle_replaced(config: Config) -> None:
     """An overwritten run in RUN_DIR/.replaced goes once the new run has a checkpoint; without
     one, the new run's files go and the old run comes back."""
     run_dir = Path(config.train.run_dir)
+    for name in (REPLACING, REPLACED):
+        path = run_dir / name
+        if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_dir()):
+            raise NmtError(f"{path} is not a folder nmt made: remove it, then train again")
+    moving = run_dir / REPLACING
+    if moving.is_dir():  # a kill while the old run was moved aside: nothing new has begun
+        _move_back(moving, run_dir)
     replaced = run_dir / REPLACED
     if not replaced.is_dir():
         return
@@ -133,9 +150,13 @@ def settle_replaced(config: Config) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-    for path in replaced.iterdir():
+    _move_back(replaced, run_dir)
+
+
+def _move_back(folder: Path, run_dir: Path) -> None:
+    for path in folder.iterdir():
         path.rename(run_dir / path.name)
-    replaced.rmdir()
+    folder.rmdir()
 
 
 def truncate_log(path: Path, step: int) -> None:

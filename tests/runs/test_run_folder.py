@@ -170,3 +170,36 @@ def test_a_finished_overwrite_drops_the_old_run(toy_dir, finished):
     train(_config(toy_dir, finished, seed=7), overwrite=True)
     assert (finished / "best.pt").read_bytes() != best
     assert not (finished / ".replaced").exists()
+
+
+def test_a_kill_while_the_old_run_was_moved_aside_moves_it_back(toy_dir, finished):
+    """Killed between two renames into .replacing: the next start puts the files back before
+    anything else, so no half run is ever taken for a replaced one."""
+    best = (finished / "best.pt").read_bytes()
+    moving = finished / ".replacing"
+    moving.mkdir()
+    (finished / "log.jsonl").rename(moving / "log.jsonl")  # moved; best.pt, last.pt not yet
+    with pytest.raises(NmtError, match="already holds a run"):
+        train(_config(toy_dir, finished))
+    assert (finished / "log.jsonl").is_file() and (finished / "best.pt").read_bytes() == best
+    assert not moving.exists()
+
+
+@pytest.mark.parametrize("planted", ["fifo", "symlink", "replaced-file"])
+def test_planted_lock_or_replaced_files_are_refused_in_one_line(toy_dir, tmp_path, planted):
+    import os
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    target = tmp_path / "elsewhere"
+    target.write_text("mine")
+    if planted == "fifo":
+        os.mkfifo(run_dir / ".lock")
+    elif planted == "symlink":
+        (run_dir / ".lock").symlink_to(target)
+    else:
+        (run_dir / ".replaced").write_text("not a folder")
+    with pytest.raises(NmtError) as e:
+        train(_config(toy_dir, run_dir))
+    assert "\n" not in str(e.value) and str(run_dir) in str(e.value)
+    assert target.read_text() == "mine"
