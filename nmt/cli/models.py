@@ -133,8 +133,32 @@ def serve(
     max_beam: Annotated[int, typer.Option(help="Largest beam_size a request may ask.")] = 16,
     max_nbest: Annotated[int, typer.Option(help="Largest nbest a request may ask.")] = 16,
     max_concurrent: Annotated[
-        int, typer.Option(help="/translate requests in flight; more get 503.")
+        int, typer.Option(help="/translate requests in flight (bodies read); more get 503.")
     ] = 128,
+    read_seconds: Annotated[
+        int,
+        typer.Option(
+            help="Time a client has to send a request's headers (else the connection is "
+            "closed), then its body (else 408)."
+        ),
+    ] = 10,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections open at once; more are closed as they come.")
+    ] = 256,
+    grace_seconds: Annotated[
+        int,
+        typer.Option(
+            help="On SIGTERM or Ctrl+C, time the requests in flight have to finish (then 503); "
+            "a second signal exits at once."
+        ),
+    ] = 10,
+    allowed_hosts: Annotated[
+        str,
+        typer.Option(
+            help="Host headers answered besides localhost, 127.0.0.1, [::1] and --host, comma "
+            "separated: name (any port), name:port, or * (any)."
+        ),
+    ] = "",
 ) -> None:
     """Serve a model over HTTP: POST /translate, GET /health, /info, /docs, and a page at /."""
     # long: one parameter per option, each passed on once to the library's typed options
@@ -149,6 +173,8 @@ def serve(
             max_beam=max_beam,
             max_nbest=max_nbest,
             max_concurrent=max_concurrent,
+            read_seconds=read_seconds,
+            max_connections=max_connections,
         )
         batching = BatchOptions(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms)
         serve(
@@ -161,4 +187,6 @@ def serve(
             workers=workers,
             limits=limits,
             batching=batching,
+            grace_seconds=grace_seconds,
+            hosts=[h.strip() for h in allowed_hosts.split(",") if h.strip()],
         )

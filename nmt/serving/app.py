@@ -6,6 +6,12 @@ request schema is checked here and described by a hand-written OpenAPI document,
 nmt/serving/static/openapi.json). Routes: POST /translate, GET /health, GET /info, GET / (the page),
 GET /docs and /openapi.json. Every error is a JSON object {"error": ..., "limit": ...}; bad
 input gets a 4xx, never a 500.
+
+A web page the user visits must not drive the server: requests whose Host header names
+another server are refused (DNS rebinding), /translate takes application/json only (which a
+cross-site page cannot send without a preflight, and no CORS header allows one). Clients that
+send slowly hold a connection for `read_seconds` at most, and at most `max_connections` are
+open at once (nmt/serving/guards.py).
 """
 
 from __future__ import annotations
@@ -16,20 +22,30 @@ import json
 import logging
 import math
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from nmt import NmtError, require_whole
+from nmt import NmtError, __version__, require_whole
 from nmt.search import SearchOptions
 from nmt.serving.batcher import Batcher, BatchOptions
+from nmt.serving.guards import (
+    HostCheck,
+    Server,
+    allowed_hosts,
+    check_open_files,
+    connection_class,
+    json_depth,
+)
 from nmt.translation.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -38,6 +54,9 @@ STATIC = Path(__file__).parent / "static"
 FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention")
 DEFAULT = SearchOptions()  # what a request leaves out
 _DIGITS = 6  # attention weights in responses: far more than a reader of the map needs
+# a request nests 2 deep (an object holding a list); json.loads recurses once a level, and
+# 100,000 `[` raised RecursionError: deeper bodies are refused before parsing
+MAX_JSON_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,11 @@ class Limits:
     max_chars: int = 2_000  # per sentence
     max_beam: int = 16
     max_nbest: int = 16
-    max_concurrent: int = 128  # /translate requests in flight; more get 503
+    max_concurrent: int = 128  # /translate requests in flight (bodies read); more get 503
+    # to send a request's headers, and then its body: slower, the connection is closed (or
+    # the request answered 408)
+    read_seconds: int = 10
+    max_connections: int = 256  # open at once; more are closed as they connect
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -68,7 +91,10 @@ def _error(status: int, message: str, limit: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if limit is not None:
         body["limit"] = limit
-    return JSONResponse(body, status_code=status)
+    # answered before the body was read whole: the connection closes instead of reading
+    # the rest, which a slow client could send for ever
+    headers = {"connection": "close"} if status in (408, 413, 415) else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @dataclass
@@ -80,9 +106,18 @@ class TranslateRequest:
 def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
     """A /translate body -> sentences and search options, or ApiError (400, 413 or 422)."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ApiError(400, f"body is not valid UTF-8 (byte {e.start})") from None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ApiError(
+            400,
+            f"body nests arrays and objects {depth} deep, over {MAX_JSON_DEPTH} (a request "
+            "is an object of strings, numbers, booleans and one list of strings)",
+        )
+    try:
+        data = json.loads(text)
     except ValueError as e:  # json.JSONDecodeError, and numbers too long to convert
         raise ApiError(400, f"body is not valid JSON ({e})") from None
     if not isinstance(data, dict):
@@ -222,10 +257,44 @@ class Service:
         )
 
     def lengths(self, sentences: list[str]) -> list[int]:
+        """Source tokens of each sentence as decoded (EOS incl.), and one warning for the
+        request when some are cut to the model's length."""
         cap = self.translator.max_src_len
-        return [min(len(ids), cap) + 1 for ids in self.translator.tokenizer.encode_src(sentences)]
+        found = [len(ids) for ids in self.translator.tokenizer.encode_src(sentences)]
+        over = sum(n > cap for n in found)
+        if over:
+            log.warning(
+                "a request's sentences over the model's %d source tokens: %d of %d, truncated",
+                cap,
+                over,
+                len(found),
+            )
+        return [min(n, cap) + 1 for n in found]
 
     async def translate(self, request: Request) -> Response:
+        try:
+            return await self._answer(request)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its graceful shutdown times
+            # out; answered here, the client learns why and the log shows no traceback
+            return _error(503, "the server shut down before this request was answered")
+
+    async def _answer(self, request: Request) -> Response:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            # a cross-site page may send text/plain without asking (no CORS preflight)
+            raise ApiError(415, f"content-type must be application/json, got {media_type!r}")
+        seconds = self.limits.read_seconds
+        try:
+            body = await asyncio.wait_for(_read_body(request, self.limits.max_body_bytes), seconds)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                408, f"body not complete within the limit read_seconds={seconds}", "read_seconds"
+            ) from None
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody reads it
+        # counted once its body is here: a client that sends slowly (or never) holds a
+        # connection for read_seconds, not a place among the requests being translated
         if self.in_flight >= self.limits.max_concurrent:
             raise ApiError(
                 503,
@@ -235,15 +304,11 @@ class Service:
             )
         self.in_flight += 1
         try:
-            return await self._translate(request)
+            return await self._translate(request, body)
         finally:
             self.in_flight -= 1
 
-    async def _translate(self, request: Request) -> Response:
-        try:
-            body = await _read_body(request, self.limits.max_body_bytes)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody reads it
+    async def _translate(self, request: Request, body: bytes) -> Response:
         parsed = parse_request(body, self.limits)
         lengths = self.lengths(parsed.sentences)
         work = asyncio.ensure_future(
@@ -273,7 +338,7 @@ class Service:
         )
 
     async def info_route(self, request: Request) -> Response:
-        return JSONResponse(self.info)
+        return JSONResponse({**self.info, "limits": asdict(self.limits)})
 
 
 def _openapi(limits: Limits) -> dict[str, Any]:
@@ -286,21 +351,35 @@ def _openapi(limits: Limits) -> dict[str, Any]:
     return schema
 
 
+class _OneWarningARequest(logging.Filter):
+    """Drops the Translator's warning for each truncated sentence while the app runs: the app
+    warns once a request instead (one request logged 64 lines, each naming the sentence's
+    place in a batch merged from several requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "truncated" not in str(record.msg)
+
+
 def make_app(
     translator: Translator,
     info: dict[str, Any],
     limits: Limits | None = None,
     batching: BatchOptions | None = None,
+    hosts: Sequence[str] | None = None,
 ) -> Starlette:
-    """The ASGI app serving `translator`; `info` is what GET /info answers."""
+    """The ASGI app serving `translator`; `info` is what GET /info answers (with the limits);
+    `hosts`: the Host headers it answers (allowed_hosts()), None for any."""
     service = Service(translator, info, limits or Limits(), batching or BatchOptions())
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     docs = (STATIC / "docs.html").read_text(encoding="utf-8")
     openapi = _openapi(service.limits)
+    translator_log = logging.getLogger(Translator.__module__)
+    one_warning = _OneWarningARequest()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.ensure_future(service.batcher.run())
+        translator_log.addFilter(one_warning)
         try:
             yield
         finally:  # uvicorn gets here once the requests in flight are answered
@@ -308,6 +387,7 @@ def make_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             service.batcher.close()
+            translator_log.removeFilter(one_warning)
 
     async def api_error(request: Request, e: Exception) -> Response:
         assert isinstance(e, ApiError)
@@ -329,19 +409,30 @@ def make_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: api_error, HTTPException: http_error},
+        middleware=[] if hosts is None else [Middleware(HostCheck, allowed=hosts)],
     )
     app.state.service = service
     return app
 
 
+# what GET /info tells of the checkpoint: no file paths, nor the training config that holds them
+_INFO = ("kind", "parameters", "dtype", "src_vocab", "tgt_vocab", "joint_tokenizer", "model")
+_TRAINED = ("step", "epoch", "best", "metric", "versions")
+
+
 def server_info(checkpoint: str | Path, translator: Translator) -> dict[str, Any]:
-    """GET /info: the checkpoint's summary (no path) and its languages."""
+    """GET /info: the languages, the longest source the model reads, the server's version and
+    the checkpoint's summary (architecture, vocabularies, training progress, versions)."""
     from nmt.runs.export import checkpoint_info
 
     info = checkpoint_info(checkpoint)
-    info.pop("path", None)
     data = translator.config.data
-    return {"languages": {"source": data.src_lang, "target": data.tgt_lang}, **info}
+    return {
+        "languages": {"source": data.src_lang, "target": data.tgt_lang},
+        "max_source_tokens": translator.max_src_len,
+        "version": __version__,
+        **{key: info[key] for key in _INFO + _TRAINED},
+    }
 
 
 def serve(
@@ -355,22 +446,39 @@ def serve(
     workers: int = 1,
     limits: Limits | None = None,
     batching: BatchOptions | None = None,
+    grace_seconds: int = 10,
+    hosts: Sequence[str] = (),
 ) -> None:
     """Load `checkpoint` and serve it on host:port until SIGTERM or SIGINT, which finish the
-    requests in flight and return."""
-    import uvicorn
-
+    requests in flight (those not answered within `grace_seconds` get a 503) and return; a
+    second signal ends the process at once. `hosts`: Host headers answered besides the
+    local names and `host` (see allowed_hosts)."""
     if not 0 <= port <= 65535:  # checked before the model loads
         raise NmtError(f"port must be between 0 and 65535, got {port}")
+    require_whole("grace_seconds", grace_seconds, low=0)
+    limits = limits or Limits()
+    answered = allowed_hosts(host, port, hosts)
+    check_open_files(limits.max_connections)
     translator = Translator(
         checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
     )
     # the first call starts the worker processes (before uvicorn starts its threads) and
     # pays the one-off costs of a first decode
     translator.translate(["."], SearchOptions(beam_size=1))
-    app = make_app(translator, server_info(checkpoint, translator), limits, batching)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
-    server = uvicorn.Server(config)
+    app = make_app(translator, server_info(checkpoint, translator), limits, batching, answered)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=connection_class(limits.max_connections, limits.read_seconds),
+        # asyncio accepts up to `backlog` connections at a time before any is closed for
+        # being over the cap: this bounds the file descriptors open at once
+        backlog=limits.max_connections,
+        timeout_graceful_shutdown=grace_seconds,
+        log_level="info",
+        access_log=False,
+    )
+    server = Server(config)
     # uvicorn raises the signal again after its graceful shutdown; with these handlers in place
     # that is a no-op, and the command exits 0 instead of dying of the signal
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}

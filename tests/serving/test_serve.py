@@ -1,10 +1,12 @@
-"""`nmt serve`: the HTTP API in-process, dynamic batching, limits and bad input, the page in
-a headless Chromium, and SIGTERM on a real server process (loopback addresses only)."""
+"""`nmt serve`: the HTTP API in-process, dynamic batching, limits and bad input, slow
+clients and other sites, the page in a headless Chromium, and SIGTERM on a real server
+process (loopback addresses only; tests/translation/test_hostile.py attacks a real one)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -21,10 +23,12 @@ from conftest import browser_path
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from nmt import NmtError
 from nmt.cli.main import app as cli_app
 from nmt.search import SearchOptions
 from nmt.serving.app import Limits, make_app, server_info
 from nmt.serving.batcher import Batcher, BatchOptions
+from nmt.serving.guards import HostCheck, allowed_hosts, check_open_files
 from nmt.translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -344,6 +348,187 @@ def test_client_gone_before_its_batch_frees_its_work(trained, translator, senten
     asyncio.run(main())
     assert decoded == []
     assert service.batcher.stats.dropped == 3
+
+
+# -- the attack report: slow clients, hostile bodies, other sites -----------------------
+async def _call(app, chunks: list[bytes], *, ends: bool, headers=None) -> list[dict]:
+    """POST /translate to `app` as a client sending `chunks` of a body; with ends=False the
+    body never ends (a client that stalls). The messages the app sent."""
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    if ends:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[dict] = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # a stalled body, or a client that stays
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/translate",
+        "headers": headers or [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def _status_and_body(sent: list[dict]) -> tuple[int, dict, dict]:
+    start = sent[0]
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]) or b"{}")
+    return start["status"], body, dict(start["headers"])
+
+
+def test_a_body_not_sent_within_read_seconds_is_a_408_that_closes(translator) -> None:
+    app = make_app(translator, {}, Limits(read_seconds=1))
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            return await asyncio.wait_for(_call(app, [b'{"te'], ends=False), 30)
+
+    status, body, headers = _status_and_body(asyncio.run(main()))
+    assert status == 408 and body["limit"] == "read_seconds"
+    assert headers[b"connection"] == b"close"  # the rest of the body is not waited for
+
+
+def test_requests_still_sending_their_bodies_are_not_in_flight(translator) -> None:
+    """Stalled bodies over max_concurrent: a complete request is still answered (130 stalled
+    sockets made every /translate answer 503)."""
+    app = make_app(translator, {}, Limits(max_concurrent=2, read_seconds=60))
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            stalled = [
+                asyncio.ensure_future(_call(app, [b'{"text": '], ends=False)) for _ in range(5)
+            ]
+            await asyncio.sleep(0.2)  # their headers are in, their bodies never end
+            answer = await asyncio.wait_for(_call(app, [b'{"text": "a"}'], ends=True), 60)
+            in_flight = app.state.service.in_flight
+            for task in stalled:
+                task.cancel()
+            await asyncio.gather(*stalled, return_exceptions=True)
+            return answer, in_flight
+
+    answer, in_flight = asyncio.run(main())
+    assert _status_and_body(answer)[0] == 200
+    assert in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"[" * 10_000, 400),  # under max_body_bytes, and far over the recursion limit
+        (b'{"text": ' + b"[" * 10_000, 400),
+        (b"[" * 20 + b"]" * 20, 400),
+        (b'{"text": [["a"]]}', 422),  # shallow: parsed, and refused by the schema
+        (b'{"text": "[[[[[[[[[[ {{{{{{{{{{"}', 200),  # brackets in a string do not nest
+    ],
+)
+def test_deeply_nested_json_is_a_4xx_not_a_recursion_error(client, raw, status) -> None:
+    reply = client.post("/translate", content=raw, headers={"content-type": "application/json"})
+    assert reply.status_code == status, reply.text
+    if status == 400:
+        assert "deep" in reply.json()["error"]
+    assert _post(client, {"text": "a"}).status_code == 200
+
+
+def test_info_tells_no_path_of_the_server(client, trained, toy_dir) -> None:
+    info = client.get("/info").json()
+    text = json.dumps(info)
+    for path in (toy_dir, trained.parent):  # the training files, the run dir and tokenizer
+        assert str(path) not in text
+    assert "config" not in info and "path" not in info
+    assert info["limits"]["max_chars"] == LIMITS.max_chars
+    assert info["max_source_tokens"] == 40 and info["src_vocab"] > 0
+    assert info["version"] and info["model"]["hidden_size"] == 128
+
+
+@pytest.mark.parametrize(
+    "kind", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+)
+def test_translate_takes_json_only(client, kind) -> None:
+    """What a cross-site page may send without a CORS preflight is refused."""
+    headers = {"content-type": kind} if kind else {}
+    reply = client.post("/translate", content=b'{"text": "a"}', headers=headers)
+    assert reply.status_code == 415 and "application/json" in reply.json()["error"]
+    charset = {"content-type": "application/json; charset=utf-8"}
+    assert client.post("/translate", content=b'{"text": "a"}', headers=charset).status_code == 200
+
+
+def test_no_cors_header_lets_another_site_read_answers(client) -> None:
+    origin = {"origin": "http://evil.example"}
+    preflight = client.options(
+        "/translate",
+        headers={**origin, "access-control-request-method": "POST"},
+    )
+    posted = _post_with(client, {"text": "a"}, origin)
+    assert preflight.status_code == 405 and posted.status_code == 200
+    for reply in (preflight, posted):
+        assert not [h for h in reply.headers if h.lower().startswith("access-control-")]
+
+
+def _post_with(client, body, headers) -> httpx.Response:
+    return client.post("/translate", json=body, headers=headers)
+
+
+def test_host_headers_naming_another_server_are_refused(translator) -> None:
+    app = make_app(translator, {}, LIMITS, hosts=allowed_hosts("127.0.0.1", 8000))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        for host in ("127.0.0.1:8000", "localhost:8000", "LocalHost:8000", "[::1]:8000"):
+            assert c.get("/health", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example:8000", "127.0.0.1:8001", "127.0.0.1", "a@127.0.0.1:8000"):
+            reply = _post_with(c, {"text": "a"}, {"host": host})
+            assert reply.status_code == 400, host
+            assert reply.json()["limit"] == "allowed_hosts"
+
+
+def test_allowed_hosts() -> None:
+    assert allowed_hosts("127.0.0.1", 80) == ["localhost:80", "127.0.0.1:80", "[::1]:80"]
+    assert allowed_hosts("::", 0, ["example.org"]) == ["localhost", "127.0.0.1", "[::1]"] + [
+        "example.org"
+    ]
+    assert allowed_hosts("box.lan", 8080)[-1] == "box.lan:8080"
+    check = HostCheck(None, allowed_hosts("127.0.0.1", 80, ["example.org", "b.example:8443"]))
+    assert check.answers("127.0.0.1") and check.answers("127.0.0.1:80")  # 80: HTTP's port
+    assert check.answers("example.org:1234") and check.answers("b.example:8443")
+    assert not check.answers("b.example") and not check.answers("127.0.0.1:8000")
+    assert HostCheck(None, ["*"]).any
+    with pytest.raises(NmtError, match="allowed_hosts"):
+        allowed_hosts("127.0.0.1", 80, ["http://x/"])
+
+
+def test_long_sentences_log_one_warning_a_request(client, caplog) -> None:
+    long = " ".join(["the tall girl sees two red cars"] * 9)  # over the model's 40 tokens
+    with caplog.at_level(logging.WARNING):
+        reply = _post(client, {"text": [long] * 5 + ["a"]})
+    assert reply.status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "5 of 6" in warnings[0]
+
+
+def test_max_connections_must_leave_files_to_the_process(monkeypatch) -> None:
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    check_open_files(400)  # 800 at most for connections, 100 for the server's own files
+    with pytest.raises(NmtError, match="max_connections .*ulimit -n"):
+        check_open_files(500)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--allowed-hosts", "x/y"), ("--grace-seconds", "-1"), ("--read-seconds", "0")],
+)
+def test_bad_server_options_are_one_line_and_exit_2(trained, option, value) -> None:
+    run = CliRunner().invoke(cli_app, ["serve", str(trained), option, value])
+    assert run.exit_code == 2, run.output
+    assert option in run.output or option[2:].replace("-", "_") in run.output
 
 
 # -- real server processes -------------------------------------------------------------

@@ -504,3 +504,227 @@ def test_an_empty_tokenizer_is_not_called_code(trained, tmp_path):
     torch.save(state, tmp_path / "empty_tok.pt")
     with pytest.raises(NmtError, match="sentencepiece model is empty"):
         Translator(tmp_path / "empty_tok.pt")
+
+
+# -- the server under attack: a real `nmt serve` on 127.0.0.1 ---------------------------------
+def serve_process(trained, *options: str):
+    """`nmt serve` on a free loopback port, stdout and stderr into one pipe: (process, port)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    command = [sys.executable, "-m", "nmt", "serve", str(trained), "--port", str(port), *options]
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not start")
+
+
+def ended(proc, timeout: float) -> str:
+    """The output of `proc` once it has ended; a hang (past `timeout`) fails the test."""
+    import subprocess
+
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"still running {timeout} s later: {proc.communicate()[0]}") from None
+    return output
+
+
+def stalled(port: int, body_start: bytes = b'{"te', headers_end: bool = True):
+    """A socket that sent a /translate request's headers (or part of them) and the start of
+    a 100-byte body, and nothing more."""
+    import contextlib
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (
+        f"POST /translate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n"
+    ).encode()
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # closed as it came
+        sock.sendall(head + (b"\r\n" + body_start if headers_end else b""))
+    return sock
+
+
+def until_closed(sock, timeout: float = 30) -> bytes:
+    """What the server sends on `sock` until it closes it; still open after `timeout`: fail."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open: {data!r}") from None
+    finally:
+        sock.close()
+    return data
+
+
+def reply_json(data: bytes) -> tuple[int, dict]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    """One server for the attacks that leave it standing: short deadlines, small caps."""
+    import signal
+
+    options = ["--read-seconds", "2", "--max-connections", "16", "--max-concurrent", "4"]
+    proc, port = serve_process(trained, *options)
+    yield proc, port
+    proc.send_signal(signal.SIGTERM)
+    output = ended(proc, 30)
+    assert "Traceback" not in output, output
+
+
+def test_server_answers_slow_bodies_408_and_others_meanwhile(server):
+    """Stalled bodies above max_concurrent: they get 408 and close, a complete request is
+    answered (130 such sockets made every /translate answer 503)."""
+    import httpx
+
+    _, port = server
+    socks = [stalled(port) for _ in range(8)]
+    reply = httpx.post(f"http://127.0.0.1:{port}/translate", json={"text": "a"}, timeout=30)
+    assert reply.status_code == 200
+    for sock in socks:
+        status, body = reply_json(until_closed(sock))
+        assert status == 408 and body["limit"] == "read_seconds"
+
+
+def test_server_caps_and_times_out_half_open_connections(server):
+    """40 connections that never finish their headers: at most max_connections are held,
+    each for read_seconds (300 such connections stayed open, each a file descriptor)."""
+    import os
+    import time
+
+    import httpx
+
+    proc, port = server
+    fds = f"/proc/{proc.pid}/fd"
+    before = len(os.listdir(fds)) if os.path.isdir(fds) else None
+    socks = [stalled(port, headers_end=False) for _ in range(40)]
+    time.sleep(0.5)  # the server accepts them
+    if before is not None:
+        assert len(os.listdir(fds)) - before <= 16 + 2
+    for sock in socks:
+        until_closed(sock)
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 200
+
+
+def test_server_refuses_deep_json(server):
+    import httpx
+
+    _, port = server
+    url = f"http://127.0.0.1:{port}/translate"
+    for raw in (b"[" * 100_000, b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
+        reply = httpx.post(url, content=raw, headers={"content-type": "application/json"})
+        assert reply.status_code == 400 and "deep" in reply.json()["error"]
+    assert httpx.post(url, json={"text": "a"}, timeout=30).status_code == 200
+
+
+def test_server_is_not_driven_by_other_sites(server):
+    """Another Host (DNS rebinding), a cross-site text/plain POST, a CORS preflight."""
+    import httpx
+
+    _, port = server
+    url = f"http://127.0.0.1:{port}"
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}"):
+        reply = httpx.post(url + "/translate", json={"text": "a"}, headers={"host": host})
+        assert reply.status_code == 400 and reply.json()["limit"] == "allowed_hosts"
+    origin = {"origin": "http://evil.example"}
+    plain = httpx.post(
+        url + "/translate",
+        content=b'{"text": "a"}',
+        headers={**origin, "content-type": "text/plain"},
+    )
+    assert plain.status_code == 415
+    preflight = httpx.options(
+        url + "/translate", headers={**origin, "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 405
+    for reply in (plain, preflight):
+        assert not [h for h in reply.headers if h.lower().startswith("access-control-")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_server_stops_under_load_within_its_grace(trained, sig):
+    """Requests in flight are answered, clients holding unfinished bodies get a 503 when the
+    grace period ends, the process exits 0, and nothing is a traceback (it stayed up for 40 s
+    and more, and SIGINT printed a traceback for each cancelled request)."""
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    options = ["--grace-seconds", "5", "--read-seconds", "120", "--max-wait-ms", "2000"]
+    proc, port = serve_process(trained, *options)
+    try:
+        socks = [stalled(port) for _ in range(4)]
+        url = f"http://127.0.0.1:{port}/translate"
+        with ThreadPoolExecutor(3) as pool:
+            posts = [
+                pool.submit(httpx.post, url, json={"text": f"The {n} red cats."}, timeout=60)
+                for n in ("two", "three", "four")
+            ]
+            deadline = time.monotonic() + 30
+            health = f"http://127.0.0.1:{port}/health"
+            while httpx.get(health).json()["in_flight"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the three wait for their batch to fill
+            proc.send_signal(getattr(signal, sig))
+            assert [p.result().status_code for p in posts] == [200] * 3
+        for sock in socks:
+            data = until_closed(sock)
+            assert not data or reply_json(data)[0] == 503, data
+        output = ended(proc, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "CancelledError" not in output, output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("second", ["SIGTERM", "SIGINT"])
+def test_server_second_signal_exits_at_once_and_quietly(trained, second):
+    import signal
+    import time
+
+    proc, port = serve_process(trained, "--grace-seconds", "300", "--read-seconds", "300")
+    try:
+        sock = stalled(port)  # keeps the first signal's graceful shutdown waiting
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert proc.poll() is None  # still waiting for the unfinished body
+        proc.send_signal(getattr(signal, second))
+        output = ended(proc, 30)  # not the grace period's 300 s
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -getattr(signal, second), output
+    assert "Traceback" not in output and "CancelledError" not in output, output
