@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import pickle
 import re
 import warnings
@@ -37,6 +38,7 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 # zip (torch.save's format since 1.6) or a pickle of protocol 2 or more (older torch.save)
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 _DATA_RECORD = re.compile(r"[^/]+/data/\d+")  # a tensor storage's record in torch's zip
+_MAPPINGS = ("model", "config", "tokenizer", "train_state", "trained", "versions")
 
 # options a resumed run may change: when and how often it stops, logs and validates, and where
 # it runs; every other option shapes the model or the updates and comes from the checkpoint
@@ -166,6 +168,10 @@ def read_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         )
     if state.setdefault("kind", "training") not in KINDS:
         raise NmtError(f"checkpoint {p} is of an unknown kind {state['kind']!r}")
+    for key in _MAPPINGS:  # what every reader indexes by name: a list or text is damage
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            kind = type(state[key]).__name__
+            raise NmtError(f"checkpoint {p} is inconsistent (its {key} is a {kind}, not a mapping)")
     return state
 
 
@@ -234,9 +240,8 @@ def load_checkpoint(
     inference in half precision is slow or unsupported.
     """
     state = read_state(path, mmap=mmap)
+    config, tokenizer, _ = model_parts(state, path)  # before a real model is built
     try:
-        config = config_from_dict(state["config"])
-        tokenizer = Tokenizer.from_state(state["tokenizer"])
         model = build_model(
             config.model, src_vocab=tokenizer.src_vocab_size, tgt_vocab=tokenizer.tgt_vocab_size
         )
@@ -258,6 +263,45 @@ def load_checkpoint(
     return Checkpoint(
         model, config, tokenizer, state.get("train_state"), versions, kind=state["kind"]
     )
+
+
+def model_parts(state: dict[str, Any], path: str | Path) -> tuple[Config, Tokenizer, nn.Module]:
+    """The config, tokenizer and model of a checkpoint's `state` (read_state), the model on
+    the meta device (shapes only: nothing is allocated), once the weights the file holds are
+    those its config implies, name for name and shape for shape. A config claiming a larger
+    model than its file holds (100,000 layers in 4 MB) is refused here, before building it
+    for real would take minutes and gigabytes."""
+    try:
+        config = config_from_dict(state["config"])
+        tokenizer = Tokenizer.from_state(state["tokenizer"])
+        with torch.device("meta"):
+            model = build_model(
+                config.model,
+                src_vocab=tokenizer.src_vocab_size,
+                tgt_vocab=tokenizer.tgt_vocab_size,
+            )
+        _check_shapes(model.state_dict(), state["model"])
+    except NmtError as e:
+        raise NmtError(f"checkpoint {path}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
+    return config, tokenizer, model
+
+
+def _check_shapes(expected: dict[str, torch.Tensor], weights: dict[str, Any]) -> None:
+    """The `weights` a file holds are the `expected` ones (a model's state_dict)."""
+    for name in itertools.chain(expected, weights):
+        if name not in expected or name not in weights:
+            where = "is not in the config's model" if name in weights else "is missing"
+            raise NmtError(f"its weights are inconsistent with its config ({quote(name)} {where})")
+        value, shape = weights[name], tuple(expected[name].shape)
+        if not torch.is_tensor(value) or tuple(value.shape) != shape:
+            found = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise NmtError(
+                f"its weights are inconsistent with its config ({name}: {found} stored, {shape} "
+                "implied by the config)"
+            )
 
 
 def _check_finite(weights: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ NORMS = ("pre", "post")
 POSITIONS = ("sinusoidal", "learned")
 SCHEDULES = ("plateau", "noam")
 SEED_LIMIT = 2**32  # seeds derive the data order's seed * 1000 + epoch: it must fit 64 bits
+WIDEST, DEEPEST, MAX_THREADS = 1 << 16, 64, 1024  # caps: a layer's width or table; layers
 
 
 def option(
@@ -37,15 +38,21 @@ def option(
     low: float | None = None,
     high: float | None = None,
     above: float | None = None,
+    cap: float | None = None,
     arch: str = "",
 ) -> Any:
     """A config option: its default, what it means and the values it takes (`choices`, or a
-    range from `low`, to `high`, both included, or `above`) and the one `arch` that reads it
-    (the other refuses it when it differs from its default, so that a setting never silently
-    does nothing), kept as data on the field: the checks, README's table and `nmt train
-    --options` are made from it."""
-    limits = {"choices": choices, "low": low, "high": high, "above": above}
+    range from `low`, to `high`, both included, or `above`; `cap`: far past any use, so that a
+    typo as 2e9 fails at once) and the one `arch` that reads it (the other refuses it when it
+    differs from its default, so that a setting never silently does nothing), kept as data on
+    the field: the checks, README's table and `nmt train --options` are made from it."""
+    limits = {"choices": choices, "low": low, "high": high, "above": above, "cap": cap}
     return field(default=default, metadata={"help": help, "arch": arch, **limits})
+
+
+def width(default: int, help: str, arch: str) -> Any:
+    """A size of the network (a layer's width, its heads, a table's rows): 1 to WIDEST."""
+    return option(default, help, low=1, cap=WIDEST, arch=arch)
 
 
 @dataclass
@@ -90,14 +97,12 @@ class ModelConfig:
     cell: str = option(
         "gru", "rnn: recurrent cell: rnn (Elman, tanh) | gru | lstm", choices=CELLS, arch="rnn"
     )
-    embed_dim: int = option(
-        256, "rnn: embedding size of both sides (transformer: d_model)", low=1, arch="rnn"
-    )
-    enc_hidden_size: int = option(256, "rnn: encoder hidden size per direction", low=1, arch="rnn")
-    enc_layers: int = option(1, "encoder layers (rnn and transformer)", low=1)
+    embed_dim: int = width(256, "rnn: embedding size of both sides (transformer: d_model)", "rnn")
+    enc_hidden_size: int = width(256, "rnn: encoder hidden size per direction", "rnn")
+    enc_layers: int = option(1, "encoder layers (rnn and transformer)", low=1, cap=DEEPEST)
     bidirectional: bool = option(True, "rnn: bidirectional encoder", arch="rnn")
-    hidden_size: int = option(512, "rnn: decoder hidden size", low=1, arch="rnn")
-    dec_layers: int = option(1, "decoder layers (rnn and transformer)", low=1)
+    hidden_size: int = width(512, "rnn: decoder hidden size", "rnn")
+    dec_layers: int = option(1, "decoder layers (rnn and transformer)", low=1, cap=DEEPEST)
     attention: str = option(
         "bahdanau",
         "rnn: none | dot | general (Luong) | bahdanau (additive)",
@@ -117,23 +122,14 @@ class ModelConfig:
         False, "one embedding matrix for source and target (joint vocab)"
     )
     tie_output: bool = option(True, "decoder output projection shares the target embedding")
-    d_model: int = option(
-        512,
-        "transformer: width of embeddings, attention and the residual stream",
-        low=1,
-        arch="transformer",
+    d_model: int = width(
+        512, "transformer: width of embeddings, attention and the residual stream", "transformer"
     )
-    heads: int = option(
-        8,
-        "transformer: attention heads (d_model must be divisible by it)",
-        low=1,
-        arch="transformer",
+    heads: int = width(
+        8, "transformer: attention heads (d_model must be divisible by it)", "transformer"
     )
-    ff_size: int = option(
-        2048,
-        "transformer: inner size of the position-wise feed-forward layers",
-        low=1,
-        arch="transformer",
+    ff_size: int = width(
+        2048, "transformer: inner size of the position-wise feed-forward layers", "transformer"
     )
     attention_dropout: float = option(
         0.0, "transformer: dropout on attention weights", low=0, high=1, arch="transformer"
@@ -153,11 +149,8 @@ class ModelConfig:
         choices=POSITIONS,
         arch="transformer",
     )
-    max_positions: int = option(
-        256,
-        "transformer: learned positions' table size (longest sentence)",
-        low=1,
-        arch="transformer",
+    max_positions: int = width(
+        256, "transformer: learned positions' table size (longest sentence)", "transformer"
     )
 
 
@@ -210,7 +203,7 @@ class TrainConfig:
     )
     log_every: int = option(50, "log training loss and speed every this many updates", low=1)
     max_bad_steps: int = option(5, "stop after this many non-finite losses in a row", low=1)
-    threads: int = option(0, "torch CPU threads (0: torch's default)", low=0)
+    threads: int = option(0, "torch CPU threads (0: torch's default)", low=0, cap=MAX_THREADS)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
 
 
@@ -324,6 +317,8 @@ def _check_option(where: str, value: Any, limits: Any) -> None:
         raise NmtError(f"config: {where} must be between {low} and {high}, got {value}")
     if low is not None and value < low:
         raise NmtError(f"config: {where} must be >= {low}, got {value}")
+    if limits["cap"] is not None and value > limits["cap"]:
+        raise NmtError(f"config: {where} must be at most {limits['cap']}, got {value}")
     if above is not None and value <= above:
         raise NmtError(f"config: {where} must be > {above}, got {value}")
 

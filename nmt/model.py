@@ -6,9 +6,13 @@ V target vocabulary.
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import torch
 from torch import nn
 
+from nmt import NmtError
 from nmt.batching import padding_mask
 from nmt.config import ModelConfig
 from nmt.decoder import Decoder, DecoderState, EncoderOut, select
@@ -163,7 +167,69 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def build_model(config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
-    """The network that `config.arch` names: Seq2Seq (rnn) or Transformer."""
+    """The network that `config.arch` names: Seq2Seq (rnn) or Transformer; one that cannot
+    fit in this machine's memory is refused first (`check_fits`)."""
+    if torch.get_default_device().type != "meta":  # on meta nothing is allocated
+        check_fits(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
     if config.arch == "transformer":
         return Transformer(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
     return Seq2Seq(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+
+
+# bytes a parameter takes: its float32 weight alone, or in training with its gradient and
+# Adam's two moments (activations come on top)
+WEIGHT_BYTES, TRAIN_BYTES = 4, 16
+# the options that size the network, by architecture
+SIZE_OPTIONS = {
+    "rnn": ("embed_dim", "enc_hidden_size", "hidden_size", "enc_layers", "dec_layers"),
+    "transformer": ("d_model", "ff_size", "enc_layers", "dec_layers", "max_positions"),
+}
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def count_on_meta(config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> int:
+    """The parameters of the model `config` describes, counted on the meta device: shapes
+    only, nothing allocated, however large."""
+    with torch.device("meta"):
+        return count_parameters(build_model(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab))
+
+
+def check_fits(
+    config: ModelConfig, *, src_vocab: int, tgt_vocab: int, bytes_per_parameter: int = WEIGHT_BYTES
+) -> int:
+    """The parameter count of the model `config` describes, or NmtError when its parameters
+    (`bytes_per_parameter` each: WEIGHT_BYTES to hold the weights, TRAIN_BYTES to train them)
+    exceed this machine's memory, naming the option whose default would save the most."""
+    count = count_on_meta(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+    need, have = count * bytes_per_parameter, physical_memory()
+    if have is None or need <= have:
+        return count
+
+    def saved(option: str) -> int:  # the parameters `option` at its default would save
+        if option == "vocabulary":  # against data.vocab_size's default
+            vocab = {"src_vocab": min(src_vocab, 8000), "tgt_vocab": min(tgt_vocab, 8000)}
+            return count - count_on_meta(config, **vocab)
+        default = getattr(ModelConfig, option)
+        # heads 1: the default d_model must still divide into heads (the count is the same)
+        usual = replace(config, heads=1, **{option: default})
+        return count - count_on_meta(usual, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+
+    savings = {name: saved(name) for name in (*SIZE_OPTIONS[config.arch], "vocabulary")}
+    worst = max(savings, key=savings.__getitem__)
+    if savings[worst] <= 0:
+        what = "its sizes are the defaults: a smaller model is needed"
+    elif worst == "vocabulary":
+        what = f"the vocabulary ({src_vocab:,} and {tgt_vocab:,} pieces) weighs most, lower it"
+    else:
+        what = f"model.{worst} ({getattr(config, worst):,}) weighs most, lower it"
+    raise NmtError(
+        f"the model would have {count:,} parameters, {need / 2**30:,.1f} GiB, more than this "
+        f"machine's {have / 2**30:,.1f} GiB of memory: {what}"
+    )

@@ -107,7 +107,10 @@ class SearchOptions:
     length_penalty: float | str = 1.0
     max_len_ratio: float = 1.5  # max output tokens = ratio * source tokens + offset
     max_len_offset: int = 10
-    min_len: int = 0  # EOS is not allowed before this many tokens
+    # EOS is not allowed before this many tokens (0: the textbook search, which may end at the
+    # first step); a Translator searches with 1 at least: no translation of a non-empty
+    # sentence is empty
+    min_len: int = 0
     # when a sentence's beam search is done, given K finished hypotheses (see beam_search)
     stopping: str = "early"  # or "exact"
     return_attention: bool = False

@@ -21,7 +21,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt import NmtError
-from nmt.files import fsync_dir
+from nmt.files import check_dir, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def check_tokenizer_dir(out: Path) -> None:
     file)."""
     if out.exists() and not out.is_dir():
         raise NmtError(f"{out} is a file: the tokenizer needs a folder there")
+    check_dir(out, "tokenizer folder")  # its parents too: none a file, one writable
     if out.is_dir():
         other = sorted(p.name for p in out.iterdir() if p.name not in FILES)
         if other:

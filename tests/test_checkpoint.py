@@ -193,3 +193,33 @@ def test_malicious_pickle_is_refused_without_side_effects(tmp_path, kind):
     if kind != "open-pickle4":  # protocol 4 hides the name from torch's error
         assert "would run code" in msg
     assert not target.exists()
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_before_a_model_is_built(saved, monkeypatch):
+    """A config claiming a larger model than the file holds is refused from the shapes alone:
+    no model is built for real (that took minutes and gigabytes for 100,000 layers)."""
+    import nmt.checkpoint
+
+    state = torch.load(saved, weights_only=True)
+    state["config"]["model"]["hidden_size"] = 4096  # the weights are of 16
+    torch.save(state, saved)
+    built_on: list[str] = []
+    real = nmt.checkpoint.build_model
+
+    def build(*args, **kwargs):
+        built_on.append(torch.get_default_device().type)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nmt.checkpoint, "build_model", build)
+    with pytest.raises(NmtError, match="inconsistent with its config .*decoder"):
+        load_checkpoint(saved)
+    assert built_on and set(built_on) == {"meta"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("model", [1]), ("config", "model: big"), ("train_state", [3])]
+)
+def test_parts_that_are_no_mapping_are_refused_when_read(saved, key, value):
+    _rewrite(saved, **{key: value})
+    with pytest.raises(NmtError, match=f"inconsistent \\(its {key} is a"):
+        read_state(saved)

@@ -316,3 +316,36 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.yam
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_recipe_config_is_valid(recipe):
     load_config(recipe)
+
+
+@pytest.mark.parametrize(
+    ("override", "bound"),
+    [
+        ("model.hidden_size=2000000000", "model.hidden_size must be at most 65536"),
+        ("model.embed_dim=1048576", "model.embed_dim must be at most 65536"),
+        ("model.enc_layers=1000", "model.enc_layers must be at most 64"),
+        ("model.dec_layers=1000", "model.dec_layers must be at most 64"),
+        ("train.threads=10000", "train.threads must be at most 1024"),
+    ],
+)
+def test_sizes_beyond_any_model_are_refused_when_loading(override, bound):
+    with pytest.raises(NmtError, match=bound):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["model.d_model=1048576", "model.ff_size=4000000000", "model.max_positions=2000000000"],
+)
+def test_transformer_sizes_beyond_any_model_are_refused(override):
+    option = override.split("=")[0]
+    with pytest.raises(NmtError, match=f"{option} must be at most 65536"):
+        load_config(None, ["model.arch=transformer", override])
+
+
+def test_huge_sizes_are_one_line_from_the_command(tmp_path):
+    from conftest import nmt, user_error
+
+    r = nmt("train", "--set", "model.hidden_size=2000000000", "--set", f"train.run_dir={tmp_path}")
+    user_error(r, "model.hidden_size must be at most 65536")
+    assert not any(tmp_path.iterdir())

@@ -74,3 +74,64 @@ def test_a_failed_copy_leaves_the_target_alone(tmp_path):
         copy_atomic(tmp_path / "missing", dst)
     assert dst.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["b.bin"]
+
+
+# -- output paths that are not regular files: written in place, never renamed over ------
+def _read_fifo_in_background(fifo: Path) -> list[bytes]:
+    import threading
+
+    got: list[bytes] = []
+    threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True).start()
+    return got
+
+
+def test_a_fifo_is_written_in_place_not_replaced(tmp_path: Path) -> None:
+    import time
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = _read_fifo_in_background(fifo)
+    write_atomic(fifo, b"data")
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fifo.is_fifo() and got == [b"data"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]  # no temp file left
+
+
+def test_output_file_says_which_paths_are_written_in_place(tmp_path: Path) -> None:
+    from nmt.files import output_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "target")
+    assert output_file(fifo).direct and output_file("/dev/null").direct
+    assert output_file("/dev/stdout").direct  # whatever file stdout is, never renamed over
+    assert output_file(link) == nmt.files.OutputFile(tmp_path / "target", direct=False)
+    for bad, message in [
+        (tmp_path, "is a folder"),
+        (tmp_path / "no" / "x", "does not exist"),
+        (fifo / "x", "Not a directory"),
+    ]:
+        with pytest.raises(nmt.NmtError, match=message):
+            output_file(bad)
+
+
+def test_a_full_device_is_one_error_and_stays_a_device() -> None:
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full here")
+    with pytest.raises(nmt.NmtError, match="cannot write /dev/full .*No space left"):
+        write_atomic("/dev/full", b"x" * 100_000)
+    assert Path("/dev/full").is_char_device()
+    write_atomic("/dev/null", b"x")
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "/proc/nmt-test", "/sys/nmt"])
+def test_folders_that_cannot_be_made_are_one_line(tmp_path: Path, where: str) -> None:
+    from nmt.files import check_dir
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(nmt.NmtError, match="is a file|the kernel's"):
+        check_dir(tmp_path / where, "-o")

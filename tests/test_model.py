@@ -341,3 +341,30 @@ def test_int8_quantization_covers_the_output_layer(tie_output) -> None:
     assert in_place is model and isinstance(model.output, quantized_linear)
     with torch.inference_mode():
         assert torch.equal(model(b.src, b.src_lengths, b.tgt_in)[0], got)
+
+
+def test_a_model_too_large_for_the_memory_is_refused_naming_its_largest_option(monkeypatch):
+    import nmt.model
+    from nmt.model import build_model, check_fits, count_on_meta
+
+    wide = ModelConfig(embed_dim=8192, enc_hidden_size=32, hidden_size=64)
+    vocab = {"src_vocab": 1000, "tgt_vocab": 1000}
+    count = count_on_meta(wide, **vocab)  # shapes only: nothing allocated
+    assert count > 2 * 1000 * 8192
+    monkeypatch.setattr(nmt.model, "physical_memory", lambda: 50 << 20)  # 50 MiB
+    with pytest.raises(NmtError, match=r"GiB of memory: model.embed_dim \(8,192\) weighs most"):
+        build_model(wide, **vocab)
+    deep = ModelConfig(
+        arch="transformer", d_model=512, ff_size=8192, enc_layers=12, dec_layers=12, dropout=0.1
+    )
+    with pytest.raises(NmtError, match=r"model.ff_size \(8,192\) weighs most"):
+        check_fits(deep, src_vocab=1000, tgt_vocab=1000)
+    # a model that fits is counted and built
+    assert check_fits(ModelConfig(embed_dim=8, hidden_size=8), src_vocab=50, tgt_vocab=50) > 0
+    # training needs the gradient and Adam's moments too: four times the weights
+    small = ModelConfig(embed_dim=256, hidden_size=256)
+    n = count_on_meta(small, src_vocab=8000, tgt_vocab=8000)
+    monkeypatch.setattr(nmt.model, "physical_memory", lambda: 8 * n)
+    check_fits(small, src_vocab=8000, tgt_vocab=8000)
+    with pytest.raises(NmtError, match="more than this machine's"):
+        check_fits(small, src_vocab=8000, tgt_vocab=8000, bytes_per_parameter=nmt.model.TRAIN_BYTES)

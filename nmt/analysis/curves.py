@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from nmt.analysis.render import DPI, IMAGE_FORMATS, render_context
-from nmt.files import atomic_open
+from nmt.data.corpus import decode_line, raw_lines
+from nmt.files import atomic_open, check_dir, output_file
 
 __all__ = ["plot_curves"]
 
@@ -51,8 +52,10 @@ def _read_log(run_dir: Path, x: str) -> _Series:
         raise ValueError(f"no log.jsonl in run directory {str(run_dir)!r}")
     series: _Series = {}
     bad = 0
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+    with path.open("rb") as fh:
+        # line by line in bounded memory: a line over the cap is an error naming it
+        for n, raw in enumerate(raw_lines(fh, str(path)), 1):
+            line = decode_line(raw, f"{path}:{n}", errors="replace")
             if not line.strip():
                 continue
             try:
@@ -118,7 +121,9 @@ def plot_curves(run_dirs: Sequence[str | Path], out: str | Path, x: str = "step"
     dirs = [Path(d) for d in run_dirs]
     logs = [_read_log(d, x) for d in dirs]
     labels = _run_labels(dirs)
+    check_dir(out.parent, "-o")
     out.parent.mkdir(parents=True, exist_ok=True)
+    output_file(out)
 
     with render_context(labels), atomic_open(out) as fh:
         _draw_curves(logs, labels, x, fmt, fh)

@@ -13,7 +13,7 @@ from typing import Any
 
 from nmt import NmtError
 from nmt.analysis.render import DPI, IMAGE_FORMATS, render_context
-from nmt.files import atomic_open
+from nmt.files import atomic_open, check_dir, output_file
 
 # one line of a panel: (label, xs, ys)
 _Line = tuple[str, Sequence[Any], Sequence[Any]]
@@ -26,7 +26,9 @@ def _image(out: str | Path) -> tuple[Path, str]:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in IMAGE_FORMATS:
         raise NmtError(f"cannot tell the image format from {str(out)!r}; use .png, .svg or .pdf")
+    check_dir(out.parent, "-o")
     out.parent.mkdir(parents=True, exist_ok=True)
+    output_file(out)  # before the figure is drawn
     return out, fmt
 
 

@@ -92,10 +92,11 @@ def _map_stdin(fn) -> None:
     """fn(lines, first line number) -> lines, over stdin in chunks, to stdout."""
     from itertools import islice
 
-    from nmt.data.corpus import decode_line
+    from nmt.data.corpus import decode_line, raw_lines
 
     first = 1
-    while chunk := list(islice(sys.stdin.buffer, _LINES_PER_CHUNK)):
+    raws = raw_lines(sys.stdin.buffer, "<stdin>")  # a line over the cap is an error
+    while chunk := list(islice(raws, _LINES_PER_CHUNK)):
         lines = [decode_line(raw, f"<stdin>:{first + i}") for i, raw in enumerate(chunk)]
         sys.stdout.write("".join(line + "\n" for line in fn(lines, first)))
         first += len(chunk)

@@ -89,7 +89,9 @@ def translate(
         float, typer.Option(help="Max output = ratio * source tokens + offset.")
     ] = 1.5,
     max_len_offset: Annotated[int, typer.Option(help="See --max-len-ratio.")] = 10,
-    min_len: Annotated[int, typer.Option(help="No EOS before this many tokens.")] = 0,
+    min_len: Annotated[
+        int, typer.Option(help="No EOS before this many tokens (1 at least for a non-empty line).")
+    ] = 0,
     stopping: Annotated[
         str,
         typer.Option(

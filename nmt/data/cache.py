@@ -237,11 +237,14 @@ def build_cache(
     `key` is replaced.
     """
     created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(path)
     tmp = path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:  # a file on the way, a folder of the kernel's (/proc), no room
+        raise NmtError(f"cache {path}: cannot make its folder ({e.strerror or e})") from None
     try:
         meta = _write_arrays(chunks, tokenizer, rules, tmp, on_progress)
         _check_kept(FilterStats(**meta["stats"]), rules, where)
@@ -249,11 +252,13 @@ def build_cache(
         write_atomic(tmp / "meta.json", json.dumps({**meta, "key": key}, indent=1).encode())
         fsync_dir(tmp)
         _publish(tmp, path, key)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         for p in created:  # leave no empty folder behind a failed first build
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
+        if isinstance(e, OSError):  # the disk full, say
+            raise NmtError(f"cache {path}: cannot write it ({e.strerror or e})") from None
         raise
     cache = open_cache(path, key)
     if cache is None:

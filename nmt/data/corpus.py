@@ -22,25 +22,36 @@ log = logging.getLogger(__name__)
 # the longest line read from a text file: a file without newlines (or a binary one) would
 # otherwise be read whole into memory as one line
 MAX_LINE_BYTES = 1 << 20
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark some editors start a file with
 
 
 def raw_lines(stream: IO[bytes], name: str, truncate: bool = False) -> Iterator[bytes]:
     """The lines of a binary stream (line endings kept), none longer than MAX_LINE_BYTES: a
-    longer one is an error naming it, or with `truncate` cut to that size with a warning."""
+    longer one is an error naming it, or with `truncate` cut to that size with a warning.
+    Each line is read in bounded memory, never whole first. A BOM starting the stream is
+    left out (it is no text), and logged."""
     n = 0
     while raw := stream.readline(MAX_LINE_BYTES + 1):
         n += 1
-        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+        whole = len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n")
+        if n == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+            log.info("%s: starts with a UTF-8 byte order mark (BOM): left out", name)
+        if whole:
             yield raw
             continue
         if not truncate:
-            raise NmtError(
-                f"{name}:{n}: line longer than {MAX_LINE_BYTES >> 20} MB (is it a text file?)"
-            )
+            raise NmtError(f"{name}:{n}: line longer than {_cap()} (is it a text file?)")
         while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
             pass  # the rest of the line, read in bounded pieces and dropped
-        log.warning("%s:%d: longer than %d MB, cut there", name, n, MAX_LINE_BYTES >> 20)
+        log.warning("%s:%d: longer than %s, cut there", name, n, _cap())
         yield _cut_at_character(raw[:MAX_LINE_BYTES]) + b"\n"
+
+
+def _cap() -> str:
+    """MAX_LINE_BYTES as messages say it: "1 MB"."""
+    mb, rest = divmod(MAX_LINE_BYTES, 1 << 20)
+    return f"{mb} MB" if mb and not rest else f"{MAX_LINE_BYTES:,} bytes"
 
 
 def _cut_at_character(raw: bytes) -> bytes:
@@ -158,8 +169,20 @@ def iter_dataset(
                 f"dataset {spec}: translation has keys {sorted(rows[0])}; "
                 f"set data.src_lang and data.tgt_lang to two of them"
             )
+        src, tgt = [r[src_lang] or "" for r in rows], [r[tgt_lang] or "" for r in rows]
+        _check_lengths(src, tgt, spec, done)
         done += len(rows)
-        yield [r[src_lang] or "" for r in rows], [r[tgt_lang] or "" for r in rows], done / total
+        yield src, tgt, done / total
+
+
+def _check_lengths(src: list[str], tgt: list[str], spec: str, before: int) -> None:
+    """Refuse a dataset row with a side over MAX_LINE_BYTES, as the file readers do."""
+    for n, pair in enumerate(zip(src, tgt), before + 1):
+        for line in pair:
+            # a character is at most 4 bytes: only a long line is encoded to be measured
+            long = len(line) * 4 > MAX_LINE_BYTES
+            if long and len(line.encode(errors="replace")) > MAX_LINE_BYTES:
+                raise NmtError(f"dataset {spec}: row {n}: longer than {_cap()}")
 
 
 def read_dataset(
@@ -183,7 +206,8 @@ def read_chunks(path: str | Path, chunk_lines: int = 20000) -> Iterator[tuple[li
         raise NmtError(f"{p}: file does not exist")
     with p.open("rb") as f:
         first = 1
-        while raw := list(itertools.islice(f, chunk_lines)):
+        lines = raw_lines(f, str(p))  # bounded: a line over MAX_LINE_BYTES is an error
+        while raw := list(itertools.islice(lines, chunk_lines)):
             yield _decode_chunk(raw, p, first), sum(map(len, raw))
             first += len(raw)
 

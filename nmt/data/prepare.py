@@ -29,6 +29,7 @@ from nmt.data.corpus import (
     read_parallel,
 )
 from nmt.distributed import barrier
+from nmt.files import check_dir
 from nmt.tokenizer import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ def prepare_data(
     _check_sources(d)
     run_dir = Path(config.train.run_dir)
     in_memory = d.sampling_alpha > 0
+    if d.cache_dir and not in_memory:  # before any work: a file there, or /proc
+        check_dir(Path(d.cache_dir), "data.cache_dir", writable=False)
     data = read_data(config.data) if in_memory else TrainData([], [], *read_valid(config.data))
     check_validation(config.data, data)
     text = data if in_memory else None

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 
 from nmt import NmtError
-from nmt.files import write_atomic
-from nmt.checkpoint import read_state
-from nmt.files import check_file
+from nmt.checkpoint import model_parts, read_state
+from nmt.files import output_file, write_atomic
 
 
 @dataclass
@@ -109,7 +108,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Average
     Floating weights are summed in float64 one checkpoint at a time (only two sets of
     weights are in memory) and stored in float32; other tensors must be equal in all.
     """
-    check_file(out)
+    output_file(out)  # a device or FIFO is written in place, never renamed over
     inputs, out = [Path(p) for p in paths], Path(out)
     if len(inputs) < 2:
         raise NmtError("averaging needs at least two checkpoints")
@@ -118,8 +117,8 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Average
     if len({p.resolve() for p in inputs}) < len(inputs):
         raise NmtError("averaging: a checkpoint is given twice (its weights would count double)")
     first = read_state(inputs[0], mmap=True)
-    if not isinstance(first["model"], dict):
-        raise NmtError(f"checkpoint {inputs[0]} is inconsistent (its weights are no dict)")
+    # its config and weights as the loader checks them; the others must be the same model
+    metric = model_parts(first, inputs[0])[0].train.valid_metric
     names_of: dict[tuple, list[str]] = {}  # shared storage -> the names that share it
     for name, value in first["model"].items():
         if not torch.is_tensor(value):
@@ -146,7 +145,7 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path) -> Average
         mean = (total / len(inputs)).float() if total.is_floating_point() else total
         for name in names:
             weights[name] = mean
-    _write(out, first, weights, inputs, steps)
+    _write(out, first, weights, inputs, steps, metric)
     return AverageResult(out, inputs, steps)
 
 
@@ -156,9 +155,9 @@ def _write(
     weights: dict[str, Any],
     inputs: list[Path],
     steps: list[int | None],
+    metric: str,
 ) -> None:
     """The average as an export, its `trained` record naming the inputs and their steps."""
-    metric = (first.get("config") or {}).get("train", {}).get("valid_metric", "bleu")
     known = [s for s in steps if s is not None]
     state = {
         "format": first["format"],

@@ -14,12 +14,8 @@ from typing import Any
 import torch
 
 from nmt import NmtError
-from nmt.files import write_atomic
-from nmt.checkpoint import read_state
-from nmt.config import Config, config_from_dict
-from nmt.model import build_model
-from nmt.files import check_file
-from nmt.tokenizer import Tokenizer
+from nmt.checkpoint import model_parts, read_state
+from nmt.files import output_file, write_atomic
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZE = ("none", "int8")
@@ -53,15 +49,14 @@ def export_checkpoint(
             "--quantize int8 cannot be stored as plain data (quantized recurrent layers are "
             "TorchScript objects): export in float32 and translate with --quantize int8"
         )
-    check_file(out)
+    output_file(out)  # a device or FIFO is written in place, never renamed over
     src, out = Path(checkpoint), Path(out)
     if src.resolve() == out.resolve():
         raise NmtError(f"export {out} would overwrite its checkpoint: choose another -o")
     state = read_state(src, mmap=True)
-    _parts(state, src)  # refuse what the loader would refuse, before writing anything
+    # refuse what the loader would refuse, before writing anything
+    config = model_parts(state, src)[0]
     weights = state["model"]
-    if not isinstance(weights, dict):
-        raise NmtError(f"checkpoint {src} is inconsistent (its weights are no dict)")
     exported = {
         "format": state["format"],
         "kind": "export",
@@ -70,12 +65,12 @@ def export_checkpoint(
         "tokenizer": state["tokenizer"],
         "model": _cast(weights, DTYPES[dtype]),
         "train_state": None,
-        "trained": _trained(state),
+        "trained": _trained(state, config.train.valid_metric),
     }
     buf = io.BytesIO()
     torch.save(exported, buf)
     write_atomic(out, buf.getvalue())
-    return ExportResult(out, out.stat().st_size, src.stat().st_size, dtype)
+    return ExportResult(out, buf.tell(), src.stat().st_size, dtype)
 
 
 def _cast(weights: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
@@ -98,12 +93,12 @@ def _cast(weights: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
     return out
 
 
-def _trained(state: dict[str, Any]) -> dict[str, Any]:
-    """Step, epoch and best validation score, kept from the training state an export drops."""
+def _trained(state: dict[str, Any], metric: str) -> dict[str, Any]:
+    """Step, epoch and best validation score (of `metric`), kept from the training state an
+    export drops."""
     if "trained" in state and isinstance(state["trained"], dict):  # an export of an export
         return state["trained"]
     train_state = state.get("train_state") or {}
-    metric = (state.get("config") or {}).get("train", {}).get("valid_metric", "bleu")
     return {
         "step": train_state.get("step"),
         "epoch": train_state.get("epoch"),
@@ -112,31 +107,12 @@ def _trained(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parts(state: dict[str, Any], path: Path) -> tuple[Config, Tokenizer, torch.nn.Module]:
-    """Config, tokenizer and an empty model (on the meta device: shapes only, no memory)."""
-    try:
-        config = config_from_dict(state["config"])
-        tokenizer = Tokenizer.from_state(state["tokenizer"])
-        with torch.device("meta"):
-            model = build_model(
-                config.model,
-                src_vocab=tokenizer.src_vocab_size,
-                tgt_vocab=tokenizer.tgt_vocab_size,
-            )
-    except NmtError as e:
-        raise NmtError(f"checkpoint {path}: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise NmtError(f"checkpoint {path} is inconsistent ({first[:160]})") from None
-    return config, tokenizer, model
-
-
 def checkpoint_info(path: str | Path) -> dict[str, Any]:
     """What a checkpoint or export holds: kind, architecture, sizes, training progress."""
     p = Path(path)
     state = read_state(p, mmap=True)
-    config, tokenizer, model = _parts(state, p)
-    trained = _trained(state)
+    config, tokenizer, model = model_parts(state, p)
+    trained = _trained(state, config.train.valid_metric)
     dtypes = sorted(
         {str(v.dtype).removeprefix("torch.") for v in state["model"].values() if torch.is_tensor(v)}
     )

@@ -25,11 +25,9 @@ from typing import IO, Any
 
 from nmt import NmtError
 from nmt.data.corpus import check_input
-from nmt.files import check_dir
+from nmt.files import check_dir, output_file
 
 META_VERSION = 1
-# paths whose target is the process's own descriptors: never renamed over
-_STREAM_DIRS = ("/dev/", "/proc/")
 
 
 @dataclass(frozen=True)
@@ -47,29 +45,15 @@ class OutputTarget:
 
 
 def output_target(output: str | Path, option: str = "-o") -> OutputTarget:
-    """Check `output` before any work: an error names what is wrong with it."""
-    given = Path(output)
-    try:
-        st = os.stat(given)  # follows symlinks
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise NmtError(f"{option} {given}: {e.strerror or e}") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise NmtError(f"{option} {given} is a directory: give a file name")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        return OutputTarget(given, direct=True)  # a device, FIFO or socket
-    if str(given.absolute()).startswith(_STREAM_DIRS):
-        return OutputTarget(given, direct=True)
-    path = Path(os.path.realpath(given))  # a symlink's target is what gets replaced
-    target = OutputTarget(path, direct=False)
-    if not path.parent.is_dir():
-        raise NmtError(f"{option} {given}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise NmtError(f"{option} {given}: folder {path.parent} is not writable")
-    for side in (target.partial, target.meta):
-        if side.is_dir():
-            raise NmtError(f"{side} is a directory: remove it or choose another {option}")
+    """Check `output` before any work (nmt.files.output_file): an error names what is wrong."""
+    if Path(output).is_dir():
+        raise NmtError(f"{option} {output} is a directory: give a file name")
+    found = output_file(output, option)
+    target = OutputTarget(found.path, direct=found.direct)
+    if not target.direct:
+        for side in (target.partial, target.meta):
+            if side.is_dir():
+                raise NmtError(f"{side} is a directory: remove it or choose another {option}")
     return target
 
 
@@ -111,6 +95,44 @@ def stream_size(stream: IO[bytes]) -> int | None:
     except (OSError, AttributeError, ValueError):
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def open_partial(target: OutputTarget) -> IO[str]:
+    """target.partial opened for appending: created exclusively, or the one a killed run left.
+    Never opened through a symlink: a link, hard link or special file planted at its name is
+    refused, as writing through it would overwrite the file it points to."""
+    path = target.partial
+    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        fd = _open_left(path, flags)
+    except OSError as e:
+        raise NmtError(f"cannot write {path} ({e.strerror or e})") from None
+    return os.fdopen(fd, "a+", encoding="utf-8", newline="\n")
+
+
+def _open_left(path: Path, flags: int) -> int:
+    """The descriptor of the partial file at `path` that a killed run left, if it is one."""
+
+    def foreign(what: str) -> NmtError:
+        return NmtError(
+            f"{path} is {what}, not a partial output nmt made: remove it or choose another -o"
+        )
+
+    try:
+        # O_NONBLOCK: opening a FIFO swapped in after the check below must not wait
+        fd = os.open(path, flags | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise foreign("a symlink") from None
+        raise NmtError(f"cannot write {path} ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise foreign("a hard link" if stat.S_ISREG(st.st_mode) else "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def lock(f: IO, name: Path) -> None:
@@ -173,8 +195,15 @@ def write_meta(target: OutputTarget, fingerprint: dict[str, Any], consumed: Inpu
         "sha256": consumed.hexdigest(),
     }
     tmp = target.meta.with_name(target.meta.name + ".tmp")
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    os.replace(tmp, target.meta)
+    try:
+        # made anew, never written through a file or link left (or planted) at its name
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        os.replace(tmp, target.meta)
+    except OSError as e:
+        raise NmtError(f"cannot write {tmp} ({e.strerror or e})") from None
 
 
 def read_meta(target: OutputTarget, fingerprint: dict[str, Any]) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from nmt.translation.partial import (
     OutputTarget,
     complete_lines,
     lock,
+    open_partial,
     output_target,
     read_meta,
     remove_side_files,
@@ -266,16 +267,12 @@ def translate_file(
             # to write again: that second failure says nothing new
             with contextlib.suppress(OSError):
                 sink.close()
-    try:
-        sink = target.partial.open("a+", encoding="utf-8", newline="\n")
-    except OSError as e:
-        raise NmtError(f"cannot write {target.partial} ({e.strerror or e})") from None
-    with sink:
-        lock(sink, target.partial)
+    with open_partial(target) as partial:  # never through a link planted at its name
+        lock(partial, target.partial)
         n = _translate_locked(
-            translator, source, sink, target, search, stream, resume, name, on_progress
+            translator, source, partial, target, search, stream, resume, name, on_progress
         )
-        os.fsync(sink.fileno())
+        os.fsync(partial.fileno())
         os.replace(target.partial, target.path)
     remove_side_files(target)
     return n

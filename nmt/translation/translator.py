@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ import torch
 
 from nmt import NmtError, require_whole
 from nmt.checkpoint import Checkpoint, load_checkpoint
+from nmt.config import MAX_THREADS
 from nmt.distributed import pick_device
 from nmt.procs import available_cores
 from nmt.search import Hypothesis, SearchModel, SearchOptions, search_id_batches
@@ -130,6 +131,10 @@ class Translator:
         if not self.auto_workers:
             require_whole("workers", workers)
         require_whole("threads", threads, 0)
+        # thousands of threads crash OpenMP (libgomp) in native code, past any Python error
+        for option, value in (("threads", threads), ("workers", workers)):
+            if isinstance(value, int) and value > MAX_THREADS:
+                raise NmtError(f"must be at most {MAX_THREADS}, got {value}", option=option)
         if quantize not in (None, "none", "int8"):
             raise NmtError(f"must be one of none, int8, got {quantize!r}", option="quantize")
         paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
@@ -201,7 +206,11 @@ class Translator:
         empty = [i for i, seq in enumerate(ids) if not seq]
         if empty:
             yield empty, [Translation(sentences[i], [], []) for i in empty]
-        for batch, found in self._search([ids[i] for i in todo], options, batch_tokens):
+        # at least one token: an undertrained model's EOS may score best at the first step, and
+        # an empty output for a non-empty sentence is never a translation (fairseq's minimum
+        # length is 1 too); searched so, beam 1 is still greedy and a batch still changes nothing
+        searched = replace(options, min_len=max(options.min_len, 1))
+        for batch, found in self._search([ids[i] for i in todo], searched, batch_tokens):
             idxs = [todo[b] for b in batch]
             # one detokenizer call per batch: each sentencepiece call has a fixed cost, which
             # a call per sentence paid on every line
@@ -220,7 +229,10 @@ class Translator:
 
     def _check_min_len(self, options: SearchOptions) -> None:
         """min_len above every output's max length would override the length limit."""
-        longest = math.floor(self.max_src_len * options.max_len_ratio) + options.max_len_offset
+        # at least 1, as search allows one token whatever the limits (nmt.search.max_lengths)
+        longest = max(
+            1, math.floor(self.max_src_len * options.max_len_ratio) + options.max_len_offset
+        )
         if options.min_len > longest:
             raise NmtError(
                 f"{options.min_len} is above the longest output allowed ({longest}: the "

@@ -76,3 +76,16 @@ def test_plot_curves_resumed_run_replaces_steps(tmp_path: Path) -> None:
     _write_log(run, records)
     series = curves._read_log(run, "step")
     assert series[("train", "loss")] == ([1.0, 2.0, 3.0], [5.0, 1.0, 1.0])
+
+
+def test_a_huge_line_in_the_log_is_one_error_naming_it(tmp_path: Path, monkeypatch) -> None:
+    import nmt.data.corpus
+    from nmt import NmtError
+
+    monkeypatch.setattr(nmt.data.corpus, "MAX_LINE_BYTES", 64 << 10)
+    _fake_run(tmp_path / "run", 1.0)
+    with (tmp_path / "run" / "log.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"kind": "train", "note": "' + "x" * (1 << 20) + '"}\n')
+    with pytest.raises(NmtError, match=r"log.jsonl:\d+: line longer than 65,536 bytes"):
+        plot_curves([tmp_path / "run"], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

@@ -58,3 +58,42 @@ def test_info_of_files_that_are_no_checkpoint(tmp_path):
     line = user_error(nmt("translate", yml, input="a\n"), "config.yaml is not an nmt checkpoint")
     assert "code" not in line
     user_error(nmt("info", tmp_path / "none.pt"), "none.pt", "does not exist")
+
+
+def _tampered(src, dst, change):
+    """A copy of checkpoint `src` at `dst` with `change(state)` applied."""
+    import torch
+
+    state = read_state(src)
+    change(state)
+    torch.save(state, dst)
+    return dst
+
+
+def test_info_of_a_checkpoint_whose_weights_are_a_list(trained, tmp_path):
+    bad = _tampered(trained, tmp_path / "list.pt", lambda s: s.update(model=[1, 2]))
+    user_error(nmt("info", bad), "list.pt", "model is a list")
+    user_error(nmt("translate", bad, input="a\n"), "list.pt", "model is a list")
+
+
+def test_a_config_claiming_a_larger_model_than_its_weights_is_refused(trained, tmp_path):
+    def wider(state):
+        state["config"]["model"]["hidden_size"] = 4096  # the weights are of 128
+
+    bad = _tampered(trained, tmp_path / "wide.pt", wider)
+    user_error(nmt("info", bad), "wide.pt", "inconsistent with its config", "decoder")
+    user_error(nmt("translate", bad, input="a\n"), "wide.pt", "inconsistent with its config")
+    user_error(nmt("export", bad, "-o", tmp_path / "e.pt"), "inconsistent with its config")
+    assert not (tmp_path / "e.pt").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("enc_layers", 100_000), ("embed_dim", 2**20)])
+def test_a_config_of_absurd_sizes_is_refused_before_any_model_is_built(
+    trained, tmp_path, option, value
+):
+    def huge(state):
+        state["config"]["model"][option] = value
+
+    bad = _tampered(trained, tmp_path / "huge.pt", huge)
+    user_error(nmt("info", bad), "huge.pt", f"model.{option} must be at most")
+    user_error(nmt("translate", bad, input="a\n"), "huge.pt", f"model.{option}")

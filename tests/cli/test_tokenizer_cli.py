@@ -73,3 +73,24 @@ def test_tokenizer_bad_input(trained, separate, tmp_path):
     user_error(nmt("tokenizer", "encode", trained, "--side", "both", input="a\n"), "--side")
     user_error(nmt("tokenizer", "vocab", tmp_path), "src.model")
     user_error(nmt("tokenizer", "encode", trained, input=b"ok\n\xff\n"), "<stdin>:2", "UTF-8")
+
+
+def test_a_huge_line_on_stdin_is_one_line_not_read_whole(trained, monkeypatch):
+    import nmt.data.corpus as corpus
+
+    monkeypatch.setattr(corpus, "MAX_LINE_BYTES", 64 << 10)
+    huge = "word " * (1 << 20)  # 5 MB, no newline inside
+    r = nmt("tokenizer", "encode", trained, input="a\n" + huge + "\n")
+    user_error(r, "<stdin>:2", "line longer than 65,536 bytes")
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "/dev/full"])
+def test_tokenizer_train_into_something_not_a_folder_is_one_line(toy_dir, tmp_path, where):
+    (tmp_path / "a-file").write_text("x")
+    out = where if where.startswith("/") else tmp_path / where
+    r = nmt(
+        "tokenizer", "train", "--src", toy_dir / "valid.en", "--tgt", toy_dir / "valid.pt",
+        "-o", out, "--vocab-size", "100",
+    )  # fmt: skip
+    user_error(r, str(out))
+    assert (tmp_path / "a-file").read_text() == "x"

@@ -160,3 +160,49 @@ def test_the_best_checkpoints_of_a_run_average_into_a_translator(toy_dir, tmp_pa
         ["The red cat."], SearchOptions(beam_size=2)
     )
     assert translation.hypotheses and math.isfinite(translation.hypotheses[0].log_prob)
+
+
+def test_average_to_a_fifo_writes_it_in_place(tokenizer, tmp_path):
+    import os
+    import threading
+    import time
+
+    from conftest import nmt, ok
+
+    a = _save(tmp_path / "a.pt", tokenizer, seed=1, step=10)
+    b = _save(tmp_path / "b.pt", tokenizer, seed=2, step=20)
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True).start()
+    ok(nmt("average", a, b, "-o", fifo))
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fifo.is_fifo() and got and got[0].startswith(b"PK")
+
+
+def test_average_to_a_full_device_is_one_line_and_leaves_it_alone(tokenizer, tmp_path):
+    from pathlib import Path
+
+    from conftest import nmt, user_error
+
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full here")
+    a = _save(tmp_path / "a.pt", tokenizer, seed=1, step=10)
+    b = _save(tmp_path / "b.pt", tokenizer, seed=2, step=20)
+    user_error(nmt("average", a, b, "-o", "/dev/full"), "/dev/full", "No space left")
+    assert Path("/dev/full").is_char_device()
+
+
+def test_a_checkpoint_whose_config_is_text_is_one_line(tokenizer, tmp_path):
+    from conftest import nmt, user_error
+
+    a = _save(tmp_path / "a.pt", tokenizer, seed=1, step=10)
+    b = _save(tmp_path / "b.pt", tokenizer, seed=2, step=20)
+    state = read_state(a)
+    state["config"] = "model: big"
+    torch.save(state, tmp_path / "text-config.pt")
+    for first, second in [(tmp_path / "text-config.pt", b), (b, tmp_path / "text-config.pt")]:
+        user_error(nmt("average", first, second, "-o", tmp_path / "x.pt"), "text-config.pt")
+    assert not (tmp_path / "x.pt").exists()

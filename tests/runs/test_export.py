@@ -144,3 +144,35 @@ def test_export_checks_its_output_before_the_work(trained, tmp_path, where, mess
         export_checkpoint(trained, str(tmp_path) + "/" + where)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
     assert not list((tmp_path / "folder").iterdir())
+
+
+def _read_fifo_in_background(fifo: Path) -> list[bytes]:
+    import threading
+
+    got: list[bytes] = []
+    threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True).start()
+    return got
+
+
+def test_export_to_a_fifo_writes_it_in_place(trained, tmp_path):
+    import os
+    import time
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = _read_fifo_in_background(fifo)
+    ok(nmt("export", trained, "-o", fifo))
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fifo.is_fifo(), "the FIFO was replaced by a file"
+    assert got and got[0].startswith(b"PK")  # the export went through the FIFO
+    assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]
+
+
+def test_export_to_dev_null_or_dev_full_leaves_the_devices_alone(trained):
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full here")
+    ok(nmt("export", trained, "-o", "/dev/null"))
+    user_error(nmt("export", trained, "-o", "/dev/full"), "/dev/full", "No space left")
+    assert Path("/dev/null").is_char_device() and Path("/dev/full").is_char_device()

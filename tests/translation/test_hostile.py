@@ -506,6 +506,40 @@ def test_an_empty_tokenizer_is_not_called_code(trained, tmp_path):
         Translator(tmp_path / "empty_tok.pt")
 
 
+# files planted beside the output: never written through
+@pytest.mark.parametrize("planted", ["symlink", "hard link", "fifo"])
+def test_a_file_planted_at_the_partial_name_is_refused(trained, src, tmp_path, planted):
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out, partial = tmp_path / "out.txt", tmp_path / "out.txt.partial"
+    if planted == "symlink":
+        partial.symlink_to(victim)
+    elif planted == "hard link":
+        os.link(victim, partial)
+    else:
+        os.mkfifo(partial)
+    for resume in ([], ["--resume"]):
+        one_line(cli("translate", trained, src, "-o", out, *resume), "out.txt.partial", "remove it")
+    assert victim.read_text() == "precious\n"
+    assert not out.exists() and not out.is_symlink()
+
+
+def test_a_link_planted_at_the_partial_record_is_not_written_through(trained, src, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "out.txt.partial.meta.tmp").symlink_to(victim)
+    done(cli("translate", trained, src, "-o", tmp_path / "out.txt"))
+    assert victim.read_text() == "precious\n"
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").count("\n") == 2
+
+
+@pytest.mark.parametrize("option", ["--threads", "--workers"])
+def test_thousands_of_threads_or_workers_are_refused(trained, option):
+    one_line(cli("translate", trained, option, "10000", input="a\n"), option, "at most 1024")
+
+
 # -- the server under attack: a real `nmt serve` on 127.0.0.1 ---------------------------------
 def serve_process(trained, *options: str):
     """`nmt serve` on a free loopback port, stdout and stderr into one pipe: (process, port)."""

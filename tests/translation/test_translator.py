@@ -229,3 +229,35 @@ def test_the_python_api_picks_the_device_as_the_cli_does() -> None:
 
     cli_default = inspect.signature(translate).parameters["device"].default
     assert inspect.signature(Translator).parameters["device"].default == cli_default == "auto"
+
+
+@pytest.fixture(scope="module")
+def ends_at_once(trained, tmp_path_factory):
+    """The trained model with its end token scoring best at every step, as an undertrained
+    model's may at the first."""
+    from nmt.checkpoint import read_state
+    from nmt.tokenizer import EOS
+
+    state = read_state(trained)
+    state["model"]["output_bias"][EOS] = 50.0
+    path = tmp_path_factory.mktemp("eos") / "eos.pt"
+    torch.save(state, path)
+    return Translator(path)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_a_non_empty_sentence_never_gets_an_empty_translation(
+    ends_at_once, sentences, beam_size
+) -> None:
+    options = SearchOptions(beam_size=beam_size, nbest=beam_size)
+    batch = ends_at_once.translate(["", *sentences[:3], "   "], options)
+    assert [t.text for t in (batch[0], batch[-1])] == ["", ""]  # empty in, empty out
+    for t in batch[1:-1]:  # a piece at least before the end token, and some text
+        assert all(len(h.tokens) >= 2 and h.tokens[-1] == "</s>" for h in t.hypotheses), t
+        assert t.text.strip(), t
+    # still each sentence's own result, whatever it is batched with
+    alone = [ends_at_once.translate([s], options)[0] for s in sentences[:3]]
+    assert [t.hypotheses[0].tokens for t in alone] == [t.hypotheses[0].tokens for t in batch[1:-1]]
+    # what the search alone does with the same model: the textbook search may end at once
+    found = search_ids(ends_at_once.model, [[5, 6]], SearchOptions(beam_size=beam_size))
+    assert found[0][0].tokens == []
