@@ -46,7 +46,7 @@ RESUMABLE = frozenset(
     {
         "train.run_dir", "train.max_steps", "train.max_epochs", "train.max_minutes",
         "train.valid_every", "train.log_every", "train.patience", "train.max_bad_steps",
-        "train.threads", "train.device", "data.cache_dir",
+        "train.threads", "train.device", "train.tensorboard", "data.cache_dir",
     }
 )  # fmt: skip
 

@@ -173,7 +173,7 @@ class TrainConfig:
         0, "linear learning-rate warm-up over this many updates (noam: > 0)", low=0
     )
     schedule: str = option(
-        "plateau", "learning-rate schedule: plateau | noam (nmt/schedule.py)", choices=SCHEDULES
+        "plateau", "learning-rate schedule: plateau | noam (nmt/update.py)", choices=SCHEDULES
     )
     lr_decay: float = option(
         0.5, "plateau: learning rate factor when validation stops improving", low=0, high=1
@@ -198,12 +198,21 @@ class TrainConfig:
     keep_best: int = option(
         1, "best checkpoints kept: best.pt, and above 1 best-step-STEP.pt of the N best", low=1
     )
+    accumulate: int = option(
+        1, "batches whose gradients one update sums: an update of N x batch_tokens", low=1
+    )
     patience: int = option(
         0, "stop after this many validations without improvement (0: off)", low=0
     )
+    tensorboard: bool = option(False, "also write TensorBoard event files to RUN_DIR/tensorboard")
     log_every: int = option(50, "log training loss and speed every this many updates", low=1)
     max_bad_steps: int = option(5, "stop after this many non-finite losses in a row", low=1)
-    threads: int = option(0, "torch CPU threads (0: torch's default)", low=0, cap=MAX_THREADS)
+    threads: int = option(
+        0,
+        "torch CPU threads (0: auto, this process's share of the idle cores)",
+        low=0,
+        cap=MAX_THREADS,
+    )
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from nmt import NmtError
-from nmt.checkpoint import model_parts, read_state
+from nmt.checkpoint import is_checkpoint, model_parts, read_state
 from nmt.files import output_file, write_atomic
 
 
@@ -42,12 +42,13 @@ def last_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
 
     A run keeps last.pt, best.pt and, with train.keep_best N, its N best validations
     (best-step-STEP.pt); checkpoints copied into the folder (`step-N.pt`, ...) count as well.
+    Files are checkpoints by what they hold, whatever their names (`test.hyp.pt` is text).
     """
     folder = Path(run_dir)
     if count < 1:
         raise NmtError(f"--last must be at least 1, got {count}")
     by_step: dict[int, Path] = {}
-    for path in sorted(folder.glob("*.pt")):
+    for path in sorted(p for p in folder.iterdir() if is_checkpoint(p)):
         step = _step(read_state(path, mmap=True))
         # best.pt is a copy of the last.pt of its step: one of the two is enough
         if step is not None and (step not in by_step or path.name == "last.pt"):

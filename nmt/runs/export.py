@@ -37,8 +37,8 @@ def export_checkpoint(
     Floating weights are stored in `dtype`; the loader casts half precision back to float32.
     int8 is refused: dynamically quantized recurrent layers keep their weights in TorchScript
     objects that a safe (`weights_only`) load rejects, and rebuilding them from plain int8
-    tensors needs the quantizer of nmt.translation.translator, above the loader. `translate --quantize
-    int8` quantizes any export at load instead.
+    tensors needs the quantizer of nmt/translation/quantize.py, above the loader. `translate
+    --quantize int8` quantizes any export at load instead.
     """
     if dtype not in DTYPES:
         raise NmtError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
