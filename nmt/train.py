@@ -386,7 +386,6 @@ def train(
         raise NmtError("--overwrite starts a new run and --resume continues one: give one")
     device = torch.device(pick_device(t.device, "train.device"))
     rank, world = init_distributed(device)
-    set_threads(t.threads, device, world)
     if rank != 0:
         # the other ranks train alike: their progress and plan would repeat rank 0's
         logging.getLogger("nmt").setLevel(logging.WARNING)
@@ -395,6 +394,7 @@ def train(
     with claimed_run_dir(config, resume=resume, overwrite=overwrite, owner=rank == 0):
         saved_tokenizer = ckpt.tokenizer if ckpt else None
         data, tokenizer = prepare_data(config, rank=rank, world=world, saved=saved_tokenizer)
+        set_threads(t.threads, device, world)
         trainer = Trainer(
             config,
             data,

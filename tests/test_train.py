@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 
 import nmt.train
+import nmt.update
 from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, read_state
 from nmt.data.corpus import PairFilter, filter_pairs
@@ -71,7 +72,7 @@ def _nan_after(calls_ok, monkeypatch, only_once=False):
             return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(nmt.train.F, "cross_entropy", fake)
+    monkeypatch.setattr(nmt.update.F, "cross_entropy", fake)
 
 
 def test_a_non_finite_loss_skips_that_update(toy_dir, tmp_path, monkeypatch, caplog):
@@ -408,7 +409,7 @@ def test_keep_best_keeps_the_n_best_checkpoints_across_a_resume(toy_dir, tmp_pat
     scores = iter([5.0, 9.0, 7.0, 3.0, 10.0, 1.0])  # BLEU of the validations at steps 1..6
 
     def scripted(self):
-        return {"valid_loss": 1.0, "valid_ppl": 2.7, "bleu": next(scores), "chrf": 0.0}
+        return {"valid_loss": 1.0, "valid_ppl": 2.7, "bleu": next(scores), "chrf": 0.0}, []
 
     monkeypatch.setattr(nmt.train.Trainer, "validate", scripted)
 

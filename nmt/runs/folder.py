@@ -91,13 +91,14 @@ def claimed_run_dir(
             "config: train.run_dir is empty: name a folder for the checkpoints and log.jsonl"
         )
     run_dir = Path(config.train.run_dir)
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         # O_NONBLOCK: a FIFO planted as the lock must not block the open (it is refused below)
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
         fd = os.open(run_dir / LOCK, flags, 0o644)
     except OSError as e:
-        raise NmtError(f"train.run_dir {run_dir}: {e.strerror or e}") from None
+        raise NmtError(f"train.run_dir {run_dir} is not writable ({e.strerror or e})") from None
     try:
         _lock(fd, run_dir)
         settle_replaced(config)  # what a killed run left
@@ -110,6 +111,11 @@ def claimed_run_dir(
             settle_replaced(config)
     finally:
         os.close(fd)  # releases the lock, as the end of the process would
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
+            # a run that failed before writing anything (bad data, say) leaves no folder
+            with contextlib.suppress(OSError):
+                (run_dir / LOCK).unlink()
+                run_dir.rmdir()
 
 
 def _lock(fd: int, run_dir: Path) -> None:
