@@ -163,8 +163,9 @@ def serve(
     """Serve a model over HTTP: POST /translate, GET /health, /info, /docs, and a page at /."""
     # long: one parameter per option, each passed on once to the library's typed options
     with user_errors():
-        from nmt.serving.app import Limits, serve
+        from nmt.serving.app import serve
         from nmt.serving.batcher import BatchOptions
+        from nmt.serving.requests import Limits
 
         limits = Limits(
             max_body_bytes=max_body_bytes,

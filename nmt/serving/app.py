@@ -2,10 +2,10 @@
 the attention.
 
 Starlette on uvicorn: a small ASGI stack with an in-process test client and no pydantic (the
-request schema is checked here and described by a hand-written OpenAPI document,
-nmt/serving/static/openapi.json). Routes: POST /translate, GET /health, GET /info, GET / (the page),
-GET /docs and /openapi.json. Every error is a JSON object {"error": ..., "limit": ...}; bad
-input gets a 4xx, never a 500.
+request schema is checked in nmt/serving/requests.py and described by a hand-written OpenAPI
+document, nmt/serving/static/openapi.json). Routes: POST /translate, GET /health, GET /info,
+GET / (the page), GET /docs and /openapi.json. Every error is a JSON object {"error": ...,
+"limit": ...}; bad input gets a 4xx, never a 500.
 
 A web page the user visits must not drive the server: requests whose Host header names
 another server are refused (DNS rebinding), /translate takes application/json only (which a
@@ -20,10 +20,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import signal
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,47 +43,13 @@ from nmt.serving.guards import (
     allowed_hosts,
     check_open_files,
     connection_class,
-    json_depth,
 )
+from nmt.serving.requests import ApiError, Limits, parse_request, translation_json
 from nmt.translation.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention")
-DEFAULT = SearchOptions()  # what a request leaves out
-_DIGITS = 6  # attention weights in responses: far more than a reader of the map needs
-# a request nests 2 deep (an object holding a list); json.loads recurses once a level, and
-# 100,000 `[` raised RecursionError: deeper bodies are refused before parsing
-MAX_JSON_DEPTH = 8
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for, and how many may be in flight; checked when made."""
-
-    max_body_bytes: int = 1_000_000
-    max_sentences: int = 64  # per request
-    max_chars: int = 2_000  # per sentence
-    max_beam: int = 16
-    max_nbest: int = 16
-    max_concurrent: int = 128  # /translate requests in flight (bodies read); more get 503
-    # to send a request's headers, and then its body: slower, the connection is closed (or
-    # the request answered 408)
-    read_seconds: int = 10
-    max_connections: int = 256  # open at once; more are closed as they connect
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            require_whole(name, value)
-
-
-class ApiError(Exception):
-    """An error answered as JSON: `status`, a one-line `message`, the `limit` it is about."""
-
-    def __init__(self, status: int, message: str, limit: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.limit = status, message, limit
 
 
 def _error(status: int, message: str, limit: str | None = None) -> JSONResponse:
@@ -95,127 +60,6 @@ def _error(status: int, message: str, limit: str | None = None) -> JSONResponse:
     # the rest, which a slow client could send for ever
     headers = {"connection": "close"} if status in (408, 413, 415) else None
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-@dataclass
-class TranslateRequest:
-    sentences: list[str]
-    options: SearchOptions
-
-
-def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
-    """A /translate body -> sentences and search options, or ApiError (400, 413 or 422)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ApiError(400, f"body is not valid UTF-8 (byte {e.start})") from None
-    depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise ApiError(
-            400,
-            f"body nests arrays and objects {depth} deep, over {MAX_JSON_DEPTH} (a request "
-            "is an object of strings, numbers, booleans and one list of strings)",
-        )
-    try:
-        data = json.loads(text)
-    except ValueError as e:  # json.JSONDecodeError, and numbers too long to convert
-        raise ApiError(400, f"body is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, "body must be a JSON object with a text field")
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise ApiError(422, f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
-    sentences = _sentences(data.get("text"), limits)
-    attention = data.get("attention", False)
-    if not isinstance(attention, bool):
-        raise ApiError(422, f"attention must be true or false, got {attention!r}")
-    try:
-        options = SearchOptions(
-            beam_size=_json_number(data, "beam_size", DEFAULT.beam_size, int),
-            nbest=_json_number(data, "nbest", DEFAULT.nbest, int),
-            length_penalty=_json_number(data, "length_penalty", DEFAULT.length_penalty, float),
-            return_attention=attention,
-        )
-    except NmtError as e:
-        raise ApiError(422, str(e)) from None
-    if options.beam_size > limits.max_beam:
-        raise ApiError(
-            422,
-            f"beam_size {options.beam_size} is over the limit max_beam={limits.max_beam}",
-            "max_beam",
-        )
-    if options.nbest > limits.max_nbest:
-        raise ApiError(
-            422,
-            f"nbest {options.nbest} is over the limit max_nbest={limits.max_nbest}",
-            "max_nbest",
-        )
-    return TranslateRequest(sentences, options)
-
-
-def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> Any:
-    """data[name] if it is a JSON number of `kind` (an integer is a float too): a string or a
-    boolean is refused, not converted."""
-    value = data.get(name, default)
-    kinds = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        what = "an integer" if kind is int else "a number"
-        raise ApiError(422, f"{name} must be {what}, got {value!r}")
-    return value
-
-
-def _sentences(text: Any, limits: Limits) -> list[str]:
-    if text is None:
-        raise ApiError(422, "text is required: a string or a list of strings")
-    sentences = [text] if isinstance(text, str) else text
-    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-        raise ApiError(422, "text must be a string or a list of strings")
-    if len(sentences) > limits.max_sentences:
-        raise ApiError(
-            413,
-            f"{len(sentences)} sentences, over the limit max_sentences={limits.max_sentences}",
-            "max_sentences",
-        )
-    for i, s in enumerate(sentences, 1):
-        if len(s) > limits.max_chars:
-            raise ApiError(
-                413,
-                f"sentence {i} has {len(s)} characters, over the limit "
-                f"max_chars={limits.max_chars}",
-                "max_chars",
-            )
-        try:
-            s.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate written as a \ud800 escape
-            raise ApiError(422, f"sentence {i} is not valid Unicode (lone surrogate)") from None
-    return [" ".join(s.split()) for s in sentences]  # one line each, as in a file
-
-
-def _number(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def translation_json(t: Translation, attention: bool) -> dict[str, Any]:
-    """One translation as /translate answers it: the best hypothesis, the n-best list and,
-    when asked, the best hypothesis's attention (rows: target pieces, columns: source)."""
-    best = t.hypotheses[0] if t.hypotheses else None
-    out: dict[str, Any] = {
-        "text": t.text,
-        "score": _number(best.score) if best else None,
-        "log_prob": _number(best.log_prob) if best else None,
-        "nbest": [
-            {"text": h.text, "score": _number(h.score), "log_prob": _number(h.log_prob)}
-            for h in t.hypotheses
-        ],
-    }
-    if attention:
-        weights = best.attention if best and best.attention is not None else []
-        out["attention"] = {
-            "source": t.src_tokens,
-            "target": best.tokens if best else [],
-            "weights": [[round(w, _DIGITS) for w in row] for row in weights],
-        }
-    return out
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 from nmt import NmtError
 from nmt.cli.main import app as cli_app
 from nmt.search import SearchOptions
-from nmt.serving.app import Limits, make_app, server_info
+from nmt.serving.app import make_app, server_info
 from nmt.serving.batcher import Batcher, BatchOptions
 from nmt.serving.guards import HostCheck, allowed_hosts, check_open_files
+from nmt.serving.requests import Limits
 from nmt.translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
