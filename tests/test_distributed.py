@@ -51,8 +51,10 @@ def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path
     model, options = ARCHS[arch]
     runs = {}
     plans = [("single", 1, 2000, 1), ("ddp", 2, 1000, 1)]
-    if arch == "rnn":  # 2 ranks x 2 batches of B / 2 accumulated: the same global update
-        plans.append(("ddp-accumulate", 2, 500, 2))
+    if arch == "rnn":
+        # 2 ranks x 2 accumulated batches: rank r takes batches r, r + 2, ... of the plan, so
+        # an update sums the plan's batches 4k to 4k + 3, those of 1 rank accumulating 4
+        plans += [("single-accumulate", 1, 500, 4), ("ddp-accumulate", 2, 500, 2)]
     for name, world, batch, accumulate in plans:
         cfg = tiny_config(toy_dir, tmp_path / name, **model).to_dict()
         cfg["train"].update(
@@ -87,10 +89,12 @@ def test_two_processes_follow_the_one_process_loss_curve(arch, toy_dir, tmp_path
     for a, b in zip(single, ddp):
         assert abs(a - b) / a < 0.2, (single, ddp)
     if "ddp-accumulate" in runs:
-        accumulated = [r["loss"] for r in runs["ddp-accumulate"]]
-        assert len(accumulated) == STEPS // EVERY
-        for a, b in zip(single, accumulated):
-            assert abs(a - b) / a < 0.2, (single, accumulated)
+        one, two = ([r["loss"] for r in runs[n]] for n in ("single-accumulate", "ddp-accumulate"))
+        assert len(one) == len(two) == STEPS // EVERY
+        # the same batches in every update: the same curve up to float rounding (and the
+        # plan's last batch, which 2 ranks drop when the count is odd)
+        for a, b in zip(one, two):
+            assert abs(a - b) / a < 0.02, (one, two)
 
 
 def test_one_process_needs_no_process_group(monkeypatch):
