@@ -28,13 +28,17 @@ from nmt.files import write_atomic
 RUN_FILES = ("best.pt", "last.pt", "log.jsonl")
 REPLACED = ".replaced"  # an overwritten run, until the new one has a checkpoint
 REPLACING = ".replacing"  # the same while its files are being moved in
+RESTORING = ".restoring"  # the same while its files are being moved back
 LOCK = ".lock"  # held (flock) by the training that writes into the folder
 
 
 def run_files(config: Config) -> list[Path]:
-    """What a run of `config` writes into its run dir (that --overwrite removes)."""
+    """What a run of `config` writes into its run dir (that --overwrite replaces): its
+    checkpoints (best-step-STEP.pt of train.keep_best included), log, TensorBoard events and
+    the tokenizer it trained."""
     run_dir = Path(config.train.run_dir)
     paths = [run_dir / name for name in RUN_FILES]
+    paths += sorted(run_dir.glob("best-step-*.pt")) + [run_dir / "tensorboard"]
     tok_dir = run_dir / "tokenizer"
     named = config.data.tokenizer
     # a tokenizer the config names is the user's, even when it lies in the run dir
@@ -98,6 +102,12 @@ def claimed_run_dir(
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
         fd = os.open(run_dir / LOCK, flags, 0o644)
     except OSError as e:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise NmtError(f"train.run_dir {run_dir} is a file: give a folder") from None
+        if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):  # planted: a link, a folder
+            raise NmtError(
+                f"{run_dir / LOCK} is not a file nmt made: remove it, then train again"
+            ) from None
         raise NmtError(f"train.run_dir {run_dir} is not writable ({e.strerror or e})") from None
     try:
         _lock(fd, run_dir)
@@ -110,12 +120,13 @@ def claimed_run_dir(
         finally:
             settle_replaced(config)
     finally:
-        os.close(fd)  # releases the lock, as the end of the process would
         if created and [p.name for p in run_dir.iterdir()] == [LOCK]:
-            # a run that failed before writing anything (bad data, say) leaves no folder
+            # a run that failed before writing anything (bad data, say) leaves no folder; the
+            # lock file goes while still held: one who opened it meanwhile finds it gone
             with contextlib.suppress(OSError):
                 (run_dir / LOCK).unlink()
                 run_dir.rmdir()
+        os.close(fd)  # releases the lock, as the end of the process would
 
 
 def _lock(fd: int, run_dir: Path) -> None:
@@ -123,6 +134,9 @@ def _lock(fd: int, run_dir: Path) -> None:
         raise NmtError(f"{run_dir / LOCK} is not a regular file: remove it, then train again")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        on_disk = os.stat(run_dir / LOCK, follow_symlinks=False)
+    except FileNotFoundError:
+        on_disk = None
     except OSError as e:
         if e.errno not in (errno.EAGAIN, errno.EACCES):
             raise NmtError(f"cannot lock {run_dir / LOCK} ({e.strerror or e})") from None
@@ -132,36 +146,55 @@ def _lock(fd: int, run_dir: Path) -> None:
             f"run dir {run_dir} is in use by another training{who}: wait for it to end, or "
             "set another train.run_dir"
         ) from None
+    held = os.fstat(fd)
+    if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+        # the lock file was removed or replaced between our open and our lock: what we hold
+        # locks nothing another training would see
+        raise NmtError(f"run dir {run_dir} changed while it was being locked: train again")
 
 
 def settle_replaced(config: Config) -> None:
     """An overwritten run in RUN_DIR/.replaced goes once the new run has a checkpoint; without
-    one, the new run's files go and the old run comes back."""
+    one, the new run's files go and the old run comes back. Each state survives a kill: the
+    next start takes it from where it stopped."""
     run_dir = Path(config.train.run_dir)
-    for name in (REPLACING, REPLACED):
+    for name in (REPLACING, REPLACED, RESTORING):
         path = run_dir / name
         if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_dir()):
             raise NmtError(f"{path} is not a folder nmt made: remove it, then train again")
-    moving = run_dir / REPLACING
-    if moving.is_dir():  # a kill while the old run was moved aside: nothing new has begun
-        _move_back(moving, run_dir)
+    if (run_dir / REPLACING).is_dir():  # killed while moving the old run aside: nothing new
+        _move_back(run_dir / REPLACING, run_dir)
     replaced = run_dir / REPLACED
-    if not replaced.is_dir():
-        return
-    if any((run_dir / name).is_file() for name in ("best.pt", "last.pt")):
-        shutil.rmtree(replaced)
-        return
-    for path in run_files(config):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-    _move_back(replaced, run_dir)
+    if replaced.is_dir():
+        if any((run_dir / name).is_file() for name in ("best.pt", "last.pt")):
+            shutil.rmtree(replaced)  # the new run has a checkpoint: the old one can go
+            return
+        # the new run's files go, those named like the old run's first, then the old run
+        # comes back through .restoring, so that a kill now never mixes the two
+        for path in [*(run_dir / p.name for p in replaced.iterdir()), *run_files(config)]:
+            _remove(path)
+        replaced.rename(run_dir / RESTORING)
+    if (run_dir / RESTORING).is_dir():
+        _move_back(run_dir / RESTORING, run_dir)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _move_back(folder: Path, run_dir: Path) -> None:
+    """The files of `folder` back into the run dir: what is there under their names is a
+    leftover of an interrupted move of the same run (a kill), never another run's."""
     for path in folder.iterdir():
-        path.rename(run_dir / path.name)
+        target = run_dir / path.name
+        if target.exists() or target.is_symlink():
+            raise NmtError(
+                f"{target} is in the way of the run in {folder}: move one of them, then train again"
+            )
+        path.rename(target)
     folder.rmdir()
 
 

@@ -203,3 +203,27 @@ def test_planted_lock_or_replaced_files_are_refused_in_one_line(toy_dir, tmp_pat
         train(_config(toy_dir, run_dir))
     assert "\n" not in str(e.value) and str(run_dir) in str(e.value)
     assert target.read_text() == "mine"
+
+
+def test_a_restore_cut_short_is_finished_by_the_next_training(toy_dir, finished):
+    """Killed while moving the old run back (best.pt back, the rest still in .restoring): the
+    next start finishes the restore; a checkpoint put back is never taken for the new run's."""
+    before = {n: (finished / n).read_bytes() for n in ("best.pt", "last.pt", "log.jsonl")}
+    restoring = finished / ".restoring"
+    restoring.mkdir()
+    for name in ("last.pt", "log.jsonl", "tokenizer"):
+        (finished / name).rename(restoring / name)
+    with pytest.raises(NmtError, match="already holds a run"):
+        train(_config(toy_dir, finished))
+    assert {n: (finished / n).read_bytes() for n in before} == before
+    assert (finished / "tokenizer" / "src.model").is_file() and not restoring.exists()
+
+
+def test_overwrite_replaces_the_kept_best_checkpoints_and_events_too(toy_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    train(_config(toy_dir, run_dir, max_steps=4, valid_every=1, keep_best=2, tensorboard=True))
+    old = sorted(p.name for p in run_dir.glob("best-step-*.pt"))
+    assert old and (run_dir / "tensorboard").is_dir()
+    train(_config(toy_dir, run_dir, max_steps=1, valid_every=1, seed=3), overwrite=True)
+    assert list(run_dir.glob("best-step-*.pt")) == []  # the new run keeps 1: none of these
+    assert not (run_dir / "tensorboard").exists() and not (run_dir / ".replaced").exists()
