@@ -61,7 +61,10 @@ _QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 80, 80
 
 def quote(value: Any) -> str:
     """A short repr of `value` for an error message (at most about 200 characters)."""
-    text = _QUOTE.repr(value)
+    try:
+        text = _QUOTE.repr(value)
+    except ValueError:  # an integer past Python's 4,300 digits of str()
+        return f"<an integer of {value.bit_length()} bits>"
     return text if len(text) <= 200 else text[:197] + "..."
 
 

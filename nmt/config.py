@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,10 @@ def option(
     cap: float | None = None,
     arch: str = "",
 ) -> Any:
-    """A config option: its default, what it means and the values it takes (`choices`, or a
-    range from `low`, to `high`, both included, or `above`; `cap`: far past any use, so that a
-    typo as 2e9 fails at once) and the one `arch` that reads it (the other refuses it when it
-    differs from its default, so that a setting never silently does nothing), kept as data on
-    the field: the checks, README's table and `nmt train --options` are made from it."""
+    """A config option, kept as data on the field (the checks, README's table and `nmt config
+    show` are made from it): its default, meaning, values (`choices`; `low` to `high`, both
+    included; `above`; `cap`, far past any use, so that a typo as 2e9 fails at once) and the
+    one `arch` that reads it (the other refuses a value that would silently do nothing)."""
     limits = {"choices": choices, "low": low, "high": high, "above": above, "cap": cap}
     return field(default=default, metadata={"help": help, "arch": arch, **limits})
 
@@ -198,9 +198,7 @@ class TrainConfig:
     keep_best: int = option(
         1, "best checkpoints kept: best.pt, and above 1 best-step-STEP.pt of the N best", low=1
     )
-    accumulate: int = option(
-        1, "batches whose gradients one update sums: an update of N x batch_tokens", low=1
-    )
+    accumulate: int = option(1, "batches summed in an update", low=1, cap=WIDEST)
     patience: int = option(
         0, "stop after this many validations without improvement (0: off)", low=0
     )
@@ -208,10 +206,7 @@ class TrainConfig:
     log_every: int = option(50, "log training loss and speed every this many updates", low=1)
     max_bad_steps: int = option(5, "stop after this many non-finite losses in a row", low=1)
     threads: int = option(
-        0,
-        "torch CPU threads (0: auto, this process's share of the idle cores)",
-        low=0,
-        cap=MAX_THREADS,
+        0, "CPU threads (0: auto, a share of the idle cores)", low=0, cap=MAX_THREADS
     )
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
 
@@ -254,6 +249,8 @@ def options_table() -> str:
 def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
     """`value` as the type of the option's default (a tuple: as many items, each coerced)."""
     where, kind = f"{section}.{name}", type(default)
+    if isinstance(value, int) and value.bit_length() > 64:  # 10**400 as a float overflows
+        raise NmtError(f"config: {where} is too large a number ({value.bit_length()} bits)")
     if kind is tuple:
         if isinstance(value, (list, tuple)) and len(value) == len(default):
             return tuple(_coerce(section, name, d, v) for d, v in zip(default, value))
@@ -364,7 +361,7 @@ def validate(config: Config) -> None:
         _refuse_changed(m, "transformer")
     if m.share_embeddings and not d.joint_vocab:
         raise NmtError("config: model.share_embeddings needs data.joint_vocab true")
-    if t.device != "auto" and not (t.device == "cpu" or t.device.startswith("cuda")):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device):  # as nmt train's pick_device
         raise NmtError(
             f"config: train.device must be auto, cpu, cuda or cuda:N, got {quote(t.device)}"
         )
@@ -414,7 +411,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise NmtError(f"--set {text!r}: expected section.key=value, e.g. train.lr=0.0005")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of thousands of digits
         parsed = value
     return section, key, "" if parsed is None else parsed
 
@@ -433,7 +430,7 @@ def load_raw(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str
             raise NmtError(f"config file {p} does not exist")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:  # ValueError: 5000 digits
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise NmtError(f"config file {p} is not valid YAML: {first}") from None
         if not isinstance(raw, dict):

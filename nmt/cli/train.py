@@ -217,7 +217,9 @@ def config_show(
             if changed and not differs:
                 continue
             kind = type(f.default).__name__
-            shown = json.dumps(list(value) if isinstance(value, tuple) else value)
+            shown = json.dumps(
+                list(value) if isinstance(value, tuple) else value, ensure_ascii=False
+            )
             mark = "*" if differs else " "
             print(f"{mark} {name}.{f.name} = {shown}  ({kind})  {f.metadata['help']}")
 

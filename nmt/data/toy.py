@@ -29,6 +29,7 @@ SPLITS = ("train", "valid", "test")
 LANGS = ("en", "pt")
 MIN_EVAL_PAIRS = 50
 YEAR_RANGE = (1990, 2030)  # inclusive
+MAX_SIZE = 10_000_000
 
 
 class Noun(NamedTuple):
@@ -253,8 +254,8 @@ def generate(size: int = 20000, seed: int = 1) -> dict[str, list[tuple[str, str]
     sentences are unique across the three splits, so no evaluation sentence is seen in training.
     The output depends only on ``(size, seed)``. Raises ``ValueError`` if ``size < 1``.
     """
-    if size < 1:
-        raise ValueError(f"toy corpus size must be a positive number of pairs, got {size}")
+    if not 1 <= size <= MAX_SIZE:  # pairs are held in memory, ~200 bytes each
+        raise ValueError(f"toy corpus size must be between 1 and {MAX_SIZE:,} pairs, got {size}")
     n_eval = eval_size(size)
     total = size + 2 * n_eval
     rng = random.Random(seed)

@@ -10,6 +10,7 @@ RNG state): `translate`, `attention` and `info` read it like any checkpoint, and
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import torch
 from nmt import NmtError
 from nmt.checkpoint import is_checkpoint, model_parts, read_state
 from nmt.files import output_file, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +51,11 @@ def last_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
     if count < 1:
         raise NmtError(f"--last must be at least 1, got {count}")
     by_step: dict[int, Path] = {}
-    for path in sorted(p for p in folder.iterdir() if is_checkpoint(p)):
+    found = [p for p in sorted(folder.iterdir()) if is_checkpoint(p)]
+    for path in sorted(set(folder.iterdir()) - set(found)):
+        if _starts_like_a_checkpoint(path):  # a zip cut short: a checkpoint's, likely
+            log.warning("%s is skipped: it starts as a checkpoint but is not a whole one", path)
+    for path in found:
         step = _step(read_state(path, mmap=True))
         # best.pt is a copy of the last.pt of its step: one of the two is enough
         if step is not None and (step not in by_step or path.name == "last.pt"):
@@ -179,3 +186,11 @@ def _write(
     buf = io.BytesIO()
     torch.save(state, buf)
     write_atomic(out, buf.getvalue())
+
+
+def _starts_like_a_checkpoint(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return path.is_file() and f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False

@@ -17,7 +17,9 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,7 +118,8 @@ def claimed_run_dir(
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message a second training gets
         try:
-            yield
+            with _terminate_as_exit():
+                yield
         finally:
             settle_replaced(config)
     finally:
@@ -127,6 +130,24 @@ def claimed_run_dir(
                 (run_dir / LOCK).unlink()
                 run_dir.rmdir()
         os.close(fd)  # releases the lock, as the end of the process would
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (timeout, Slurm, docker stop) ends the run as Ctrl-C does, through the code
+    that settles the run dir, instead of killing the process where it stands."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _lock(fd: int, run_dir: Path) -> None:

@@ -68,7 +68,11 @@ class RunLog:
                 raise NmtError(
                     "train.tensorboard needs the tensorboard package: pip install tensorboard"
                 ) from None
-            self.board = SummaryWriter(str(run_dir / "tensorboard"))
+            try:
+                self.board = SummaryWriter(str(run_dir / "tensorboard"))
+            except OSError as e:
+                where = run_dir / "tensorboard"
+                raise NmtError(f"train.tensorboard: {where}: {e.strerror or e}") from None
 
     def write(self, record: dict[str, Any]) -> None:
         if self.rank != 0:

@@ -5,6 +5,7 @@ Pure functions of the config and the counts; nmt/train.py calls them and the CLI
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,8 @@ def eta_seconds(t: TrainConfig, state: Any, batches: int, steps_per_s: float) ->
         left.append(max(t.max_steps - state.step, 0) / steps_per_s)
     if steps_per_s > 0 and t.max_epochs:
         batches_left = (t.max_epochs - state.epoch) * batches - state.batch_in_epoch
-        left.append(max(batches_left, 0) / steps_per_s)
+        updates_left = math.ceil(max(batches_left, 0) / t.accumulate)
+        left.append(updates_left / steps_per_s)
     if t.max_minutes:
         left.append(max(t.max_minutes * 60 - state.elapsed, 0.0))
     return min(left) if left else None
@@ -57,7 +59,8 @@ def stopping_rule(t: TrainConfig, batches: int) -> str:
     if t.max_steps:
         limits.append(f"{t.max_steps:,} updates")
     if t.max_epochs:
-        limits.append(f"{t.max_epochs} epochs ({t.max_epochs * batches:,} updates)")
+        updates = t.max_epochs * math.ceil(batches / t.accumulate)  # train.accumulate a step
+        limits.append(f"{t.max_epochs} epochs ({updates:,} updates)")
     if t.max_minutes:
         limits.append(f"{t.max_minutes:g} minutes")
     rule = "stops after " + " or ".join(limits) if limits else "has no limit (stop it yourself)"

@@ -206,3 +206,14 @@ def test_a_checkpoint_whose_config_is_text_is_one_line(tokenizer, tmp_path):
     for first, second in [(tmp_path / "text-config.pt", b), (b, tmp_path / "text-config.pt")]:
         user_error(nmt("average", first, second, "-o", tmp_path / "x.pt"), "text-config.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_cut_short_in_a_folder_is_skipped_with_a_warning(tokenizer, tmp_path, caplog):
+    _save(tmp_path / "best.pt", tokenizer, seed=1, step=10)
+    _save(tmp_path / "step-20.pt", tokenizer, seed=2, step=20)
+    whole = (tmp_path / "step-20.pt").read_bytes()
+    _save(tmp_path / "last.pt", tokenizer, seed=3, step=30)
+    (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[: len(whole) // 2])
+    with caplog.at_level("WARNING"):
+        assert last_checkpoints(tmp_path, 2) == [tmp_path / "best.pt", tmp_path / "step-20.pt"]
+    assert f"{tmp_path / 'last.pt'} is skipped" in caplog.text

@@ -58,3 +58,14 @@ def test_eta_is_the_nearest_limit():
 
 def test_durations_read_naturally():
     assert [format_duration(s) for s in (7, 75, 3725)] == ["7 s", "1 min 15 s", "1 h 02 min"]
+
+
+def test_the_plan_counts_updates_of_accumulated_batches():
+    """train.accumulate 4: an epoch of 100 batches makes 25 updates, the last one of what is
+    left when 4 does not divide the batches."""
+    assert "2 epochs (50 updates)" in stopping_rule(TrainConfig(max_epochs=2, accumulate=4), 100)
+    assert "1 epochs (26 updates)" in stopping_rule(TrainConfig(max_epochs=1, accumulate=4), 102)
+    state = _state(step=0, epoch=0, batch_in_epoch=0, elapsed=0.0)
+    one = eta_seconds(TrainConfig(max_epochs=1), state, 100, 10.0)
+    four = eta_seconds(TrainConfig(max_epochs=1, accumulate=4), state, 100, 10.0)
+    assert (one, four) == (10.0, 2.5)

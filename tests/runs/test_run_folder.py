@@ -227,3 +227,31 @@ def test_overwrite_replaces_the_kept_best_checkpoints_and_events_too(toy_dir, tm
     train(_config(toy_dir, run_dir, max_steps=1, valid_every=1, seed=3), overwrite=True)
     assert list(run_dir.glob("best-step-*.pt")) == []  # the new run keeps 1: none of these
     assert not (run_dir / "tensorboard").exists() and not (run_dir / ".replaced").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_an_overwrite_gives_the_old_run_back(toy_dir, finished, tmp_path):
+    """SIGTERM (timeout, Slurm, docker stop) before the new run's first checkpoint: the old run
+    is back when the process has ended, as after Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    best = (finished / "best.pt").read_bytes()
+    cfg = _config(toy_dir, finished, max_steps=100000, valid_every=100000, seed=4).to_dict()
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "nmt", "train", "-q", "-c", str(path), "--overwrite"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.time() + 120
+    begun = lambda: (finished / ".replaced").is_dir() and (finished / "log.jsonl").is_file()  # noqa: E731
+    while time.time() < deadline and not begun():
+        time.sleep(0.05)  # the new run has begun once the old is aside and a new log exists
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    assert (finished / "best.pt").read_bytes() == best
+    assert not (finished / ".replaced").exists()
