@@ -29,7 +29,7 @@ import nmt
 from nmt import NmtError, quote
 from nmt.config import SECTIONS, Config, coerced_options, config_from_dict
 from nmt.files import write_atomic
-from nmt.model import build_model
+from nmt.model import build_model, parameter_bound
 from nmt.tokenizer import Tokenizer
 
 FORMAT = 1  # bump when the layout changes; older readers refuse newer files
@@ -265,7 +265,9 @@ def load_checkpoint(
     )
 
 
-def model_parts(state: dict[str, Any], path: str | Path) -> tuple[Config, Tokenizer, nn.Module]:
+def model_parts(
+    state: dict[str, Any], path: str | Path, *, meta: bool = False
+) -> tuple[Config, Tokenizer, nn.Module | None]:
     """The config, tokenizer and model of a checkpoint's `state` (read_state), the model on
     the meta device (shapes only: nothing is allocated), once the weights the file holds are
     those its config implies, name for name and shape for shape. A config claiming a larger
@@ -274,6 +276,12 @@ def model_parts(state: dict[str, Any], path: str | Path) -> tuple[Config, Tokeni
     try:
         config = config_from_dict(state["config"])
         tokenizer = Tokenizer.from_state(state["tokenizer"])
+        vocab = {"src_vocab": tokenizer.src_vocab_size, "tgt_vocab": tokenizer.tgt_vocab_size}
+        stored = sum(v.numel() for v in state["model"].values() if torch.is_tensor(v))
+        if not meta and parameter_bound(config.model, **vocab) <= 8 * stored + 10**7:
+            # sizes the file could hold: the real build's strict load compares the shapes,
+            # without the meta device (whose first use imports a second of torch)
+            return config, tokenizer, None
         with torch.device("meta"):
             model = build_model(
                 config.model,

@@ -169,7 +169,11 @@ def count_parameters(model: nn.Module) -> int:
 def build_model(config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> nn.Module:
     """The network that `config.arch` names: Seq2Seq (rnn) or Transformer; one that cannot
     fit in this machine's memory is refused first (`check_fits`)."""
-    if torch.get_default_device().type != "meta":  # on meta nothing is allocated
+    # the exact count (on the meta device, whose first use imports a second of torch) only
+    # when the sizes' bound does not fit already; on meta nothing is allocated
+    bound = parameter_bound(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+    too_large = bound * WEIGHT_BYTES > (physical_memory() or bound * WEIGHT_BYTES)
+    if too_large and torch.get_default_device().type != "meta":
         check_fits(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
     if config.arch == "transformer":
         return Transformer(config, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
@@ -184,6 +188,20 @@ SIZE_OPTIONS = {
     "rnn": ("embed_dim", "enc_hidden_size", "hidden_size", "enc_layers", "dec_layers"),
     "transformer": ("d_model", "ff_size", "enc_layers", "dec_layers", "max_positions"),
 }
+
+
+def parameter_bound(config: ModelConfig, *, src_vocab: int, tgt_vocab: int) -> int:
+    """At least the parameters of the model `config` describes, from its sizes alone: the
+    embeddings, output rows and position table (twice: untied), and each layer (two more for
+    attention, output and norms) at most 16 W^2 with W the RNN's widest, or a Transformer
+    layer's two attentions and feed-forward with their biases."""
+    layers = config.enc_layers + config.dec_layers + 2
+    rows = src_vocab + tgt_vocab + config.max_positions
+    if config.arch == "transformer":  # a layer: 2 attentions of 4 D^2, a D x F feed-forward
+        d, f = config.d_model, config.ff_size
+        return 2 * rows * d + layers * (8 * d * d + 2 * d * f + 8 * (d + f))
+    widest = max(config.embed_dim, 2 * config.enc_hidden_size, config.hidden_size)
+    return 2 * rows * widest + 16 * layers * widest * widest
 
 
 def physical_memory() -> int | None:

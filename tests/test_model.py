@@ -368,3 +368,31 @@ def test_a_model_too_large_for_the_memory_is_refused_naming_its_largest_option(m
     check_fits(small, src_vocab=8000, tgt_vocab=8000)
     with pytest.raises(NmtError, match="more than this machine's"):
         check_fits(small, src_vocab=8000, tgt_vocab=8000, bytes_per_parameter=nmt.model.TRAIN_BYTES)
+
+
+@pytest.mark.parametrize(
+    "arch, sizes",
+    [
+        ("rnn", {}),
+        ("rnn", {"cell": "lstm", "enc_layers": 3, "dec_layers": 2, "bidirectional": True}),
+        ("rnn", {"cell": "rnn", "embed_dim": 300, "enc_hidden_size": 40, "hidden_size": 70}),
+        ("rnn", {"attention": "general", "tie_output": False, "input_feeding": False}),
+        ("transformer", {}),
+        ("transformer", {"d_model": 64, "ff_size": 512, "heads": 4, "enc_layers": 4}),
+        ("transformer", {"positions": "learned", "max_positions": 300, "tie_output": False}),
+    ],
+)
+def test_the_parameter_bound_is_above_the_count(arch, sizes):
+    """Loading trusts a checkpoint's sizes without building the model on the meta device when
+    this bound is within reach of the file's weights (8 x them + 10M): it must never be below
+    the count, and on real vocabularies within that reach."""
+    from nmt.config import ModelConfig
+    from nmt.model import build_model, count_parameters, parameter_bound
+
+    config = ModelConfig(arch=arch, **sizes)
+    for src, tgt in ((50, 70), (8000, 8000)):
+        model = build_model(config, src_vocab=src, tgt_vocab=tgt)
+        bound = parameter_bound(config, src_vocab=src, tgt_vocab=tgt)
+        assert count_parameters(model) <= bound
+        if src == 8000:  # and near enough, on real vocabularies, that loading trusts it
+            assert bound <= 8 * count_parameters(model) + 10**7

@@ -111,7 +111,8 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     """What a checkpoint or export holds: kind, architecture, sizes, training progress."""
     p = Path(path)
     state = read_state(p, mmap=True)
-    config, tokenizer, model = model_parts(state, p)
+    config, tokenizer, model = model_parts(state, p, meta=True)
+    assert model is not None  # meta=True: always built
     trained = _trained(state, config.train.valid_metric)
     dtypes = sorted(
         {str(v.dtype).removeprefix("torch.") for v in state["model"].values() if torch.is_tensor(v)}
