@@ -249,7 +249,7 @@ def options_table() -> str:
 def _coerce(section: str, name: str, default: Any, value: Any) -> Any:
     """`value` as the type of the option's default (a tuple: as many items, each coerced)."""
     where, kind = f"{section}.{name}", type(default)
-    if isinstance(value, int) and value.bit_length() > 64:  # 10**400 as a float overflows
+    if isinstance(value, int) and value.bit_length() > 1000:  # 10**400 as a float overflows
         raise NmtError(f"config: {where} is too large a number ({value.bit_length()} bits)")
     if kind is tuple:
         if isinstance(value, (list, tuple)) and len(value) == len(default):

@@ -255,7 +255,9 @@ def generate(size: int = 20000, seed: int = 1) -> dict[str, list[tuple[str, str]
     The output depends only on ``(size, seed)``. Raises ``ValueError`` if ``size < 1``.
     """
     if not 1 <= size <= MAX_SIZE:  # pairs are held in memory, ~200 bytes each
-        raise ValueError(f"toy corpus size must be between 1 and {MAX_SIZE:,} pairs, got {size}")
+        raise ValueError(
+            f"toy corpus size must be a positive number of pairs, at most {MAX_SIZE:,}, got {size}"
+        )
     n_eval = eval_size(size)
     total = size + 2 * n_eval
     rng = random.Random(seed)
