@@ -34,6 +34,8 @@ def _data_and_train(data_dir: Path, run_dir: Path) -> dict:
             "max_steps": 250,
             "valid_every": 250,
             "log_every": 50,
+            # a thread count fixed, not picked by the load: float sums, hence weights, depend on it
+            "threads": 1,
         },
     }
 
