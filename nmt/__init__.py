@@ -77,7 +77,6 @@ _PUBLIC = {
     "translate_stream": "nmt.translation.streaming",
     "SearchOptions": "nmt.search",
     "load_config": "nmt.config",
-    "train": "nmt.train",
     "score": "nmt.metrics",
     "plot_curves": "nmt.analysis.curves",
     "save_attention_maps": "nmt.analysis.heatmaps",

@@ -94,3 +94,15 @@ def test_no_import_cycles():
 
     for name in graph:
         visit(name, [])
+
+
+def test_the_public_names_are_not_module_names():
+    """`from nmt import X` must give the same object whether or not the module nmt.X was
+    imported before (a submodule of that name would shadow the lazy name once imported)."""
+    import nmt
+
+    clash = {name for name in nmt._PUBLIC if (PACKAGE / f"{name}.py").exists()}
+    clash |= {name for name in nmt._PUBLIC if (PACKAGE / name).is_dir()}
+    assert not clash
+    for name in nmt._PUBLIC:
+        assert getattr(nmt, name) is not None
