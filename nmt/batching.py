@@ -2,6 +2,9 @@
 
 Shapes: B batch, S source length, T target length. Every source sequence ends with EOS;
 targets are split into decoder input (BOS y) and output (y EOS).
+
+Planning translation batches needs no torch (the runtime plans its batches here too): torch is
+imported by the functions that make tensors, not by the module.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from nmt.tokenizer import BOS, EOS, PAD
+
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -44,6 +49,8 @@ class Batch:
 
 def pad(seqs: Sequence[Sequence[int]], prefix: int | None = None, suffix: int | None = None):
     """Right-pad id lists into a (N, L) tensor; returns it with the lengths (N,)."""
+    import torch
+
     extra = (prefix is not None) + (suffix is not None)
     lengths = torch.tensor([len(s) + extra for s in seqs], dtype=torch.long)
     out = torch.full((len(seqs), int(lengths.max()) if len(seqs) else 0), PAD, dtype=torch.long)
@@ -68,6 +75,8 @@ def make_batch(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, L) bool, True at real tokens."""
+    import torch
+
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
@@ -107,10 +116,16 @@ def plan_epoch(
     if n == 0:
         return BatchPlan(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
     src_l, tgt_l = np.asarray(src_lens), np.asarray(tgt_lens)
-    tie = torch.rand(n, generator=generator) if generator is not None else torch.zeros(n)
+    if generator is None:  # translation and validation: a fixed order, without torch
+        order = np.lexsort((src_l, tgt_l)).astype(np.int32 if n < 2**31 else np.int64)
+        bounds = _greedy_bounds(src_l, tgt_l, order, batch_tokens)
+        return BatchPlan(order, bounds[:-1], bounds[1:])
+    import torch
+
+    tie = torch.rand(n, generator=generator)
     # lexicographic sort on (target length, source length, random tie-break): the decoder
     # steps through every padded target position, while packing spares the encoder padding
-    if generator is not None and n >= BUCKET_SORT_FROM:
+    if n >= BUCKET_SORT_FROM:
         order = _sort_by_buckets(src_l, tgt_l, tie.numpy())
     else:
         # the key (t + 1) * 4096 + (s + 1) + tie / 2 (+ 1: EOS, BOS/EOS) is exact in float64
@@ -124,11 +139,8 @@ def plan_epoch(
     if n < 2**31:
         order = order.astype(np.int32, copy=False)  # half the memory of the plan
     bounds = _greedy_bounds(src_l, tgt_l, order, batch_tokens)
-    starts, ends = bounds[:-1], bounds[1:]
-    if generator is not None:
-        perm = torch.randperm(len(starts), generator=generator).numpy()
-        starts, ends = starts[perm], ends[perm]
-    return BatchPlan(order, starts, ends)
+    perm = torch.randperm(len(bounds) - 1, generator=generator).numpy()
+    return BatchPlan(order, bounds[:-1][perm], bounds[1:][perm])
 
 
 def _sort_by_buckets(src_l: np.ndarray, tgt_l: np.ndarray, tie: np.ndarray) -> np.ndarray:

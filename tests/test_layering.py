@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
 
 # the wings in the order in which they may import each other
-WINGS = ("data", "runs", "translation", "analysis", "serving", "cli")
+WINGS = ("data", "runtime", "runs", "translation", "analysis", "serving", "cli")
 ROOT_MAY_IMPORT = {"data", "runs"}  # what the training loop reads and writes
 
 

@@ -14,9 +14,16 @@ first token after BOS; the reference's EOS is the last position) this measures:
 - free-running accuracy: whether g_t = y_t (a greedy output that ended before t counts as
   wrong), the per-position agreement of free-running decoding with the reference.
 
-Each is averaged over the sentences whose reference reaches position t (`counts`). The gap
-between the two accuracies growing with t is the compounding of early mistakes. `bleu` is the
-corpus BLEU of the greedy outputs (decoded until EOS, as `nmt translate -b 1` does).
+Each is averaged over the sentences whose reference reaches position t (`counts`). `bleu` is
+the corpus BLEU of the greedy outputs (decoded until EOS, as `nmt translate -b 1` does).
+
+The accuracy gap growing with t does not by itself show compounding: once a free-running
+output has drifted (one word more or less), position-wise agreement falls whatever the model
+does next, so almost any imperfect model shows it. `recovery` measures the claim itself: a
+model trained only on gold prefixes has never read its own mistake, so one mistake in its
+prefix should make the next steps worse. It injects one plausible mistake (the model's own
+best wrong token) into an otherwise gold prefix and compares the accuracy of the following
+steps with their accuracy on the gold prefix: same sentences, same positions, one token changed.
 
 Shapes: B batch, S source length, T target length (BOS/EOS included), V target vocabulary.
 """
@@ -138,3 +145,75 @@ def exposure_of_files(
     ckpt = load_checkpoint(checkpoint)
     src, tgt = read_parallel(src_path, tgt_path)
     return exposure(ckpt.model, ckpt.tokenizer, src[:lines], tgt[:lines])
+
+
+@dataclass
+class Recovery:
+    """Teacher-forced accuracy k = 1..window steps after position j, with the gold prefix
+    (`clean`) and with the token at j replaced by the model's best wrong guess (`injected`);
+    `counts[k-1]` (sentence, j) cases reach step j + k. One j a sentence and repeat."""
+
+    window: int
+    counts: list[int] = field(default_factory=list)
+    clean: list[float] = field(default_factory=list)
+    injected: list[float] = field(default_factory=list)
+
+    def drop(self) -> float:
+        """Clean minus injected accuracy over the window (cases weighted alike)."""
+        n = sum(self.counts) or 1
+        pairs = zip(self.counts, self.clean, self.injected)
+        return sum(c * (a - b) for c, a, b in pairs) / n
+
+
+def _best(logits: torch.Tensor) -> torch.Tensor:
+    """(.., V) -> (..) the argmax over the tokens a search may output (not PAD or BOS)."""
+    return logits.index_fill(-1, torch.tensor([PAD, BOS]), float("-inf")).argmax(-1)
+
+
+def recovery(
+    model: torch.nn.Module,
+    src: list[list[int]],
+    tgt: list[list[int]],
+    *,
+    window: int = 3,
+    repeats: int = 4,
+    seed: int = 0,
+) -> Recovery:
+    """Recovery after one injected mistake (module docstring), over token-id pairs (no BOS
+    or EOS: the batch adds them). Each of `repeats` rounds draws one position j a sentence."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.zeros(window)
+    hits = {"clean": torch.zeros(window), "injected": torch.zeros(window)}
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(src), BATCH):
+            batch = make_batch(src[i : i + BATCH], tgt[i : i + BATCH])
+            gold = batch.tgt_out  # (B, T): y EOS
+            real = gold != PAD
+            logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+            right = _best(logits) == gold  # (B, T)
+            # the model's own most likely mistake at each step: its best token but the gold one
+            wrong = _best(logits.scatter(-1, gold[..., None], float("-inf")))  # (B, T)
+            lengths = real.sum(1)  # (B,) reference tokens + EOS
+            rows = torch.arange(gold.size(0))
+            for _ in range(repeats):
+                # j: a reference token (not EOS), so the input at j + 1 is the one changed
+                j = (torch.rand(gold.size(0), generator=gen) * (lengths - 1)).long()  # (B,)
+                tgt_in = batch.tgt_in.clone()
+                tgt_in[rows, j + 1] = wrong[rows, j]
+                bent, _ = model(batch.src, batch.src_lengths, tgt_in)  # (B, T, V)
+                bent_right = _best(bent) == gold
+                for k in range(1, window + 1):
+                    at = j + k  # (B,) the k-th step after the mistake
+                    ok = at < lengths
+                    at = at.clamp(max=gold.size(1) - 1)
+                    counts[k - 1] += ok.sum()
+                    hits["clean"][k - 1] += (right[rows, at] & ok).sum()
+                    hits["injected"][k - 1] += (bent_right[rows, at] & ok).sum()
+    n = counts.clamp(min=1)
+    return Recovery(
+        window=window,
+        counts=[int(c) for c in counts],
+        clean=(hits["clean"] / n).tolist(),
+        injected=(hits["injected"] / n).tolist(),
+    )

@@ -35,7 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from nmt import NmtError, __version__, require_whole
-from nmt.search import SearchOptions
+from nmt.search_options import SearchOptions
 from nmt.serving.batcher import Batcher, BatchOptions
 from nmt.serving.guards import (
     HostCheck,

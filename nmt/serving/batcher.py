@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nmt import NmtError, require_whole
-from nmt.search import SearchOptions
+from nmt.search_options import SearchOptions
 from nmt.translation.translator import Translation
 
 # decodes sentences with options: Translator.translate with the server's token budget

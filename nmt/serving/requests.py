@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nmt import NmtError, require_whole
-from nmt.search import SearchOptions
+from nmt.search_options import SearchOptions
 from nmt.serving.guards import json_depth
 from nmt.translation.translator import Translation
 

@@ -18,7 +18,8 @@ from typing import IO, Any
 
 from nmt import NmtError, require_whole
 from nmt.data.corpus import decode_line, raw_lines
-from nmt.search import SearchOptions
+from nmt.runtime.base import Translation, TranslatorBase
+from nmt.search_options import SearchOptions
 from nmt.translation.partial import (
     InputHash,
     OutputTarget,
@@ -32,7 +33,6 @@ from nmt.translation.partial import (
     stream_size,
     write_meta,
 )
-from nmt.translation.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Written:
 
 
 def translate_stream(
-    translator: Translator,
+    translator: TranslatorBase,
     source: IO[bytes],
     sink: IO[str],
     search: SearchOptions | None = None,
@@ -164,7 +164,7 @@ def translate_stream(
 
 
 def _translate_raw(
-    translator: Translator,
+    translator: TranslatorBase,
     raws: Iterable[bytes],
     sink: IO[str],
     search: SearchOptions | None,
@@ -218,7 +218,7 @@ def _write(sink: IO[str], text: str) -> None:
 
 
 def fingerprint(
-    translator: Translator, search: SearchOptions, stream: StreamOptions, source: IO[bytes]
+    translator: TranslatorBase, search: SearchOptions, stream: StreamOptions, source: IO[bytes]
 ) -> dict[str, Any]:
     """What an output depends on, as OUT.partial.meta records it (see nmt.translation.partial). The
     batch and chunk sizes and the error mode are left out: they change no line's text."""
@@ -230,7 +230,7 @@ def fingerprint(
 
 
 def translate_file(
-    translator: Translator,
+    translator: TranslatorBase,
     source: IO[bytes],
     output: Path,
     search: SearchOptions | None = None,
@@ -279,7 +279,7 @@ def translate_file(
 
 
 def _translate_locked(
-    translator: Translator,
+    translator: TranslatorBase,
     source: IO[bytes],
     sink: IO[str],
     target: OutputTarget,
