@@ -75,7 +75,9 @@ def _head(text: str) -> int | None:
 
 
 def translate(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (.pt).")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint file (.pt), or a folder of nmt export --format onnx.")
+    ],
     input: Annotated[Path | None, typer.Argument(help="Input file; stdin when omitted.")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file; stdout when omitted.")
@@ -126,7 +128,7 @@ def translate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     ensemble: Annotated[
         list[Path] | None,
-        typer.Option(help="Another checkpoint to average with CHECKPOINT (repeatable)."),
+        typer.Option(help="Another checkpoint (or export) to average with CHECKPOINT (repeatable)."),
     ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Ensemble weights, one a model, e.g. 0.5,0.3,0.2.")
@@ -140,9 +142,9 @@ def translate(
     with user_errors(), _as_flags(_TRANSLATE_FLAGS):
         from dataclasses import replace
 
-        from nmt.search import SearchOptions
+        from nmt.search_options import SearchOptions
+        from nmt.translation.loading import open_translator
         from nmt.translation.streaming import StreamOptions
-        from nmt.translation.translator import Translator
 
         # jsonl records carry the attention whenever it is computed, heatmaps included
         attention = with_attention or attention_dir is not None
@@ -169,7 +171,7 @@ def translate(
             with_attention=attention,
             chunk_lines=1 if interactive else StreamOptions.chunk_lines,
         )
-        translator = Translator(
+        translator = open_translator(
             [checkpoint, *(ensemble or [])],
             device=device,
             quantize=quantize,
