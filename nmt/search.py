@@ -113,6 +113,7 @@ def greedy(
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
     log_prob = torch.zeros(batch, device=src.device)
     tokens = torch.empty(batch, 0, dtype=torch.long, device=src.device)  # (N, t)
+    token_lp = torch.empty(batch, 0, device=src.device)  # (N, t) each token's log-prob
     attn: list[Tensor] | None = [] if opts.return_attention else None
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
@@ -129,6 +130,7 @@ def greedy(
         prev = prev.masked_fill(at_max, EOS)
         if opts.scores:
             log_prob = log_prob + best_lp
+            token_lp = torch.cat([token_lp, best_lp[:, None].float()], 1)
         tokens = torch.cat([tokens, prev[:, None]], 1)
         if attn is not None:
             assert weights is not None  # attn is None once a step gives no weights
@@ -143,12 +145,13 @@ def greedy(
                     lp,
                     opts.normalize(lp, step + 1),
                     _trim(hyp_attn, src_lengths[int(active[r])]),
+                    token_lp[r].tolist() if opts.scores else None,
                 )
             ]
         if ended_rows:
             open_rows = (prev != EOS).nonzero().flatten()
-            active, prev, log_prob, tokens = (
-                t.index_select(0, open_rows) for t in (active, prev, log_prob, tokens)
+            active, prev, log_prob, tokens, token_lp = (
+                t.index_select(0, open_rows) for t in (active, prev, log_prob, tokens, token_lp)
             )
             state = model.select_state(state, open_rows)
             enc = model.select_encoded(enc, open_rows)
@@ -210,6 +213,7 @@ def beam_search(
     beam_lp = torch.zeros(batch, device=device)  # (R,)
     prev = torch.full((batch,), BOS, dtype=torch.long, device=device)
     history = torch.empty(batch, 0, dtype=torch.long, device=device)  # (R, t)
+    lp_history = torch.empty(batch, 0, device=device)  # (R, t) each token's log-prob
     attn_history = (
         torch.empty(batch, 0, src.size(1), device=device) if opts.return_attention else None
     )
@@ -224,6 +228,7 @@ def beam_search(
         _mask_special(log_probs, step, opts.min_len, at_max)
         # (N, 2K) best extensions of each sentence: scores, rows of R, tokens
         top_lp, top_row, top_tok = top_candidates(log_probs, beam_lp, width, 2 * k)
+        top_tok_lp = log_probs[top_row, top_tok]  # (N, 2K) the last token's own log-prob
         # candidates ending in EOS leave the beam; only the best K of them may finish (an
         # EOS ranked below them would be pruned by a beam of K), so beam 1 is greedy search
         is_eos = top_tok == EOS
@@ -233,20 +238,26 @@ def beam_search(
         finish_at = finishes.nonzero().tolist()  # [(sentence of N, candidate)]
         if finish_at:
             rows_l, lp_l, active_l = top_row.tolist(), top_lp.tolist(), active.tolist()
+            tok_lp_l = top_tok_lp.tolist()
         for i, j in finish_at:
             r, lp, sent = rows_l[i][j], lp_l[i][j], active_l[i]
             hyp_attn = None
             if attn_history is not None:
                 assert weights is not None  # attn_history is None once a step gives none
                 hyp_attn = _trim(torch.cat([attn_history[r], weights[r][None]]), src_lengths[sent])
+            token_lps = lp_history[r].tolist() + [tok_lp_l[i][j]]
             finished.add(
-                sent, Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn)
+                sent,
+                Hypothesis(
+                    history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn, token_lps
+                ),
             )
         # the best K candidates that do not end in EOS stay open
         open_lp = top_lp.masked_fill(is_eos, NEG_INF)
         next_lp, pick = open_lp.topk(min(k, open_lp.size(1)), dim=-1)  # (N, K)
         next_rows = top_row.gather(1, pick).flatten()  # (R,)
         next_tok = top_tok.gather(1, pick).flatten()
+        next_tok_lp = top_tok_lp.gather(1, pick).flatten()
         # done: k finished ones that the best open hypothesis cannot beat, or nothing open
         best_open = next_lp[:, 0]
         ends_at: Tensor | float
@@ -268,6 +279,7 @@ def beam_search(
         if remaining.numel() < n:
             enc = model.select_encoded(enc, remaining)  # one row a sentence, read by its beams
         history = _extend(history, src_rows, next_tok.index_select(0, remaining_rows))
+        lp_history = _extend(lp_history, src_rows, next_tok_lp.index_select(0, remaining_rows))
         if attn_history is not None:
             assert weights is not None
             attn_history = _extend(attn_history, src_rows, weights.index_select(0, src_rows))

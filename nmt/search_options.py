@@ -30,6 +30,9 @@ class Hypothesis:
     score: float  # log_prob after length normalization (what beam search ranks by)
     # (len(tokens) + 1, source length incl. EOS): a torch tensor or a numpy array
     attention: Any = None
+    # (len(tokens) + 1,) the log-probability of each token and of the EOS, summing to
+    # log_prob (None: searched without scores); confidence and per-token probabilities
+    token_log_probs: list[float] | None = None
 
 
 @dataclass(frozen=True)

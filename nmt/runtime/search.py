@@ -85,6 +85,7 @@ def greedy(
     prev = np.full(batch, BOS, dtype=np.int64)
     log_prob = np.zeros(batch, dtype=np.float64)
     tokens = np.empty((batch, 0), dtype=np.int64)  # (N, t)
+    token_lp = np.empty((batch, 0), dtype=np.float32)  # (N, t) each token's log-prob
     attn: list[np.ndarray] | None = [] if opts.return_attention else None
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
@@ -100,6 +101,7 @@ def greedy(
         if opts.scores:
             # float32 sums, as the torch search's, so that both give the same scores
             log_prob = (log_prob.astype(np.float32) + best_lp).astype(np.float32)
+            token_lp = np.concatenate([token_lp, best_lp[:, None].astype(np.float32)], 1)
         tokens = np.concatenate([tokens, prev[:, None]], 1)
         if attn is not None:
             assert weights is not None
@@ -115,11 +117,13 @@ def greedy(
                     lp,
                     opts.normalize(lp, step + 1),
                     _trim(hyp_attn, int(src_lengths[sent])),
+                    token_lp[r].tolist() if opts.scores else None,
                 )
             ]
         if ended.size:
             keep = np.flatnonzero(prev != EOS)
             active, prev, log_prob, tokens = active[keep], prev[keep], log_prob[keep], tokens[keep]
+            token_lp = token_lp[keep]
             state = model.select_state(state, keep)
             enc = model.select_encoded(enc, keep)
             if attn is not None:
@@ -160,6 +164,7 @@ def beam_search(
     beam_lp = np.zeros(batch, dtype=np.float32)  # (R,)
     prev = np.full(batch, BOS, dtype=np.int64)
     history = np.empty((batch, 0), dtype=np.int64)  # (R, t)
+    lp_history = np.empty((batch, 0), dtype=np.float32)  # (R, t) each token's log-prob
     attn_history = np.empty((batch, 0, src.shape[1]), np.float32) if opts.return_attention else None
     finished = _Finished(batch, k)
     step = 0
@@ -176,6 +181,7 @@ def beam_search(
         top_lp, index = top_k(sums, 2 * k)
         top_row = np.arange(n)[:, None] * width + index // vocab
         top_tok = index % vocab
+        top_tok_lp = log_probs[top_row, top_tok]  # (N, 2K) the last token's own log-prob
         is_eos = top_tok == EOS
         finishes = is_eos & (top_lp > NEG_INF)
         finishes[:, k:] = False
@@ -187,14 +193,18 @@ def beam_search(
                 hyp_attn = _trim(
                     np.concatenate([attn_history[r], weights[r][None]]), int(src_lengths[sent])
                 )
+            token_lps = lp_history[r].tolist() + [float(top_tok_lp[i, j])]
             finished.add(
                 sent,
-                Hypothesis(history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn),
+                Hypothesis(
+                    history[r].tolist(), lp, opts.normalize(lp, step + 1), hyp_attn, token_lps
+                ),
             )
         open_lp = np.where(is_eos, np.float32(NEG_INF), top_lp)
         next_lp, pick = top_k(open_lp, k)  # (N, K)
         next_rows = np.take_along_axis(top_row, pick, 1).reshape(-1)  # (R,)
         next_tok = np.take_along_axis(top_tok, pick, 1).reshape(-1)
+        next_tok_lp = np.take_along_axis(top_tok_lp, pick, 1).reshape(-1)
         best_open = next_lp[:, 0]
         if opts.stopping == "exact":
             ends_at: Any = (limits[active] + 1).astype(np.float32)
@@ -212,6 +222,7 @@ def beam_search(
         if remaining.size < n:
             enc = model.select_encoded(enc, remaining)
         history = np.concatenate([history[src_rows], next_tok[remaining_rows][:, None]], 1)
+        lp_history = np.concatenate([lp_history[src_rows], next_tok_lp[remaining_rows][:, None]], 1)
         if attn_history is not None:
             assert weights is not None
             attn_history = np.concatenate([attn_history[src_rows], weights[src_rows][:, None]], 1)
