@@ -109,6 +109,21 @@ def trained_transformer(toy_dir, trained, tmp_path_factory) -> Path:
     return run_dir / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory) -> Path:
+    """The folder `nmt export --format onnx` makes of `trained`: what the runtime runs."""
+    from nmt.runs.graphs import export_onnx
+
+    return export_onnx(trained, tmp_path_factory.mktemp("export") / "rnn").path
+
+
+@pytest.fixture(scope="session")
+def exported_transformer(trained_transformer, tmp_path_factory) -> Path:
+    from nmt.runs.graphs import export_onnx
+
+    return export_onnx(trained_transformer, tmp_path_factory.mktemp("export") / "tf").path
+
+
 # -- the CLI through typer's CliRunner, for the command tests ------------------------------
 _runner = CliRunner()
 

@@ -1,6 +1,11 @@
-"""Tests for nmt.search: exactness on scripted log-probabilities, and on a trained model of
+"""Tests for the searches: exactness on scripted log-probabilities, and on a trained model of
 each architecture (RNN, Transformer) beam 1 == greedy, batch-size independence, scores that
-re-score, n-best and attention."""
+re-score, n-best and attention.
+
+One definition of the search, two implementations: every test that searches runs against
+torch's (nmt/search.py) and the runtime's numpy search (nmt/runtime/search.py), the latter
+over the scripted model seen through numpy arrays and over the trained models' exported
+ONNX graphs."""
 
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from nmt.checkpoint import load_checkpoint
 from nmt.config import config_from_dict
 from nmt.decoder import DecoderState, EncoderOut, select
 from nmt.model import Seq2Seq
+from nmt.runtime import search as array_search
+from nmt.runtime.folder import read_manifest
+from nmt.runtime.model import OnnxModel
 from nmt.search import (
     SearchOptions,
     beam_search,
@@ -129,14 +137,62 @@ def _exhaustive(model: ScriptedModel, src: tuple[int, ...], opts: SearchOptions)
 SOURCES = [[4], [5, 4, 4], [4, 5], [5, 5, 5, 4, 1]]
 
 
-def _search(fn, model, sources, opts):
-    src, src_lengths = source_tensor(sources)
-    return fn(model, src, src_lengths, opts)
+class TorchAsArrays:
+    """A torch search model seen through numpy arrays, for the runtime's search: its states
+    stay torch objects, which the search only passes back (it picks rows through the model)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def encode(self, src, src_lengths):
+        return self.model.encode(torch.from_numpy(src), torch.from_numpy(src_lengths))
+
+    def decode_step(self, state, prev, enc):
+        log_probs, state, weights = self.model.decode_step(state, torch.from_numpy(prev), enc)
+        weights = None if weights is None else weights.detach().numpy()
+        return log_probs.detach().numpy().copy(), state, weights
+
+    def select_state(self, state, rows):
+        return self.model.select_state(state, torch.from_numpy(rows))
+
+    def select_encoded(self, enc, sentences):
+        return self.model.select_encoded(enc, torch.from_numpy(sentences))
+
+
+class Search:
+    """greedy, beam search and search_ids of one implementation: "torch" or "runtime"."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __call__(self, fn: str, model, sources, opts):
+        if self.name == "torch":
+            src, src_lengths = source_tensor(sources)
+            return {"greedy": greedy, "beam": beam_search}[fn](model, src, src_lengths, opts)
+        src_a, lengths_a = array_search.source_array(sources)
+        run = {"greedy": array_search.greedy, "beam": array_search.beam_search}[fn]
+        return run(self.arrays(model), src_a, lengths_a, opts)
+
+    def arrays(self, model):
+        return model if isinstance(model, OnnxModel) else TorchAsArrays(model)
+
+    def search_ids(self, model, sources, opts, batch_tokens: int = 4096):
+        if self.name == "torch":
+            return search_ids(model, sources, opts, batch_tokens=batch_tokens)
+        return array_search.search_ids(self.arrays(model), sources, opts, batch_tokens)
+
+
+@pytest.fixture(params=["torch", "runtime"])
+def search(request) -> Search:
+    return Search(request.param)
 
 
 @pytest.mark.parametrize("length_penalty", PENALTIES)
 @pytest.mark.parametrize("min_len", [0, 2])
-def test_large_beam_equals_exhaustive_search(length_penalty, min_len) -> None:
+def test_large_beam_equals_exhaustive_search(search, length_penalty, min_len) -> None:
     model = ScriptedModel(seed=1)
     # at most 3 output tokens: 40 sequences, so a beam of 40 loses nothing
     opts = SearchOptions(
@@ -148,7 +204,7 @@ def test_large_beam_equals_exhaustive_search(length_penalty, min_len) -> None:
         min_len=min_len,
         stopping="exact",
     )
-    results = _search(beam_search, model, SOURCES, opts)
+    results = search("beam", model, SOURCES, opts)
     for src, hyps in zip(SOURCES, results):
         ranked = _exhaustive(model, tuple(src + [EOS]), opts)
         assert len(hyps) == len(ranked)
@@ -163,7 +219,7 @@ def test_large_beam_equals_exhaustive_search(length_penalty, min_len) -> None:
 
 @pytest.mark.parametrize("length_penalty", PENALTIES)
 @pytest.mark.parametrize("beam_size", [2, 3])
-def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
+def test_early_stopping_keeps_the_best(search, length_penalty, beam_size) -> None:
     # one word besides EOS: one open hypothesis per step, so nothing is ever pruned by the
     # beam width and only the stopping rule decides; it must never stop too soon
     model = ScriptedModel(seed=2, words=(4,))
@@ -177,7 +233,7 @@ def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
     )
     sources = [[4, 5], [5], [1, 4, 4, 5]]
     model.calls = 0
-    results = _search(beam_search, model, sources, opts)
+    results = search("beam", model, sources, opts)
     for src, hyps in zip(sources, results):
         ranked = _exhaustive(model, tuple(src + [EOS]), opts)
         assert [tuple(h.tokens) for h in hyps] == [r[2] for r in ranked[:beam_size]]
@@ -188,12 +244,12 @@ def test_early_stopping_keeps_the_best(length_penalty, beam_size) -> None:
 
 
 @pytest.mark.parametrize("beam_size", [2, 5])
-def test_early_stopping_is_exact_without_length_penalty(beam_size) -> None:
+def test_early_stopping_is_exact_without_length_penalty(search, beam_size) -> None:
     # without a length penalty an open hypothesis can only get worse, so "early" loses nothing
     model = ScriptedModel(seed=3)
     opts = dict(beam_size=beam_size, nbest=beam_size, length_penalty=0, max_len_offset=8)
-    early = _search(beam_search, model, SOURCES, SearchOptions(**opts, stopping="early"))
-    exact = _search(beam_search, model, SOURCES, SearchOptions(**opts, stopping="exact"))
+    early = search("beam", model, SOURCES, SearchOptions(**opts, stopping="early"))
+    exact = search("beam", model, SOURCES, SearchOptions(**opts, stopping="exact"))
 
     def tokens(results):
         return [[h.tokens for h in hyps] for hyps in results]
@@ -201,10 +257,10 @@ def test_early_stopping_is_exact_without_length_penalty(beam_size) -> None:
     assert tokens(early) == tokens(exact)
 
 
-def test_beam_rows_one_a_sentence_at_first_then_k_over_one_encoder_row() -> None:
+def test_beam_rows_one_a_sentence_at_first_then_k_over_one_encoder_row(search) -> None:
     model = ScriptedModel(seed=5)
     opts = SearchOptions(beam_size=3, max_len_ratio=0.0, max_len_offset=6)
-    _search(beam_search, model, SOURCES, opts)
+    search("beam", model, SOURCES, opts)
     n = len(SOURCES)
     assert model.rows[0] == (n, n)  # the beams of a sentence start from one BOS state
     for rows, enc_rows in model.rows[1:]:
@@ -212,23 +268,23 @@ def test_beam_rows_one_a_sentence_at_first_then_k_over_one_encoder_row() -> None
     assert model.rows[1] == (3 * n, n)
 
 
-def test_early_stopping_stops_sooner_with_a_length_penalty() -> None:
+def test_early_stopping_stops_sooner_with_a_length_penalty(search) -> None:
     model = ScriptedModel(seed=2, words=(4,))
     opts = dict(beam_size=2, length_penalty=1.0, max_len_ratio=0.0, max_len_offset=12)
     calls = {}
     for stopping in ("early", "exact"):
         model.calls = 0
-        _search(beam_search, model, [[4, 5]], SearchOptions(**opts, stopping=stopping))
+        search("beam", model, [[4, 5]], SearchOptions(**opts, stopping=stopping))
         calls[stopping] = model.calls
     assert calls["early"] < calls["exact"]
 
 
-@pytest.mark.parametrize("fn", [greedy, beam_search])
+@pytest.mark.parametrize("fn", ["greedy", "beam"])
 @pytest.mark.parametrize("min_len", [0, 1, 3, 6])
-def test_min_len_and_special_tokens(fn, min_len) -> None:
+def test_min_len_and_special_tokens(search, fn, min_len) -> None:
     model = ScriptedModel(seed=3)
     opts = SearchOptions(beam_size=4, nbest=4, min_len=min_len, max_len_offset=4)
-    results = _search(fn, model, SOURCES, opts)
+    results = search(fn, model, SOURCES, opts)
     limits = max_lengths(torch.tensor([len(s) + 1 for s in SOURCES]), opts).tolist()
     for hyps, limit in zip(results, limits):
         assert hyps
@@ -237,10 +293,10 @@ def test_min_len_and_special_tokens(fn, min_len) -> None:
             assert not {PAD, BOS, EOS} & set(h.tokens)
 
 
-def test_greedy_takes_the_most_probable_token() -> None:
+def test_greedy_takes_the_most_probable_token(search) -> None:
     model = ScriptedModel(seed=4)
     opts = SearchOptions(beam_size=1, max_len_offset=6, length_penalty=0)
-    for src, hyps in zip(SOURCES, _search(greedy, model, SOURCES, opts)):
+    for src, hyps in zip(SOURCES, search("greedy", model, SOURCES, opts)):
         key, tokens = tuple(src + [EOS]), ()
         while True:
             lp = model.log_probs(key, tokens)
@@ -255,40 +311,40 @@ def test_greedy_takes_the_most_probable_token() -> None:
         assert hyps[0].log_prob == pytest.approx(model.sequence_log_prob(key, tokens), abs=1e-5)
 
 
-def test_scripted_beam_one_equals_greedy() -> None:
+def test_scripted_beam_one_equals_greedy(search) -> None:
     # beam search with one beam may finish only its best candidate, as greedy does
     model = ScriptedModel(seed=7)
     rng = random.Random(7)
     sources = [[rng.choice(WORDS) for _ in range(rng.randint(1, 5))] for _ in range(40)]
     opts = SearchOptions(beam_size=1, length_penalty=0, max_len_offset=5)
-    g = _search(greedy, model, sources, opts)
-    b = _search(beam_search, model, sources, opts)
+    g = search("greedy", model, sources, opts)
+    b = search("beam", model, sources, opts)
     assert [h[0].tokens for h in b] == [h[0].tokens for h in g]
     assert [h[0].log_prob for h in b] == pytest.approx([h[0].log_prob for h in g], abs=1e-5)
 
 
-@pytest.mark.parametrize("fn", [greedy, beam_search])
+@pytest.mark.parametrize("fn", ["greedy", "beam"])
 @pytest.mark.parametrize("length_penalty", PENALTIES)
-def test_scripted_batch_equals_one_by_one(fn, length_penalty) -> None:
+def test_scripted_batch_equals_one_by_one(search, fn, length_penalty) -> None:
     # sentences finish at different steps and leave the batch; the rest must not notice
     model = ScriptedModel(seed=5)
     sources = [s for s in SOURCES for _ in range(2)] + [[5] * 9, [1]]
     random.Random(0).shuffle(sources)
     opts = SearchOptions(beam_size=3, nbest=3, length_penalty=length_penalty, max_len_offset=3)
-    batched = _search(fn, model, sources, opts)
+    batched = search(fn, model, sources, opts)
     for src, hyps in zip(sources, batched):
-        (alone,) = _search(fn, model, [src], opts)
+        (alone,) = search(fn, model, [src], opts)
         assert [h.tokens for h in hyps] == [h.tokens for h in alone]
         # exact: the scripted log-probabilities are a function of each row alone and search
         # only adds them elementwise, so no sum is blocked differently in another batch
         assert [h.score for h in hyps] == [h.score for h in alone]
 
 
-@pytest.mark.parametrize("fn", [greedy, beam_search])
-def test_scripted_attention_belongs_to_the_hypothesis(fn) -> None:
+@pytest.mark.parametrize("fn", ["greedy", "beam"])
+def test_scripted_attention_belongs_to_the_hypothesis(search, fn) -> None:
     model = ScriptedModel(seed=6)
     opts = SearchOptions(beam_size=3, nbest=3, max_len_offset=4, return_attention=True)
-    for src, hyps in zip(SOURCES, _search(fn, model, SOURCES, opts)):
+    for src, hyps in zip(SOURCES, search(fn, model, SOURCES, opts)):
         key = tuple(src + [EOS])
         for h in hyps:
             expected = torch.stack(
@@ -298,50 +354,64 @@ def test_scripted_attention_belongs_to_the_hypothesis(fn) -> None:
                 ]
             )
             assert h.attention.shape == (len(h.tokens) + 1, len(key))
-            assert torch.allclose(h.attention, expected, atol=1e-6)
+            assert torch.allclose(torch.as_tensor(h.attention), expected, atol=1e-6)
 
 
-def test_return_attention_without_attention_gives_none() -> None:
+def test_return_attention_without_attention_gives_none(search) -> None:
     torch.manual_seed(0)
     config = config_from_dict({"model": {"attention": "none", "embed_dim": 8, "hidden_size": 8}})
     model = Seq2Seq(config.model, src_vocab=12, tgt_vocab=12).eval()
-    src, src_lengths = source_tensor([[4, 5, 6], [7]])
-    for fn in (greedy, beam_search):
+    for fn in ("greedy", "beam"):
         opts = SearchOptions(beam_size=2, nbest=2, max_len_offset=3, return_attention=True)
-        for hyps in fn(model, src, src_lengths, opts):
+        for hyps in search(fn, model, [[4, 5, 6], [7]], opts):
             assert hyps and all(h.attention is None for h in hyps)
 
 
 # ---- on a trained model -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["rnn", "transformer"])
-def model_and_ids(request, toy_dir):
-    """A trained model of each architecture, and 200 toy test sentences as its source ids."""
-    fixture = "trained" if request.param == "rnn" else "trained_transformer"
-    ckpt = load_checkpoint(request.getfixturevalue(fixture))
+@dataclasses.dataclass
+class Trained:
+    search: Search
+    model: object  # what the search runs: the torch model or its exported graphs
+    torch: torch.nn.Module  # the torch model, which rescoring and forward need
+    ids: list[list[int]]
+
+
+@pytest.fixture(
+    scope="module",
+    params=["rnn-torch", "rnn-runtime", "transformer-torch", "transformer-runtime"],
+)
+def model_and_ids(request, toy_dir) -> Trained:
+    """A trained model of each architecture, searched by torch or by the runtime (its
+    exported graphs), and 200 toy test sentences as its source ids."""
+    arch, implementation = request.param.split("-")
+    ckpt = load_checkpoint(
+        request.getfixturevalue("trained" if arch == "rnn" else "trained_transformer")
+    )
     lines = (toy_dir / "test.en").read_text(encoding="utf-8").splitlines()[:200]
     ids = [seq for seq in ckpt.tokenizer.encode_src(lines) if seq]
-    return ckpt.model, ids
-
-
-def _run(fn, model, ids, opts):
-    src, src_lengths = source_tensor(ids)
-    return fn(model, src, src_lengths, opts)
+    model: object = ckpt.model
+    if implementation == "runtime":
+        folder = request.getfixturevalue("exported" if arch == "rnn" else "exported_transformer")
+        model = OnnxModel(folder, read_manifest(folder), threads=1)
+    return Trained(Search(implementation), model, ckpt.model, ids)
 
 
 def test_beam_one_equals_greedy(model_and_ids) -> None:
-    model, ids = model_and_ids
-    g = _run(greedy, model, ids, SearchOptions(beam_size=1))
-    b = _run(beam_search, model, ids, SearchOptions(beam_size=1, length_penalty=0))
+    t = model_and_ids
+    model, ids = t.model, t.ids
+    g = t.search("greedy", model, ids, SearchOptions(beam_size=1))
+    b = t.search("beam", model, ids, SearchOptions(beam_size=1, length_penalty=0))
     assert [h[0].tokens for h in b] == [h[0].tokens for h in g]
     assert [h[0].log_prob for h in b] == pytest.approx([h[0].log_prob for h in g], abs=1e-4)
 
 
 def test_greedy_without_scores_takes_the_same_tokens(model_and_ids) -> None:
-    model, ids = model_and_ids
-    scored = _run(greedy, model, ids, SearchOptions(beam_size=1))
-    unscored = _run(greedy, model, ids, SearchOptions(beam_size=1, scores=False))
+    t = model_and_ids
+    model, ids = t.model, t.ids
+    scored = t.search("greedy", model, ids, SearchOptions(beam_size=1))
+    unscored = t.search("greedy", model, ids, SearchOptions(beam_size=1, scores=False))
     assert [h[0].tokens for h in unscored] == [h[0].tokens for h in scored]
     assert all(math.isnan(h[0].log_prob) and math.isnan(h[0].score) for h in unscored)
 
@@ -357,10 +427,11 @@ def _mixed_inputs(ids: list[list[int]]) -> list[list[int]]:
 
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_batch_size_does_not_change_results(model_and_ids, beam_size) -> None:
-    model, ids = model_and_ids
+    t = model_and_ids
+    model, ids = t.model, t.ids
     sentences = _mixed_inputs(ids)
     opts = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 3))
-    fn = greedy if beam_size == 1 else beam_search
+    fn = "greedy" if beam_size == 1 else "beam"
     runs = []
     for size in (1, 7, 64):
         # another order for every batch size
@@ -369,10 +440,10 @@ def test_batch_size_does_not_change_results(model_and_ids, beam_size) -> None:
         shuffled = [sentences[i] for i in order]
         out = []
         for i in range(0, len(shuffled), size):
-            out += _run(fn, model, shuffled[i : i + size], opts)
+            out += t.search(fn, model, shuffled[i : i + size], opts)
         runs.append([out[order.index(i)] for i in range(len(sentences))])
     # search_ids sorts by length into token-budget batches: another grouping again
-    runs.append(search_ids(model, sentences, opts, batch_tokens=300))
+    runs.append(t.search.search_ids(model, sentences, opts, batch_tokens=300))
     reference = runs[0]
     for other in runs[1:]:
         for a, b in zip(reference, other):
@@ -386,23 +457,25 @@ def test_batch_size_does_not_change_results(model_and_ids, beam_size) -> None:
 
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_log_prob_equals_teacher_forced_rescoring(model_and_ids, beam_size) -> None:
-    model, ids = model_and_ids
+    t = model_and_ids
+    model, ids = t.model, t.ids
     sentences = ids[:60]
-    fn = greedy if beam_size == 1 else beam_search
+    fn = "greedy" if beam_size == 1 else "beam"
     opts = SearchOptions(beam_size=beam_size, nbest=beam_size)
-    results = _run(fn, model, sentences, opts)
+    results = t.search(fn, model, sentences, opts)
     src_rows = [s for s, hyps in zip(sentences, results) for _ in hyps]
     outputs = [h.tokens for hyps in results for h in hyps]
     src, src_lengths = source_tensor(src_rows)
-    rescored = score_tokens(model, src, src_lengths, outputs)
+    rescored = score_tokens(t.torch, src, src_lengths, outputs)
     found = [h.log_prob for hyps in results for h in hyps]
     assert found == pytest.approx(rescored, abs=1e-4)
 
 
 def test_beam_finds_more_probable_outputs_than_greedy(model_and_ids) -> None:
-    model, ids = model_and_ids
-    g = _run(greedy, model, ids, SearchOptions(beam_size=1, length_penalty=0))
-    b = _run(beam_search, model, ids, SearchOptions(beam_size=5, length_penalty=0))
+    t = model_and_ids
+    model, ids = t.model, t.ids
+    g = t.search("greedy", model, ids, SearchOptions(beam_size=1, length_penalty=0))
+    b = t.search("beam", model, ids, SearchOptions(beam_size=5, length_penalty=0))
     mean_g = sum(h[0].log_prob for h in g) / len(g)
     mean_b = sum(h[0].log_prob for h in b) / len(b)
     # where both find the same output, its log-probability still differs in float32 rounding
@@ -413,11 +486,12 @@ def test_beam_finds_more_probable_outputs_than_greedy(model_and_ids) -> None:
 
 @pytest.mark.parametrize("length_penalty", PENALTIES)
 def test_nbest_is_sorted_and_starts_with_the_one_best(model_and_ids, length_penalty) -> None:
-    model, ids = model_and_ids
+    t = model_and_ids
+    model, ids = t.model, t.ids
     sentences = ids[:25]
     opts = SearchOptions(beam_size=5, length_penalty=length_penalty)
-    one = _run(beam_search, model, sentences, opts)
-    many = _run(beam_search, model, sentences, dataclasses.replace(opts, nbest=5))
+    one = t.search("beam", model, sentences, opts)
+    many = t.search("beam", model, sentences, dataclasses.replace(opts, nbest=5))
     for a, hyps in zip(one, many):
         assert len(a) == 1 and 1 <= len(hyps) <= 5
         assert hyps[0].tokens == a[0].tokens and hyps[0].score == a[0].score
@@ -431,30 +505,33 @@ def test_nbest_is_sorted_and_starts_with_the_one_best(model_and_ids, length_pena
 
 @pytest.mark.parametrize("beam_size", [1, 5])
 def test_attention_is_that_of_the_returned_output(model_and_ids, beam_size) -> None:
-    model, ids = model_and_ids
+    t = model_and_ids
+    model, ids = t.model, t.ids
     sentences = ids[:12] + [ids[12] + ids[13]]
-    fn = greedy if beam_size == 1 else beam_search
+    fn = "greedy" if beam_size == 1 else "beam"
     opts = SearchOptions(beam_size=beam_size, nbest=min(beam_size, 3), return_attention=True)
-    results = _run(fn, model, sentences, opts)
+    results = t.search(fn, model, sentences, opts)
     for src_ids, hyps in zip(sentences, results):
         src, src_lengths = source_tensor([src_ids])
         for h in hyps:
             assert h.attention.shape == (len(h.tokens) + 1, len(src_ids) + 1)
-            assert torch.allclose(h.attention.sum(-1), torch.ones(len(h.tokens) + 1), atol=1e-5)
+            attention = torch.as_tensor(h.attention)
+            assert torch.allclose(attention.sum(-1), torch.ones(len(h.tokens) + 1), atol=1e-5)
             tgt_in = torch.tensor([[BOS] + h.tokens])
             with torch.inference_mode():
-                _, att = model(src, src_lengths, tgt_in, return_attention=True)
-            assert torch.allclose(h.attention, att[0], atol=1e-4)
+                _, att = t.torch(src, src_lengths, tgt_in, return_attention=True)
+            assert torch.allclose(attention, att[0], atol=1e-4)
 
 
 def test_search_ids_keeps_input_order(model_and_ids) -> None:
-    model, ids = model_and_ids
+    t = model_and_ids
+    model, ids = t.model, t.ids
     sentences = _mixed_inputs(ids)
     opts = SearchOptions(beam_size=1)
-    by_batch = search_ids(model, sentences, opts, batch_tokens=200)
-    alone = [_run(greedy, model, [s], opts)[0] for s in sentences[:12]]
+    by_batch = t.search.search_ids(model, sentences, opts, batch_tokens=200)
+    alone = [t.search("greedy", model, [s], opts)[0] for s in sentences[:12]]
     assert [h[0].tokens for h in by_batch[:12]] == [h[0].tokens for h in alone]
-    assert search_ids(model, [], opts) == []
+    assert t.search.search_ids(model, [], opts) == []
 
 
 def test_max_lengths_follow_the_options() -> None:

@@ -15,23 +15,62 @@ from nmt.cli.common import err, user_errors
 # -- export and info -------------------------------------------------------------------
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (best.pt, last.pt).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Export file to write.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Export file (pt) or folder (onnx, ctranslate2).")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="pt: a checkpoint without the optimizer state; onnx: a folder that runs "
+            "without torch (nmt translate DIR); ctranslate2: a CTranslate2 model folder "
+            "(Transformers).",
+        ),
+    ] = "pt",
     dtype: Annotated[
-        str, typer.Option(help="float32, float16 or bfloat16 (loaded back as float32).")
+        str,
+        typer.Option(
+            help="float32, float16 or bfloat16 (pt: loaded back as float32; onnx: float16 weights)."
+        ),
     ] = "float32",
     quantize: Annotated[
-        str, typer.Option(help="none (int8: use translate --quantize int8).")
+        str, typer.Option(help="none, or int8 (onnx, ctranslate2; pt: use translate --quantize).")
     ] = "none",
 ) -> None:
-    """Weights, config and tokenizer only: what translate and attention need, without the
-    optimizer state (train --resume refuses it)."""
-    from nmt.runs.export import export_checkpoint
-
+    """A model to ship: weights, config and tokenizer, without the optimizer state (train
+    --resume refuses it), as a checkpoint file or as a folder for another runtime."""
     with user_errors():
-        result = export_checkpoint(checkpoint, out, dtype=dtype, quantize=quantize)
+        if fmt == "pt":
+            from nmt.runs.export import export_checkpoint
+
+            result = export_checkpoint(checkpoint, out, dtype=dtype, quantize=quantize)
+            written = f"{result.size_bytes / 1e6:.1f} MB ({result.dtype})"
+            err.print(
+                f"wrote {result.path}: {written}, from {result.source_size_bytes / 1e6:.1f} MB",
+                soft_wrap=True,
+                highlight=False,
+            )
+            return
+        if fmt not in ("onnx", "ctranslate2"):
+            raise NmtError(f"--format must be pt, onnx or ctranslate2, got {fmt!r}")
+        if quantize not in ("none", "int8"):
+            raise NmtError(f"--quantize must be none or int8, got {quantize!r}")
+        if dtype not in ("float32", "float16"):
+            raise NmtError(f"--dtype must be float32 or float16 for --format {fmt}, got {dtype!r}")
+        if quantize == "int8" and dtype != "float32":
+            raise NmtError("--quantize int8 and --dtype float16 exclude each other: choose one")
+        precision = "int8" if quantize == "int8" else dtype
+        if fmt == "onnx":
+            from nmt.runs.graphs import export_onnx
+
+            folder = export_onnx(checkpoint, out, precision=precision)
+        else:
+            from nmt.runs.ctranslate2 import export_ctranslate2
+
+            folder = export_ctranslate2(checkpoint, out, precision=precision)
     err.print(
-        f"wrote {result.path}: {result.size_bytes / 1e6:.1f} MB ({result.dtype}), "
-        f"from {result.source_size_bytes / 1e6:.1f} MB",
+        f"wrote {folder.path}/: {folder.size_bytes / 1e6:.1f} MB ({folder.precision}); "
+        f"translate with: nmt translate {folder.path} FILE",
         soft_wrap=True,
         highlight=False,
     )

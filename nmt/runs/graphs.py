@@ -15,10 +15,14 @@ them, and onnxruntime's dynamic quantization makes the int8 graphs.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +142,34 @@ def _axes(graphs: Graphs, transformer: bool) -> dict[str, dict[int, str]]:
     return axes
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's and the quantizer's chatter kept off the terminal: torch's C++ shape
+    inference writes warnings to file descriptor 2 about packed sequences (which the RNN
+    operators of ONNX take as sequence lengths), the quantizer logs every tensor it skips.
+    On an error, what was written is shown after all."""
+    saved_fd = os.dup(2)
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        root.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                # the tracer warns of every Python value it records as a constant
+                warnings.simplefilter("ignore")
+                yield
+        except BaseException:
+            os.dup2(saved_fd, 2)
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", "replace")[-4000:])
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            root.setLevel(level)
+
+
 def _export(
     module: nn.Module,
     args: tuple,
@@ -146,9 +178,7 @@ def _export(
     outputs: list[str],
     axes: dict[str, dict[int, str]],
 ) -> None:
-    with warnings.catch_warnings():
-        # the tracer warns of every Python value it records as a constant (sizes are traced)
-        warnings.simplefilter("ignore")
+    with _quiet():
         torch.onnx.export(
             module,
             args,
@@ -194,7 +224,8 @@ def _int8(path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = path.with_suffix(".int8.onnx")
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+    with _quiet():
+        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
     os.replace(quantized, path)
 
 

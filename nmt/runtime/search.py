@@ -263,3 +263,14 @@ def search_id_batches(
     else:
         found = map_batches(batches, opts)
     yield from zip(plan, found)
+
+
+def search_ids(
+    model: ArrayModel, src_ids: list[list[int]], opts: SearchOptions, batch_tokens: int = 4096
+) -> list[list[Hypothesis]]:
+    """Translate id sequences in token-budget batches; results in input order."""
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    for idxs, hyps in search_id_batches(model, src_ids, opts, batch_tokens):
+        for i, h in zip(idxs, hyps):
+            results[i] = h
+    return results
