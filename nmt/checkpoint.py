@@ -75,6 +75,57 @@ def resume_config(saved: Config, given: dict[str, Any], checkpoint: str) -> Conf
     return config_from_dict(merged)
 
 
+# a fine-tuned run (train --init) takes its data and training options anew; of the model it
+# may change only the dropouts (they act in training, not on the weights' shapes or meaning),
+# and of the data options none that make the tokenizer (the checkpoint's is kept)
+TUNABLE_MODEL = frozenset({"dropout", "attention_dropout", "activation_dropout"})
+TOKENIZER_OPTIONS = ("tokenizer", "vocab_size", "joint_vocab", "model_type")
+
+
+def _refuse_init_change(where: str, saved: Any, given: Any, checkpoint: str) -> None:
+    raise NmtError(
+        f"--init {checkpoint}: {where} is {quote(saved)} in the checkpoint, {quote(given)} "
+        "here (config file or --set); a fine-tuned model keeps the checkpoint's architecture, "
+        "sizes and tokenizer: drop the option"
+    )
+
+
+def init_config(saved: Config, given: dict[str, Any], checkpoint: str) -> Config:
+    """The config of a run fine-tuned from `checkpoint` (train --init): the data and training
+    options `given` (a mapping read by `load_raw`; defaults for the others), the model and
+    tokenizer options of its `saved` config. A given option that would not fit the weights
+    (the model's architecture and sizes, the tokenizer's settings) is refused, naming it."""
+    options = coerced_options(given)
+    model = dataclasses.asdict(saved.model)
+    for key, value in options["model"].items():
+        if value != model[key] and key not in TUNABLE_MODEL:
+            _refuse_init_change(f"model.{key}", model[key], value, checkpoint)
+        model[key] = value
+    data = dict(options["data"])
+    for key in TOKENIZER_OPTIONS:
+        old = getattr(saved.data, key)
+        if key in data and data[key] != old:
+            _refuse_init_change(f"data.{key}", old, data[key], checkpoint)
+        data[key] = old
+    # the tokenizer is the checkpoint's bytes (saved into RUN_DIR/tokenizer), not a folder
+    # that may have moved since
+    data["tokenizer"] = ""
+    return config_from_dict({"data": data, "model": model, "train": options["train"]})
+
+
+def check_init(saved: Config, config: Config, checkpoint: str) -> None:
+    """Refuse to fine-tune the weights of a checkpoint trained with `saved` under a `config`
+    whose model or tokenizer options differ (but for TUNABLE_MODEL)."""
+    for f in dataclasses.fields(saved.model):
+        old, new = getattr(saved.model, f.name), getattr(config.model, f.name)
+        if f.name not in TUNABLE_MODEL and old != new:
+            _refuse_init_change(f"model.{f.name}", old, new, checkpoint)
+    for key in TOKENIZER_OPTIONS[1:]:
+        old, new = getattr(saved.data, key), getattr(config.data, key)
+        if old != new:
+            _refuse_init_change(f"data.{key}", old, new, checkpoint)
+
+
 def check_resumable(saved: Config, config: Config, checkpoint: str) -> None:
     """Refuse to resume with a `config` that differs from the `saved` one beyond RESUMABLE."""
     for section in SECTIONS:

@@ -21,7 +21,14 @@ import torch
 
 from nmt import NmtError
 from nmt.batching import Batch
-from nmt.checkpoint import Checkpoint, TrainState, load_resumable, save_checkpoint
+from nmt.checkpoint import (
+    Checkpoint,
+    TrainState,
+    check_init,
+    load_checkpoint,
+    load_resumable,
+    save_checkpoint,
+)
 from nmt.config import Config
 from nmt.data.epochs import Epochs
 from nmt.data.prepare import TrainData, prepare_data, probe_run_dir
@@ -374,16 +381,22 @@ def train(
     *,
     overwrite: bool = False,
     on_progress: ProgressCallback | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train a model as the config says; returns the final step, epoch and best score.
 
     A new run needs a run dir without a run in it, or `overwrite` (which removes that run);
-    `resume` continues the run of a checkpoint. `on_log` receives every log record,
-    `on_progress` the state after every update (both on rank 0 only).
+    `resume` continues the run of a checkpoint; `init` starts a new run (fine-tuning) from a
+    checkpoint's weights and tokenizer, with a fresh optimizer and schedule (its config's
+    model and tokenizer options must be the checkpoint's: `checkpoint.init_config`).
+    `on_log` receives every log record, `on_progress` the state after every update (both on
+    rank 0 only).
     """
     t = config.train
     if overwrite and resume:
         raise NmtError("--overwrite starts a new run and --resume continues one: give one")
+    if init and resume:
+        raise NmtError("--init starts a new run from a model and --resume continues one: give one")
     device = torch.device(pick_device(t.device, "train.device"))
     rank, world = init_distributed(device)
     if rank != 0:
@@ -391,8 +404,12 @@ def train(
         logging.getLogger("nmt").setLevel(logging.WARNING)
     device = local_device(device, world)
     ckpt = load_resumable(resume, config) if resume else None
+    start = load_checkpoint(init) if init else None  # an export will do: only its weights
+    if start is not None:
+        check_init(start.config, config, str(init))
     with claimed_run_dir(config, resume=resume, overwrite=overwrite, owner=rank == 0):
-        saved_tokenizer = ckpt.tokenizer if ckpt else None
+        from_ckpt = ckpt or start
+        saved_tokenizer = from_ckpt.tokenizer if from_ckpt else None
         data, tokenizer = prepare_data(config, rank=rank, world=world, saved=saved_tokenizer)
         set_threads(t.threads, device, world)
         trainer = Trainer(
@@ -408,6 +425,10 @@ def train(
         if ckpt is not None:
             assert resume is not None  # ckpt was loaded from it
             trainer.resume(resume, ckpt)
+        if start is not None:
+            # in place: the optimizer built on these parameters stays fresh (step 0, no moments)
+            trainer.model.load_state_dict(start.model.state_dict())
+            log.info("fine-tuning the weights of %s", init)
         result = trainer.train()
     shutdown(world)
     return result

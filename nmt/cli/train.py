@@ -90,17 +90,30 @@ def train(
             "log.jsonl and the tokenizer/ it trained.",
         ),
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune: start a new run from this checkpoint's weights and tokenizer, "
+            "with the data and training options given (fresh optimizer and schedule); "
+            "model and tokenizer options are the checkpoint's.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
 ) -> None:
     """Train a model. Every option is listed in README.md; `--set` overrides the file."""
-    from nmt.checkpoint import resume_config, saved_config
+    from nmt import NmtError
+    from nmt.checkpoint import init_config, resume_config, saved_config
     from nmt.config import config_from_dict, load_raw
     from nmt.train import train as run_training
 
     quiet_logging(quiet)
     with user_errors():
         given = load_raw(config, overrides or [])
-        if resume is None:
+        if init is not None:
+            if resume is not None:
+                raise NmtError("--init starts a new run and --resume continues one: give one")
+            cfg = init_config(saved_config(init), given, str(init))
+        elif resume is None:
             cfg = config_from_dict(given)
         else:
             # the checkpoint's config, with what may change mid-run; a file that is no
@@ -108,7 +121,12 @@ def train(
             cfg = resume_config(saved_config(resume), given, str(resume))
         with _train_progress(quiet) as (on_log, on_progress):
             result = run_training(
-                cfg, resume=resume, on_log=on_log, overwrite=overwrite, on_progress=on_progress
+                cfg,
+                resume=resume,
+                on_log=on_log,
+                overwrite=overwrite,
+                on_progress=on_progress,
+                init=init,
             )
     # torchrun starts one process a rank (RANK): the result is printed once
     if os.environ.get("RANK", "0") == "0":
