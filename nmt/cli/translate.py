@@ -35,6 +35,9 @@ _TRANSLATE_FLAGS = {
     "attention_layer": "--layer",
     "attention_head": "--head",
     "device": "--device",
+    "markup": "--markup",
+    "language": "--language",
+    "min_confidence": "--min-confidence",
 }
 
 
@@ -128,13 +131,38 @@ def translate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     ensemble: Annotated[
         list[Path] | None,
-        typer.Option(help="Another checkpoint (or export) to average with CHECKPOINT (repeatable)."),
+        typer.Option(
+            help="Another checkpoint (or export) to average with CHECKPOINT (repeatable)."
+        ),
     ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Ensemble weights, one a model, e.g. 0.5,0.3,0.2.")
     ] = None,
     layer: Annotated[int, typer.Option(help=_LAYER_HELP)] = -1,
     head: Annotated[str, typer.Option(help=_HEAD_HELP)] = "mean",
+    split_sentences: Annotated[
+        bool,
+        typer.Option(
+            help="Lines are paragraphs: each sentence translated on its own, the line rebuilt."
+        ),
+    ] = False,
+    language: Annotated[
+        str,
+        typer.Option(
+            help="Source language of --split-sentences (de, en, fr, ...); auto: the "
+            "model's data.src_lang if the splitter knows it, else en."
+        ),
+    ] = "auto",
+    markup: Annotated[
+        str, typer.Option(help="none, html or xml: tags kept out of the model and put back.")
+    ] = "none",
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag lines whose mean piece log-probability is below this (jsonl "
+            "low_confidence; a count on stderr)."
+        ),
+    ] = None,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
     # long: one parameter per option, each passed on once to the library's typed options
@@ -159,18 +187,13 @@ def translate(
             min_len=min_len,
             stopping=stopping,
             return_attention=attention,
-            scores=fmt != "text" or nbest > 1,  # text shows scores only in n-best lists
+            # text shows scores only in n-best lists; confidence is made of them
+            scores=fmt != "text" or nbest > 1 or min_confidence is not None,
         )
         from nmt.translation.partial import check_streams
 
         interactive = check_streams(input, output, resume, attention_dir)
-        stream = StreamOptions(
-            batch_tokens=batch_tokens,
-            fmt=fmt,
-            errors=errors,
-            with_attention=attention,
-            chunk_lines=1 if interactive else StreamOptions.chunk_lines,
-        )
+        document = _document_options(split_sentences, language, markup, min_confidence)
         translator = open_translator(
             [checkpoint, *(ensemble or [])],
             device=device,
@@ -180,6 +203,18 @@ def translate(
             weights=_weights(weights),
             attention_layer=layer,
             attention_head=_head(head),
+        )
+        if language == "auto":
+            from nmt.translation.documents import language_of
+
+            document = replace(document, language=language_of(translator.config))
+        stream = StreamOptions(
+            batch_tokens=batch_tokens,
+            fmt=fmt,
+            errors=errors,
+            with_attention=attention,
+            chunk_lines=1 if interactive else StreamOptions.chunk_lines,
+            document=document,
         )
         if not interactive and translator.workers > 1:
             # each worker takes several batches of a chunk: with many, 1,000 lines would make
@@ -204,6 +239,21 @@ def translate(
                 source.close()
 
 
+def _document_options(
+    split_sentences: bool, language: str, markup: str, min_confidence: float | None
+):
+    """The DocumentOptions of the flags, checked before the model loads (auto: en for now,
+    the model's language once it is loaded)."""
+    from nmt.translation.documents import DocumentOptions
+
+    return DocumentOptions(
+        split_sentences=split_sentences,
+        language="en" if language == "auto" else language,
+        markup=markup,
+        min_confidence=min_confidence,
+    )
+
+
 def _workers(value: str) -> int | str:
     if value == "auto":
         return value
@@ -225,15 +275,21 @@ def _translate_source(
     quiet: bool,
 ) -> None:
     from nmt.translation.partial import stream_size
-    from nmt.translation.streaming import translate_file, translate_stream
+    from nmt.translation.streaming import is_low, translate_file, translate_stream
 
     name = str(input) if input else "<stdin>"
+    threshold = stream.document.min_confidence
+    low, lines = 0, 0
     with _translate_progress(quiet, stream_size(source)) as on_progress:
 
         def written(w) -> None:
+            nonlocal low, lines
             on_progress(w)
             if attention_dir is not None:
                 _save_maps(w.translations, w.first, attention_dir)
+            if threshold is not None:
+                lines += sum(1 for t in w.translations if t.hypotheses)
+                low += sum(is_low(t, threshold) for t in w.translations)
 
         if output is None:
             translate_stream(
@@ -250,6 +306,12 @@ def _translate_source(
                 name=name,
                 on_progress=written,
             )
+    if threshold is not None and low:
+        err.print(
+            f"warning: {low} of {lines} translated lines have a confidence below "
+            f"--min-confidence {threshold:g}",
+            highlight=False,
+        )
 
 
 # lines of a chunk per worker process

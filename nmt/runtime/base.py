@@ -28,6 +28,11 @@ class Output:
     score: float
     tokens: list[str] = field(default_factory=list)  # target pieces
     attention: list[list[float]] | None = None  # (len(tokens) + 1, len(src_tokens) + 1), EOS incl.
+    # (len(tokens),) the log-probability of each target piece, EOS included (None: no scores)
+    token_log_probs: list[float] | None = None
+    # log_prob / len(tokens): the mean log-probability of a piece (length-normalized, EOS
+    # incl.; exp of it is the geometric mean of the pieces' probabilities); NaN: no scores
+    confidence: float = math.nan
 
 
 @dataclass
@@ -166,6 +171,7 @@ class TranslatorBase:
         return ids
 
     def _output(self, hyp: Hypothesis, text: str, with_attention: bool) -> Output:
+        lps = hyp.token_log_probs
         return Output(
             text=text,
             log_prob=round(hyp.log_prob, 6),
@@ -174,4 +180,6 @@ class TranslatorBase:
             attention=hyp.attention.tolist()
             if with_attention and hyp.attention is not None
             else None,
+            token_log_probs=[round(float(lp), 6) for lp in lps] if lps is not None else None,
+            confidence=round(hyp.log_prob / (len(hyp.tokens) + 1), 6),
         )

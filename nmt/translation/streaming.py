@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +21,8 @@ from nmt import NmtError, require_whole
 from nmt.data.corpus import decode_line, raw_lines
 from nmt.runtime.base import Translation, TranslatorBase
 from nmt.search_options import SearchOptions
+from nmt.translation.alignment import alignment_of
+from nmt.translation.documents import DocumentOptions, translate_lines
 from nmt.translation.partial import (
     InputHash,
     OutputTarget,
@@ -51,6 +54,8 @@ class StreamOptions:
     # are, so a killed run loses at most one chunk; larger chunks batch by length better
     chunk_lines: int = 1000
     with_attention: bool = False  # jsonl: tokens and attention in each record
+    # lines as paragraphs (sentence splitting), markup, the confidence that flags a line
+    document: DocumentOptions = DocumentOptions()
 
     def __post_init__(self) -> None:
         require_whole("batch_tokens", self.batch_tokens)
@@ -109,20 +114,58 @@ def _chunks(
         yield first, chunk, chunk_raws
 
 
+def _number(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _probs(log_probs: list[float] | None) -> list[float] | None:
+    return None if log_probs is None else [round(math.exp(lp), 6) for lp in log_probs]
+
+
+def translation_record(t: Translation, stream: StreamOptions) -> dict[str, Any]:
+    """One translation as a jsonl record: the source, each hypothesis with its scores,
+    confidence and token probabilities, the best one's word alignment (source word, target
+    word), and, for a line of several sentences, each sentence's own record."""
+    extra = stream.with_attention
+    record: dict[str, Any] = {
+        "source": t.source,
+        "hypotheses": [
+            {
+                "text": h.text,
+                "log_prob": _number(h.log_prob),
+                "score": _number(h.score),
+                "confidence": _number(h.confidence),
+                "token_probs": _probs(h.token_log_probs),
+            }
+            | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if extra else {})
+            | ({"attention": h.attention} if extra else {})
+            for h in t.hypotheses
+        ],
+    }
+    pairs = alignment_of(t)
+    if pairs is not None:
+        record["alignment"] = [list(p) for p in pairs]
+    threshold = stream.document.min_confidence
+    if threshold is not None:
+        record["low_confidence"] = is_low(t, threshold)
+    sentences = getattr(t, "sentences", None)
+    if sentences is not None:
+        record["sentences"] = [
+            {k: v for k, v in translation_record(s, stream).items() if k != "low_confidence"}
+            for s in sentences
+        ]
+    return record
+
+
+def is_low(t: Translation, threshold: float) -> bool:
+    """Whether a translated line's confidence is below `threshold` (an empty line never is)."""
+    return bool(t.hypotheses) and not t.hypotheses[0].confidence >= threshold
+
+
 def format_translation(t: Translation, stream: StreamOptions) -> str:
     """The output line(s) of one translation, newline included."""
     if stream.fmt == "jsonl":
-        extra = stream.with_attention
-        record = {
-            "source": t.source,
-            "hypotheses": [
-                {"text": h.text, "log_prob": h.log_prob, "score": h.score}
-                | ({"tokens": h.tokens, "src_tokens": t.src_tokens} if extra else {})
-                | ({"attention": h.attention} if extra else {})
-                for h in t.hypotheses
-            ],
-        }
-        return json.dumps(record, ensure_ascii=False) + "\n"
+        return json.dumps(translation_record(t, stream), ensure_ascii=False) + "\n"
     if len(t.hypotheses) <= 1:
         return t.text.replace("\n", " ") + "\n"
     # n-best in text: one line per hypothesis, Moses style
@@ -175,16 +218,21 @@ def _translate_raw(
 ) -> int:
     search = search or SearchOptions()
     stream = stream or StreamOptions()
-    if stream.with_attention and not search.return_attention:
-        search = replace(search, return_attention=True)  # the records carry it
+    if (stream.with_attention or stream.fmt == "jsonl" or stream.document.markup != "none") and (
+        not search.return_attention
+    ):
+        # jsonl records carry word alignments, markup is put back by them: both read attention
+        search = replace(search, return_attention=True)
     done = 0
     for first, lines, chunk_raws in _chunks(raws, stream.chunk_lines, stream.errors, name, skip):
         ready: dict[int, Translation] = {}
         # resuming inside this chunk: its lines up to `skip` are already written
         next_i = max(0, skip + 1 - first)
-        for idxs, found in translator.translate_batches(
+        for idxs, found in translate_lines(
+            translator,
             lines,
             search,
+            stream.document,
             batch_tokens=stream.batch_tokens,
             line_numbers=range(first, first + len(lines)),
         ):
@@ -224,7 +272,9 @@ def fingerprint(
     batch and chunk sizes and the error mode are left out: they change no line's text."""
     return {
         "model": translator.fingerprint(),
-        "options": asdict(search) | {"fmt": stream.fmt, "with_attention": stream.with_attention},
+        "options": asdict(search)
+        | {"fmt": stream.fmt, "with_attention": stream.with_attention}
+        | ({"document": asdict(stream.document)} if stream.document != DocumentOptions() else {}),
         "input": {"size": stream_size(source)},
     }
 
