@@ -7,15 +7,24 @@ PY := $(VENV)/bin/python
 # torch first, pinned: a bare `torch` requirement can pull a multi-GB CUDA build
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo demo-transformer test lint format clean
+.PHONY: install web demo demo-transformer test lint format clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed web
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
+
+# the script of the page `nmt export --format web` writes: the toolchain and libraries
+# pinned by package-lock.json (npm ci), bundled by esbuild into nmt/runs/web_page/dist
+WEB := nmt/runs/web_page
+web: $(WEB)/dist/.built
+
+$(WEB)/dist/.built: $(WEB)/package-lock.json $(WEB)/package.json $(WEB)/build.mjs $(WEB)/tsconfig.json $(WEB)/index.html $(wildcard $(WEB)/src/*.ts)
+	@command -v npm >/dev/null || { echo "make web: npm not found: install Node.js 18 or later (it builds the web page's script)" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/toy/run.sh
