@@ -44,7 +44,14 @@ from nmt.serving.guards import (
     check_open_files,
     connection_class,
 )
-from nmt.serving.requests import ApiError, Limits, parse_request, translation_json
+from nmt.serving.requests import (
+    ApiError,
+    Limits,
+    paragraph_json,
+    parse_request,
+    translation_json,
+)
+from nmt.translation.documents import DocumentOptions, assemble, language_of, prepare
 from nmt.translation.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -94,6 +101,7 @@ class Service:
         self.translator, self.info, self.limits = translator, info, limits
         self.batcher = Batcher(self._decode, batching)
         self.in_flight = 0
+        self.language = language_of(translator.config)  # the sentence splitter's rules
 
     def _decode(self, sentences: list[str], options: SearchOptions) -> list[Translation]:
         return self.translator.translate(
@@ -154,10 +162,19 @@ class Service:
 
     async def _translate(self, request: Request, body: bytes) -> Response:
         parsed = parse_request(body, self.limits)
-        lengths = self.lengths(parsed.sentences)
-        work = asyncio.ensure_future(
-            self.batcher.translate(parsed.sentences, lengths, parsed.options)
+        # split: each text's lines cut into sentences, which are what the batcher decodes
+        document = DocumentOptions(split_sentences=True, language=self.language)
+        paragraphs = [
+            [prepare(line, document) for line in text.split("\n")] if parsed.split else []
+            for text in parsed.sentences
+        ]
+        units = (
+            [u for lines in paragraphs for p in lines for u in p.units]
+            if parsed.split
+            else parsed.sentences
         )
+        lengths = self.lengths(units)
+        work = asyncio.ensure_future(self.batcher.translate(units, lengths, parsed.options))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -174,7 +191,17 @@ class Service:
         except NmtError as e:
             raise ApiError(422, str(e)) from None
         attention = parsed.options.return_attention
-        return JSONResponse({"translations": [translation_json(t, attention) for t in results]})
+        if not parsed.split:
+            answers = [translation_json(t, attention) for t in results]
+        else:
+            answers, at = [], 0
+            for lines in paragraphs:
+                rebuilt = []
+                for p in lines:
+                    rebuilt.append(assemble(p, results[at : at + len(p.units)]))
+                    at += len(p.units)
+                answers.append(paragraph_json(rebuilt, attention))
+        return JSONResponse({"translations": answers})
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(

@@ -15,7 +15,7 @@ from nmt.search_options import SearchOptions
 from nmt.serving.guards import json_depth
 from nmt.translation.translator import Translation
 
-FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention")
+FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split")
 DEFAULT = SearchOptions()  # what a request leaves out
 _DIGITS = 6  # attention weights in responses: far more than a reader of the map needs
 # a request nests 2 deep (an object holding a list); json.loads recurses once a level, and
@@ -55,6 +55,9 @@ class ApiError(Exception):
 class TranslateRequest:
     sentences: list[str]
     options: SearchOptions
+    # each text a paragraph: its lines and their sentences translated one by one, rebuilt
+    # (documents.py); False: each text one sentence, its whitespace and line breaks collapsed
+    split: bool = True
 
 
 def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
@@ -79,7 +82,10 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ApiError(422, f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
-    sentences = _sentences(data.get("text"), limits)
+    split = data.get("split", True)
+    if not isinstance(split, bool):
+        raise ApiError(422, f"split must be true or false, got {split!r}")
+    sentences = _sentences(data.get("text"), limits, split)
     attention = data.get("attention", False)
     if not isinstance(attention, bool):
         raise ApiError(422, f"attention must be true or false, got {attention!r}")
@@ -104,7 +110,7 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
             f"nbest {options.nbest} is over the limit max_nbest={limits.max_nbest}",
             "max_nbest",
         )
-    return TranslateRequest(sentences, options)
+    return TranslateRequest(sentences, options, split)
 
 
 def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> Any:
@@ -118,7 +124,7 @@ def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> A
     return value
 
 
-def _sentences(text: Any, limits: Limits) -> list[str]:
+def _sentences(text: Any, limits: Limits, split: bool = False) -> list[str]:
     if text is None:
         raise ApiError(422, "text is required: a string or a list of strings")
     sentences = [text] if isinstance(text, str) else text
@@ -142,6 +148,8 @@ def _sentences(text: Any, limits: Limits) -> list[str]:
             s.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate written as a \ud800 escape
             raise ApiError(422, f"sentence {i} is not valid Unicode (lone surrogate)") from None
+    if split:  # paragraphs: their lines are kept, Windows line ends read as lines too
+        return [s.replace("\r\n", "\n").replace("\r", "\n") for s in sentences]
     return [" ".join(s.split()) for s in sentences]  # one line each, as in a file
 
 
@@ -169,4 +177,52 @@ def translation_json(t: Translation, attention: bool) -> dict[str, Any]:
             "target": best.tokens if best else [],
             "weights": [[round(w, _DIGITS) for w in row] for row in weights],
         }
+    return out
+
+
+def _probs(log_probs: list[float] | None) -> list[float] | None:
+    return None if log_probs is None else [round(math.exp(lp), _DIGITS) for lp in log_probs]
+
+
+def sentence_json(t: Translation, line: int, attention: bool) -> dict[str, Any]:
+    """One sentence of a paragraph: translation_json's fields, its source and line (0, 1, ...
+    within the text), its confidence (mean piece log-probability), target pieces with their
+    probabilities (what the page shades), and each n-best hypothesis's confidence."""
+    best = t.hypotheses[0] if t.hypotheses else None
+    out = translation_json(t, attention)
+    for h, record in zip(t.hypotheses, out["nbest"]):
+        record["confidence"] = _number(h.confidence)
+    return out | {
+        "source": t.source,
+        "line": line,
+        "confidence": _number(best.confidence) if best else None,
+        "tokens": best.tokens if best else [],
+        "token_probs": _probs(best.token_log_probs) if best else None,
+    }
+
+
+def paragraph_json(lines: list[Translation], attention: bool) -> dict[str, Any]:
+    """One text translated as a paragraph (its lines, each a documents.DocumentTranslation):
+    the text rebuilt (line breaks and the whitespace between sentences kept), log_prob and
+    score summed over its sentences, its confidence (the mean log-probability of all its
+    pieces), and each sentence's own record under `sentences`. A text of one sentence has the
+    n-best list and attention of that sentence, as with split false."""
+    sentences = [(k, s) for k, line in enumerate(lines) for s in getattr(line, "sentences", [])]
+    if len(sentences) == 1:
+        out = translation_json(sentences[0][1], attention)
+        out["text"] = "\n".join(line.text for line in lines)
+    else:
+        best = [line.hypotheses[0] for line in lines if line.hypotheses]
+        log_prob = sum(h.log_prob for h in best)
+        text = "\n".join(line.text for line in lines)
+        out = {
+            "text": text,
+            "score": _number(sum(h.score for h in best)) if best else None,
+            "log_prob": _number(log_prob) if best else None,
+            "nbest": [{"text": text, "score": None, "log_prob": _number(log_prob)}] if best else [],
+        }
+    pieces = sum(len(line.hypotheses[0].tokens) for line in lines if line.hypotheses)
+    total = sum(line.hypotheses[0].log_prob for line in lines if line.hypotheses)
+    out["confidence"] = _number(round(total / pieces, _DIGITS)) if pieces else None
+    out["sentences"] = [sentence_json(s, k, attention) for k, s in sentences]
     return out

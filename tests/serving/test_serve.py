@@ -103,9 +103,10 @@ def test_attention_when_asked(client, translator, sentences) -> None:
 
 def test_empty_sentence_and_empty_list(client) -> None:
     reply = _post(client, {"text": ["", "   "]}).json()
-    assert reply == {
-        "translations": [{"text": "", "score": None, "log_prob": None, "nbest": []}] * 2
-    }
+    empty = {"text": "", "score": None, "log_prob": None, "nbest": []}
+    assert reply == {"translations": [empty | {"confidence": None, "sentences": []}] * 2}
+    reply = _post(client, {"text": ["", "   "], "split": False}).json()
+    assert reply == {"translations": [empty] * 2}
     assert _post(client, {"text": []}).json() == {"translations": []}
 
 
