@@ -16,7 +16,8 @@ from nmt.cli.common import err, user_errors
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (best.pt, last.pt).")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Export file (pt) or folder (onnx, ctranslate2).")
+        Path,
+        typer.Option("--out", "-o", help="Export file (pt) or folder (onnx, ctranslate2, web)."),
     ],
     fmt: Annotated[
         str,
@@ -24,7 +25,7 @@ def export(
             "--format",
             help="pt: a checkpoint without the optimizer state; onnx: a folder that runs "
             "without torch (nmt translate DIR); ctranslate2: a CTranslate2 model folder "
-            "(Transformers).",
+            "(Transformers); web: a static page that translates in the browser.",
         ),
     ] = "pt",
     dtype: Annotated[
@@ -51,8 +52,8 @@ def export(
                 highlight=False,
             )
             return
-        if fmt not in ("onnx", "ctranslate2"):
-            raise NmtError(f"--format must be pt, onnx or ctranslate2, got {fmt!r}")
+        if fmt not in ("onnx", "ctranslate2", "web"):
+            raise NmtError(f"--format must be pt, onnx, ctranslate2 or web, got {fmt!r}")
         if quantize not in ("none", "int8"):
             raise NmtError(f"--quantize must be none or int8, got {quantize!r}")
         if dtype not in ("float32", "float16"):
@@ -64,6 +65,17 @@ def export(
             from nmt.runs.graphs import export_onnx
 
             folder = export_onnx(checkpoint, out, precision=precision)
+        elif fmt == "web":
+            from nmt.runs.web import export_web, serve_command
+
+            folder = export_web(checkpoint, out, precision=precision)
+            err.print(
+                f"wrote {folder.path}/: {folder.size_bytes / 1e6:.1f} MB ({folder.precision}); "
+                f"browsers refuse WebAssembly from file://, so serve it: {serve_command(out)}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            return
         else:
             from nmt.runs.ctranslate2 import export_ctranslate2
 
