@@ -133,14 +133,21 @@ def average(
 
 
 def info(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint or export file, or an exported folder.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """Kind, architecture, parameters, vocabularies, training progress and versions."""
-    from nmt.runs.export import checkpoint_info
+    from nmt.runtime.folder import export_info, is_export
 
     with user_errors():
-        found = checkpoint_info(checkpoint)
+        if is_export(checkpoint):
+            found = export_info(checkpoint)
+        else:
+            from nmt.runs.export import checkpoint_info
+
+            found = checkpoint_info(checkpoint)
     if as_json:
         print(json.dumps(found, indent=2))
         return
@@ -163,7 +170,10 @@ def info(
 
 
 def serve(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint or export file.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint or export file, or a folder of nmt export --format onnx."),
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[

@@ -35,11 +35,12 @@ from nmt.checkpoint import load_checkpoint
 from nmt.decoder import DecoderState, EncoderOut
 from nmt.files import check_dir, fsync_dir
 from nmt.model import Seq2Seq
+from nmt.runs.export import checkpoint_info
 from nmt.runtime import folder
 from nmt.runtime.folder import Graphs
 from nmt.search_options import SearchOptions
-from nmt.transformer import DecoderCache, Encoded, Transformer
 from nmt.tokenizer import BOS, EOS, PAD, UNK
+from nmt.transformer import DecoderCache, Encoded, Transformer
 
 OPSET = 17  # LayerNormalization is an operator from 17 on
 
@@ -310,6 +311,11 @@ def export_onnx(
                 "search": _search_defaults(),
                 "config": config.to_dict(),
                 "checkpoint": {"file": src.name, "size": src.stat().st_size},
+                # what `nmt info` and GET /info tell of the model (without the paths of its
+                # training config)
+                "info": {
+                    k: v for k, v in checkpoint_info(src).items() if k not in ("path", "config")
+                },
                 "versions": {
                     "nmt": __version__,
                     "torch": torch.__version__,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nmt import NmtError, require_whole
+from nmt.config import Config
 from nmt.search_options import Hypothesis, SearchOptions
 from nmt.tokenizer import Tokenizer
 
@@ -49,10 +50,12 @@ class Translation:
 class TranslatorBase:
     """Sentences in, `Translation`s out, in the order given. A subclass sets `tokenizer` and
     `max_src_len` (the source tokens the model reads: longer sentences are cut) and
-    implements `_search` and `fingerprint`."""
+    `config`, and implements `_search` and `fingerprint`."""
 
     tokenizer: Tokenizer
     max_src_len: int
+    config: Config  # the training config of the (first) model
+    workers: int = 1  # processes searching batches side by side
 
     def translate(
         self,

@@ -134,6 +134,23 @@ def read_manifest(directory: str | Path) -> Manifest:
     return manifest
 
 
+def export_info(directory: str | Path) -> dict[str, Any]:
+    """What `nmt info` and GET /info tell of an export: the summary of the checkpoint it was
+    made from (kind, architecture, sizes, training progress, versions), with the export's
+    own kind, precision and size."""
+    d = Path(directory)
+    manifest = read_manifest(d)
+    info = dict(manifest.raw.get("info", {}))
+    info.update(
+        path=str(d),
+        kind=f"export ({FORMAT} {VERSION})",
+        dtype=manifest.precision,
+        size_bytes=sum(f.stat().st_size for f in d.iterdir() if f.is_file()),
+        config=manifest.config,
+    )
+    return info
+
+
 def read_tokenizer(directory: str | Path) -> Tokenizer:
     d = Path(directory)
     src = (d / SRC_MODEL).read_bytes()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt import NmtError, require_whole
+from nmt.config import config_from_dict
 from nmt.procs import available_cores
 from nmt.runtime import folder
 from nmt.runtime.base import TranslatorBase
@@ -90,7 +91,7 @@ class RuntimeTranslator(TranslatorBase):
         self.tokenizer = folder.read_tokenizer(self.paths[0])
         self.model = _load(self.paths, self.weights, threads or (1 if workers > 1 else 0))
         self.max_src_len = min(m.max_src_len for m in self.manifests)
-        self.config = self.manifests[0].config
+        self.config = config_from_dict(self.manifests[0].config)
         self.device, self.quantize = "cpu", self.manifests[0].precision
         self._pool: ProcessPoolExecutor | None = None
 

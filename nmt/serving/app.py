@@ -35,6 +35,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from nmt import NmtError, __version__, require_whole
+from nmt.runtime.base import Translation, TranslatorBase
+from nmt.runtime.folder import export_info, is_export
 from nmt.search_options import SearchOptions
 from nmt.serving.batcher import Batcher, BatchOptions
 from nmt.serving.guards import (
@@ -52,7 +54,7 @@ from nmt.serving.requests import (
     translation_json,
 )
 from nmt.translation.documents import DocumentOptions, assemble, language_of, prepare
-from nmt.translation.translator import Translation, Translator
+from nmt.translation.loading import open_translator
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,11 @@ class Service:
     """The app's state: translator, batcher, limits, and the requests in flight."""
 
     def __init__(
-        self, translator: Translator, info: dict[str, Any], limits: Limits, batching: BatchOptions
+        self,
+        translator: TranslatorBase,
+        info: dict[str, Any],
+        limits: Limits,
+        batching: BatchOptions,
     ) -> None:
         self.translator, self.info, self.limits = translator, info, limits
         self.batcher = Batcher(self._decode, batching)
@@ -232,7 +238,7 @@ class _OneWarningARequest(logging.Filter):
 
 
 def make_app(
-    translator: Translator,
+    translator: TranslatorBase,
     info: dict[str, Any],
     limits: Limits | None = None,
     batching: BatchOptions | None = None,
@@ -244,7 +250,7 @@ def make_app(
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     docs = (STATIC / "docs.html").read_text(encoding="utf-8")
     openapi = _openapi(service.limits)
-    translator_log = logging.getLogger(Translator.__module__)
+    translator_log = logging.getLogger(TranslatorBase.__module__)
     one_warning = _OneWarningARequest()
 
     @contextlib.asynccontextmanager
@@ -291,12 +297,16 @@ _INFO = ("kind", "parameters", "dtype", "src_vocab", "tgt_vocab", "joint_tokeniz
 _TRAINED = ("step", "epoch", "best", "metric", "versions")
 
 
-def server_info(checkpoint: str | Path, translator: Translator) -> dict[str, Any]:
+def server_info(checkpoint: str | Path, translator: TranslatorBase) -> dict[str, Any]:
     """GET /info: the languages, the longest source the model reads, the server's version and
-    the checkpoint's summary (architecture, vocabularies, training progress, versions)."""
-    from nmt.runs.export import checkpoint_info
+    the checkpoint's (or export's) summary (architecture, vocabularies, training progress,
+    versions)."""
+    if is_export(checkpoint):
+        info = export_info(checkpoint)
+    else:
+        from nmt.runs.export import checkpoint_info
 
-    info = checkpoint_info(checkpoint)
+        info = checkpoint_info(checkpoint)
     data = translator.config.data
     return {
         "languages": {"source": data.src_lang, "target": data.tgt_lang},
@@ -330,8 +340,8 @@ def serve(
     limits = limits or Limits()
     answered = allowed_hosts(host, port, hosts)
     check_open_files(limits.max_connections)
-    translator = Translator(
-        checkpoint, device=device, quantize=quantize, threads=threads, workers=workers
+    translator = open_translator(
+        [checkpoint], device=device, quantize=quantize, threads=threads, workers=workers
     )
     # the first call starts the worker processes (before uvicorn starts its threads) and
     # pays the one-off costs of a first decode

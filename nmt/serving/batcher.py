@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from nmt import NmtError, require_whole
 from nmt.search_options import SearchOptions
-from nmt.translation.translator import Translation
+from nmt.runtime.base import Translation
 
 # decodes sentences with options: Translator.translate with the server's token budget
 Decode = Callable[[list[str], SearchOptions], list[Translation]]

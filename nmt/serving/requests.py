@@ -13,7 +13,7 @@ from typing import Any
 from nmt import NmtError, require_whole
 from nmt.search_options import SearchOptions
 from nmt.serving.guards import json_depth
-from nmt.translation.translator import Translation
+from nmt.runtime.base import Translation
 
 FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split")
 DEFAULT = SearchOptions()  # what a request leaves out

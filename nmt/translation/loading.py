@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nmt import NmtError
 from nmt.runtime.base import TranslatorBase
-from nmt.runtime.folder import is_export
+from nmt.runtime.folder import MANIFEST, is_export
 
 
 def open_translator(
@@ -26,6 +26,12 @@ def open_translator(
     """The runtime's translator when every path is an exported folder, torch's when none
     is; options the export fixed (precision, device, attention layer) are refused for it."""
     exports = [is_export(p) for p in paths]
+    for p, export in zip(paths, exports):
+        if not export and Path(p).is_dir():
+            raise NmtError(
+                f"{p} is a folder without {MANIFEST}: give a checkpoint file (best.pt) or a "
+                "folder written by nmt export --format onnx"
+            )
     if any(exports):
         if not all(exports):
             odd = next(p for p, e in zip(paths, exports) if not e)
