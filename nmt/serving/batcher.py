@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nmt import NmtError, require_whole
-from nmt.search_options import SearchOptions
 from nmt.runtime.base import Translation
+from nmt.search_options import SearchOptions
 
 # decodes sentences with options: Translator.translate with the server's token budget
 Decode = Callable[[list[str], SearchOptions], list[Translation]]

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nmt import NmtError, require_whole
+from nmt.runtime.base import Translation
 from nmt.search_options import SearchOptions
 from nmt.serving.guards import json_depth
-from nmt.runtime.base import Translation
 
 FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split")
 DEFAULT = SearchOptions()  # what a request leaves out
