@@ -59,6 +59,8 @@ class Exposure:
     free_loss: list[float | None] = field(default_factory=list)  # None: every output ended
     free_accuracy: list[float] = field(default_factory=list)
     free_running: list[int] = field(default_factory=list)  # outputs not ended before t
+    # one injected mistake against the gold prefix (`recovery`): the measure of compounding
+    recovery: Recovery | None = None
 
 
 def _positions(
@@ -135,6 +137,7 @@ def exposure(
         ],
         free_accuracy=(sums["fa"] / n).tolist(),
         free_running=[int(c) for c in sums["fn"]],
+        recovery=recovery(model, src, tgt),
     )
 
 

@@ -50,6 +50,10 @@ def test_inspect_gradients_and_exposure(trained, toy_dir, tmp_path):
     assert exp["sentences"] == 8 and exp["counts"][0] == 8
     # a trained model: the first token is mostly right under teacher forcing
     assert exp["teacher_accuracy"][0] > 0.5
+    # the measure of compounding: one injected mistake, the next three steps
+    rec = exp["recovery"]
+    assert rec["window"] == 3 and len(rec["clean"]) == len(rec["injected"]) == 3
+    assert rec["counts"][0] == 4 * 8  # four rounds, one mistake a sentence each
     assert (tmp_path / "e.png").stat().st_size > 0
     user_error(nmt("inspect", "gradients", trained, "--src", src, "--tgt", tmp_path / "no"), "no")
 
