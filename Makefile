@@ -44,5 +44,11 @@ format: install
 test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest -q
 
+# the lectures' notebooks (recipes/lectures/notebooks/*.py, jupytext percent format) as .ipynb
+notebooks: install
+	mkdir -p build/notebooks
+	for nb in recipes/lectures/notebooks/*.py; do \
+	  $(VENV)/bin/jupytext --to ipynb -o build/notebooks/$$(basename $$nb .py).ipynb $$nb; done
+
 clean:
 	rm -rf runs/demo runs/demo-transformer .pytest_cache .ruff_cache
