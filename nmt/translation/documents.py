@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from nmt import NmtError
 from nmt.runtime.base import Output, Translation, TranslatorBase
@@ -114,15 +116,43 @@ class DocumentTranslation(Translation):
 
 @dataclass
 class Prepared:
-    """One input line cut into units: line = gaps[0] + units[0] + gaps[1] + ... + gaps[-1]."""
+    """One input line cut into units: line = gaps[0] + units[0] + gaps[1] + ... + gaps[-1];
+    with markup, `pieces` (markup.layout) instead of gaps, and units the sentences of its
+    segments in order."""
 
     source: str
     units: list[str]
-    gaps: list[str]  # len(units) + 1 pieces of whitespace (or markup, see markup.py)
+    gaps: list[str]  # len(units) + 1 pieces of whitespace
+    pieces: list[tuple[str, Any]] | None = None
+    # markup: the units of each segment, and each unit's first word within its segment
+    counts: list[int] = field(default_factory=list)
+    word_starts: list[int] = field(default_factory=list)
 
 
-def prepare(line: str, options: DocumentOptions) -> Prepared:
-    """The units of one line, as `options` cut it."""
+_WORD = re.compile(r"\S+")
+
+
+def _unit_spans(text: str, options: DocumentOptions) -> list[tuple[int, int]]:
+    if options.split_sentences:
+        return split_sentences(text, options.language)
+    core = text.strip()
+    return [(text.index(core), text.index(core) + len(core))] if core else []
+
+
+def prepare(line: str, options: DocumentOptions, where: str = "") -> Prepared:
+    """The units of one line, as `options` cut it; `where` names the line in errors."""
+    if options.markup != "none":
+        from nmt.translation.markup import Segment, layout, parse
+
+        pieces = layout(parse(line, options.markup, where))
+        prepared = Prepared(line, [], [], pieces)
+        for _, part in pieces:
+            if isinstance(part, Segment):
+                spans = _unit_spans(part.text, options)
+                prepared.units += [part.text[a:b] for a, b in spans]
+                prepared.word_starts += [len(_WORD.findall(part.text[:a])) for a, _ in spans]
+                prepared.counts.append(len(spans))
+        return prepared
     if not options.split_sentences:
         core = line.strip()
         if not core:
@@ -136,14 +166,48 @@ def prepare(line: str, options: DocumentOptions) -> Prepared:
     return Prepared(line, units, [line[e:s] for e, s in zip(ends, starts)])
 
 
+def _rebuild_markup(prepared: Prepared, found: list[Translation]) -> str:
+    """The line's markup with each segment's translation in place of its text."""
+    from nmt.translation.alignment import alignment_of
+    from nmt.translation.markup import render
+
+    assert prepared.pieces is not None
+    out: list[str] = []
+    units = iter(zip(found, prepared.word_starts))
+    counts = iter(prepared.counts)
+    for kind, part in prepared.pieces:
+        if kind == "raw":
+            out.append(part.source())
+        elif kind == "open":
+            out.append(part.start)
+        elif kind == "close":
+            out.append(part.end)
+        else:
+            texts: list[str] = []
+            pairs: list[tuple[int, int]] = []
+            for _ in range(next(counts)):
+                t, src_at = next(units)
+                tgt_at = sum(len(x.split()) for x in texts)
+                pairs += [(i + src_at, j + tgt_at) for i, j in alignment_of(t) or []]
+                texts.append(t.text)
+            out.append(render(part, " ".join(texts), pairs))
+    return "".join(out)
+
+
 def assemble(prepared: Prepared, found: list[Translation]) -> Translation:
     """One line's translation from its units' translations (found[i] translates units[i])."""
+    if prepared.pieces is not None and not prepared.units:  # markup without text
+        text = _rebuild_markup(prepared, found)
+        return DocumentTranslation(prepared.source, [], [Output(text, 0.0, 0.0)] if text else [])
     if not prepared.units:
         return DocumentTranslation(prepared.source, [], [])
     best = [t.hypotheses[0] if t.hypotheses else Output("", math.nan, math.nan) for t in found]
-    parts = [prepared.gaps[0]]
-    for out, gap in zip(best, prepared.gaps[1:]):
-        parts += [out.text, gap]
+    if prepared.pieces is not None:
+        parts = [_rebuild_markup(prepared, found)]
+    else:
+        parts = [prepared.gaps[0]]
+        for out, gap in zip(best, prepared.gaps[1:]):
+            parts += [out.text, gap]
     tokens = [p for out in best for p in out.tokens]
     log_prob = sum(out.log_prob for out in best)
     lps = [out.token_log_probs for out in best]
@@ -183,7 +247,7 @@ def translate_lines(
         )
         return
     numbers = list(line_numbers) if line_numbers is not None else range(1, len(lines) + 1)
-    prepared = [prepare(line, document) for line in lines]
+    prepared = [prepare(line, document, f"line {n}") for n, line in zip(numbers, lines)]
     units = [u for p in prepared for u in p.units]
     unit_numbers = [n for n, p in zip(numbers, prepared) for _ in p.units]
     found = translator.translate(
