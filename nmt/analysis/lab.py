@@ -9,6 +9,7 @@ folder), and the measures read what a lecture claims:
 
 - `accuracy_by_length`: greedy outputs scored token by token against the reference, by
   source length (Bahdanau et al.'s figure, with accuracy for BLEU);
+- `gradient_by_distance`: how far back through time an encoder's gradient reaches;
 - `History`: each update's loss and gradient norm before clipping (exploding gradients);
 - `nmt.analysis.exposure.recovery`: what one injected mistake does to the next steps.
 
@@ -27,6 +28,7 @@ import torch
 
 from nmt.batching import make_batch
 from nmt.config import ModelConfig
+from nmt.encoder import Encoder
 from nmt.model import Seq2Seq
 from nmt.tokenizer import BOS, EOS, PAD
 
@@ -203,3 +205,24 @@ def accuracy_by_length(
         if accs:
             rows.append((f"{lo}-{hi - 1}", sum(accs) / len(accs), len(accs)))
     return rows
+
+
+def gradient_by_distance(
+    cell: str, *, length: int = 40, gain: float = 1.0, seed: int = 0
+) -> list[float]:
+    """How far back through time the gradient reaches in an untrained one-layer encoder
+    (`cell`: rnn (Elman), gru or lstm; `gain` scales its recurrent matrix): over 16 random
+    input sequences, ||dL/dx_t|| with L = ||h_T||^2 the last state's size, by distance from
+    the end (0: the last input), relative to distance 0."""
+    torch.manual_seed(seed)
+    encoder = Encoder(cell=cell, embed_dim=32, hidden_size=64, num_layers=1,
+                      bidirectional=False, dropout=0.0)  # fmt: skip
+    with torch.no_grad():
+        encoder.rnn.weight_hh_l0.mul_(gain)
+    x = torch.randn(16, length, 32, requires_grad=True)  # (B, S, E)
+    _, final = encoder(x, torch.full((16,), length))
+    h = final[0] if isinstance(final, tuple) else final  # (L, B, H): an LSTM gives (h, c)
+    h[-1].pow(2).sum().backward()
+    assert x.grad is not None  # x requires grad and reaches the loss
+    norms = x.grad.norm(dim=-1).mean(0).flip(0)  # (S,) by distance from the end
+    return (norms / norms[0]).tolist()

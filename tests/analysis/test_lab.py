@@ -104,3 +104,12 @@ def test_recovery_sees_a_mistake_carried_by_the_prefix_and_only_then():
     ignoring = recovery(_Counter(from_source=True), src, tgt, window=2)
     assert ignoring.clean == ignoring.injected == [1.0, 1.0] and ignoring.drop() == 0.0
     assert leaning.counts[0] == 4 * 8  # 4 rounds, one position a sentence each
+
+
+def test_gated_cells_carry_the_gradient_further_back_than_elman():
+    ratio = {cell: lab.gradient_by_distance(cell, length=25)[20] for cell in ("rnn", "gru", "lstm")}
+    assert ratio["gru"] > 10 * ratio["rnn"] and ratio["lstm"] > 10 * ratio["rnn"]
+    # the Elman net's recurrent matrix decides: smaller, the gradient vanishes faster
+    small = lab.gradient_by_distance("rnn", length=25, gain=0.5)[20]
+    assert small < ratio["rnn"] / 10
+    assert lab.gradient_by_distance("rnn", length=25)[0] == 1.0  # relative to the last step

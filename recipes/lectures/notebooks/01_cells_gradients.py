@@ -30,7 +30,6 @@ import matplotlib.pyplot as plt
 import torch
 
 from nmt.analysis import lab
-from nmt.encoder import Encoder
 
 TINY = os.environ.get("NMT_NOTEBOOK_TINY") == "1"  # the test suite's smoke run
 torch.set_num_threads(1)  # small models: one thread is fastest and repeats bit for bit
@@ -45,20 +44,8 @@ CELL_NAMES = {"rnn": "Elman", "gru": "GRU", "lstm": "LSTM"}  # nmt's names -> th
 
 
 # %%
-def gradient_by_distance(cell: str, length: int = 40, gain: float = 1.0) -> torch.Tensor:
-    """||dL/dx_t|| for t = T-1 .. 0 (distance 0 = the last input), relative to distance 0."""
-    torch.manual_seed(0)
-    encoder = Encoder(cell=cell, embed_dim=32, hidden_size=64, num_layers=1,
-                      bidirectional=False, dropout=0.0)  # fmt: skip
-    with torch.no_grad():
-        encoder.rnn.weight_hh_l0.mul_(gain)
-    x = torch.randn(16, length, 32, requires_grad=True)  # (B, S, E)
-    _, final = encoder(x, torch.full((16,), length))
-    h = final[0] if isinstance(final, tuple) else final  # (L, B, H): an LSTM gives (h, c)
-    h[-1].pow(2).sum().backward()
-    norms = x.grad.norm(dim=-1).mean(0).flip(0)  # (S,) distance from the end
-    return norms / norms[0]
-
+# lab.gradient_by_distance does exactly this; read it in nmt/analysis/lab.py
+gradient_by_distance = lab.gradient_by_distance
 
 fig, ax = plt.subplots(figsize=(6, 4))
 for cell in ("rnn", "gru", "lstm"):
@@ -118,8 +105,8 @@ for name, history in runs.items():
 #
 # ## Exercises
 # 1. LSTM implementations often start the forget gate's bias at 1 (`encoder.rnn.bias_hh_l0`,
-#    the second quarter of it). Do that in `gradient_by_distance` and compare with the plot
-#    above. Why does it help?
+#    the second quarter of it). Copy `gradient_by_distance` from nmt/analysis/lab.py, do
+#    that, and compare with the plot above. Why does it help?
 # 2. Find the smallest `recurrent_gain` at which the unclipped run spikes. Does Adam
 #    (`optimizer="adam"`, `lr=1e-2`) spike at the same gain? Why not?
 # 3. Clip at 0.1 and at 10 instead of 1. What does each do to the speed of learning?

@@ -78,7 +78,7 @@ plt.show()
 # %%
 src, ref = test_pairs[0][:3], test_pairs[1][:3]
 for name, model in models.items():
-    for s, r, h in zip(src, ref, lab.greedy(model, src)):
+    for r, h in zip(ref, lab.greedy(model, src)):
         print(f"{name:>10}  ref {r}\n{'':>10}  out {h}")
 
 # %% [markdown]

@@ -69,8 +69,9 @@ plt.show()
 src, tgt = [test_pairs[0][5]], [test_pairs[1][5]]
 batch = make_batch(src, tgt)
 with torch.no_grad():
-    _, weights = models["bahdanau"](batch.src, batch.src_lengths, batch.tgt_in,
-                                    return_attention=True)  # (1, T, S)
+    _, weights = models["bahdanau"](
+        batch.src, batch.src_lengths, batch.tgt_in, return_attention=True
+    )  # (1, T, S)
 fig, ax = plt.subplots(figsize=(5, 5))
 ax.imshow(weights[0], cmap="Greys")
 ax.set(xlabel="source position (last: EOS)", ylabel="target step (last: EOS)",

@@ -50,9 +50,9 @@ for name, ratio in (("teacher forcing", 1.0), ("scheduled sampling", 0.75)):
     model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
     lab.train(model, train_pairs, steps=steps, lr=3e-3, batch=64, teacher_forcing=ratio,
               curriculum=True)  # fmt: skip
-    results[name] = recovery(model, test_src, test_tgt, window=3)
-    print(f"{name}: accuracy after the gold prefix {results[name].clean}, after one "
-          f"injected mistake {results[name].injected}, drop {results[name].drop():.3f}")  # fmt: skip
+    rec = results[name] = recovery(model, test_src, test_tgt, window=3)
+    print(f"{name}: accuracy after the gold prefix {rec.clean}, after one injected mistake "
+          f"{rec.injected}, drop {rec.drop():.3f}")  # fmt: skip
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))

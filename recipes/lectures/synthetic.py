@@ -1,0 +1,207 @@
+"""The lectures' claims on synthetic tasks designed so that each effect can show in minutes.
+
+usage: python recipes/lectures/synthetic.py OUT_DIR [--tiny]
+
+Writes OUT_DIR/synthetic.json (every number report.py judges) and one figure per experiment
+(OUT_DIR/synthetic-*.png). Each experiment trains the package's seq2seq network on copy or
+reverse pairs of random symbols (nmt/analysis/lab.py), one thread, fixed seeds; about 12
+minutes on one core in all. `--tiny` shrinks every run to a few updates: a smoke test whose
+numbers mean nothing. Finished experiments are kept in synthetic.json and not run again
+(delete an entry, or the file, to rerun).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from nmt.analysis import lab
+from nmt.analysis.exposure import recovery
+
+TINY = "--tiny" in sys.argv
+
+
+def steps(n: int) -> int:
+    return 3 if TINY else n
+
+
+def vanishing() -> dict:
+    """The gradient reaching back through 40 steps of an untrained Elman, GRU and LSTM
+    encoder (random inputs): no training, a few seconds."""
+    cells = {"elman": "rnn", "gru": "gru", "lstm": "lstm"}  # the lecture's names -> nmt's
+    return {name: lab.gradient_by_distance(cell) for name, cell in cells.items()}
+
+
+def attention_by_length() -> dict:
+    """Bahdanau et al.'s figure: a fixed-size encoding (no attention) against attention, by
+    length. Reverse task (the easiest order for a model without attention, so that its failure
+    is the encoding's, not the optimizer's), 3-30 symbols, lengths growing during training."""
+    pairs = lab.task("reverse", 20000, 3, 30, symbols=10, seed=1)
+    test = lab.task("reverse", 400, 3, 30, symbols=10, seed=2)
+    out = {}
+    for attention in ("none", "bahdanau"):
+        model = lab.build(symbols=10, attention=attention, cell="gru", hidden=128)
+        history = lab.train(model, pairs, steps=steps(1500), lr=3e-3, batch=64, curriculum=True)
+        buckets = lab.accuracy_by_length(model, test, [3, 9, 15, 21, 27, 31])
+        out[attention] = {"buckets": buckets, "seconds": history.seconds}
+    return out
+
+
+def clipping() -> dict:
+    """An Elman net (no attention) whose recurrent matrices start at twice the usual scale,
+    trained by plain SGD at a large learning rate on 10-30 symbol reversals, with and without
+    clipping the gradient norm at 1."""
+    pairs = lab.task("reverse", 5000, 10, 30, symbols=10, seed=1)
+    out = {}
+    for name, clip in (("unclipped", None), ("clipped", 1.0)):
+        model = lab.build(symbols=10, attention="none", cell="rnn", hidden=64, recurrent_gain=2.0)
+        h = lab.train(model, pairs, steps=steps(400), lr=1.0, optimizer="sgd", clip=clip)
+        out[name] = {
+            "loss": h.loss,
+            "grad_norm": h.grad_norm,
+            "spikes": h.spikes(),
+            "final_loss": statistics.median(h.loss[-50:]),
+            "seconds": h.seconds,
+        }
+    return out
+
+
+def reversal() -> dict:
+    """Sutskever et al.'s trick on the copy task: a no-attention LSTM reads the source as
+    written (the first word to output was read longest ago) or reversed (it was read last)."""
+    pairs = lab.task("copy", 20000, 3, 16, symbols=10, seed=1)
+    test = lab.task("copy", 400, 3, 16, symbols=10, seed=2)
+    out = {}
+    for name, reverse in (("as written", False), ("reversed", True)):
+        model = lab.build(
+            symbols=10, attention="none", cell="lstm", hidden=128, reverse_source=reverse
+        )
+        history = lab.train(model, pairs, steps=steps(800), lr=3e-3, batch=64, curriculum=True)
+        buckets = lab.accuracy_by_length(model, test, [3, 7, 11, 17])
+        accuracy = sum(a * n for _, a, n in buckets) / sum(n for _, _, n in buckets)
+        out[name] = {"accuracy": accuracy, "buckets": buckets, "loss": history.loss,
+                     "seconds": history.seconds}  # fmt: skip
+    return out
+
+
+def exposure() -> dict:
+    """Errors compounding along the model's own prefix: one injected mistake (the model's own
+    best wrong token) and the accuracy of the next 3 steps, for a no-attention GRU trained
+    with teacher forcing and one trained with scheduled sampling (a quarter of the steps read
+    the model's own guess)."""
+    pairs = lab.task("copy", 20000, 3, 12, symbols=10, seed=1)
+    src, tgt = lab.task("copy", 300, 3, 12, symbols=10, seed=2)
+    out = {}
+    for name, ratio in (("teacher forcing", 1.0), ("scheduled sampling", 0.75)):
+        model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
+        history = lab.train(
+            model, pairs, steps=steps(600), lr=3e-3, batch=64, teacher_forcing=ratio,
+            curriculum=True,
+        )  # fmt: skip
+        rec = recovery(model, src, tgt, window=3)
+        out[name] = {"clean": rec.clean, "injected": rec.injected, "counts": rec.counts,
+                     "drop": rec.drop(), "seconds": history.seconds}  # fmt: skip
+    return out
+
+
+EXPERIMENTS = {
+    "vanishing": vanishing,
+    "clipping": clipping,
+    "reversal": reversal,
+    "exposure": exposure,
+    "attention_by_length": attention_by_length,
+}
+
+
+def figures(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "attention_by_length" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, label in (("none", "GRU, no attention (fixed-size encoding)"),
+                            ("bahdanau", "GRU, Bahdanau attention")):  # fmt: skip
+            buckets = results["attention_by_length"][name]["buckets"]
+            ax.plot([b[0] for b in buckets], [b[1] for b in buckets], marker="o", label=label)
+        ax.set(title="Reversing 3-30 random symbols: accuracy by length",
+               xlabel="source length (symbols)", ylabel="token accuracy (greedy)",
+               ylim=(0, 1.05))  # fmt: skip
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-by-length.png", dpi=100)
+        plt.close(fig)
+    if "vanishing" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for cell, name in (("elman", "Elman"), ("gru", "GRU"), ("lstm", "LSTM")):
+            ax.semilogy(results["vanishing"][cell], label=name)
+        ax.set(title="Gradient reaching back in time (untrained encoders)",
+               xlabel="steps before the end",
+               ylabel="‖dL/dx‖ relative to the last step")  # fmt: skip
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-vanishing.png", dpi=100)
+        plt.close(fig)
+    if "clipping" in results:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for name in ("unclipped", "clipped"):
+            run = results["clipping"][name]
+            axes[0].plot(run["loss"], label=f"Elman, {name}", linewidth=0.8)
+            axes[1].plot(run["grad_norm"], label=f"Elman, {name}", linewidth=0.8)
+        axes[0].set(title="training loss (SGD, lr 1, recurrent weights x2)", xlabel="update",
+                    ylabel="cross-entropy")  # fmt: skip
+        axes[1].set(title="gradient norm before clipping", xlabel="update", ylabel="‖g‖",
+                    yscale="log")  # fmt: skip
+        for ax in axes:
+            ax.legend(frameon=False)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-clipping.png", dpi=100)
+        plt.close(fig)
+    if "reversal" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, run in results["reversal"].items():
+            ax.plot([b[0] for b in run["buckets"]], [b[1] for b in run["buckets"]], marker="o",
+                    label=f"LSTM, no attention, source {name}")  # fmt: skip
+        ax.set(title="Copying 3-16 random symbols", xlabel="source length (symbols)",
+               ylabel="token accuracy (greedy)", ylim=(0, 1.05))  # fmt: skip
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-reversal.png", dpi=100)
+        plt.close(fig)
+    if "exposure" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (name, run) in enumerate(results["exposure"].items()):
+            ks = range(1, len(run["clean"]) + 1)
+            ax.plot(ks, run["clean"], marker="o", color=f"C{i}", label=f"{name}: gold prefix")
+            ax.plot(ks, run["injected"], marker="x", linestyle="--", color=f"C{i}",
+                    label=f"{name}: one mistake injected")  # fmt: skip
+        ax.set(title="GRU copying 3-12 symbols: accuracy after a mistake",
+               xlabel="steps after the injected mistake", ylabel="token accuracy (teacher-forced)",
+               ylim=(0, 1.05), xticks=[1, 2, 3])  # fmt: skip
+        ax.legend(frameon=False, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-exposure.png", dpi=100)
+        plt.close(fig)
+
+
+def main(out: Path) -> None:
+    torch.set_num_threads(1)  # small models: one thread is fastest and repeats bit for bit
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "synthetic.json"
+    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for name, experiment in EXPERIMENTS.items():
+        if name not in results:
+            print(f"synthetic: {name}", file=sys.stderr, flush=True)
+            results[name] = experiment()
+            results["tiny"] = TINY
+            path.write_text(json.dumps(results), encoding="utf-8")
+    figures(results, out)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
