@@ -97,6 +97,10 @@ def _command_name(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
 
+# what `pip install nmt[train]` adds to the runtime's dependencies (see pyproject.toml)
+TRAIN_EXTRA = frozenset({"torch", "sacrebleu", "datasets", "matplotlib", "onnx", "onnxscript"})
+
+
 def run() -> None:
     """The `nmt` command: tune the process for the commands that gain (see above), run the app,
     flush, and leave the commands of `_FAST_EXIT_COMMANDS` without the interpreter's teardown.
@@ -113,6 +117,18 @@ def run() -> None:
         code: int | str | None = 0
     except SystemExit as e:
         code = e.code
+    except ModuleNotFoundError as e:
+        # a runtime-only install (pip install nmt) translates and serves exported folders;
+        # training, checkpoints and figures need the `train` extra
+        missing = (e.name or "").split(".")[0]
+        if missing not in TRAIN_EXTRA:
+            raise
+        print(
+            f"error: nmt {command or ''} needs {missing}, which a runtime-only install leaves "
+            "out: pip install 'nmt[train]' (or translate a folder of nmt export --format onnx)",
+            file=sys.stderr,
+        )
+        code = 2
     if command not in _FAST_EXIT_COMMANDS:
         sys.exit(code)
     if isinstance(code, str):  # what sys.exit("message") would print
