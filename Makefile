@@ -22,9 +22,14 @@ $(VENV)/.installed: pyproject.toml
 WEB := nmt/runs/web_page
 web: $(WEB)/dist/.built
 
-$(WEB)/dist/.built: $(WEB)/package-lock.json $(WEB)/package.json $(WEB)/build.mjs $(WEB)/tsconfig.json $(WEB)/index.html $(wildcard $(WEB)/src/*.ts)
+# npm ci again only when the lock file changes (npm writes node_modules/.package-lock.json)
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json $(WEB)/package.json
 	@command -v npm >/dev/null || { echo "make web: npm not found: install Node.js 18 or later (it builds the web page's script)" >&2; exit 1; }
-	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB)/dist/.built: $(WEB)/node_modules/.package-lock.json $(WEB)/build.mjs $(WEB)/tsconfig.json $(WEB)/index.html $(wildcard $(WEB)/src/*.ts)
+	cd $(WEB) && npm run --silent build
 
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash recipes/toy/run.sh

@@ -71,11 +71,11 @@ export class OnnxModel implements ArrayModel<Tensors, Tensors> {
       executionProviders: ["wasm"],
       graphOptimizationLevel: "all",
     };
-    return new OnnxModel(
-      await ort.InferenceSession.create(new Uint8Array(encoder), options),
-      await ort.InferenceSession.create(new Uint8Array(decoder), options),
-      graphs,
-    );
+    const timings = (globalThis as unknown as { nmtTimings?: Record<string, number> }).nmtTimings;
+    const enc = await ort.InferenceSession.create(new Uint8Array(encoder), options);
+    if (timings) timings.encoder = performance.now();
+    const dec = await ort.InferenceSession.create(new Uint8Array(decoder), options);
+    return new OnnxModel(enc, dec, graphs);
   }
 
   /** src (N, S), srcLengths (N,) -> the encoded tensors, the first decoder state. */
