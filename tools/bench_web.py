@@ -66,10 +66,14 @@ def browser():
 # page's script sets window.nmt once it runs, which can be after the load event
 TRANSLATE = """
 const [sentences, options, done] = arguments;
-const page = () => window.nmt ? Promise.resolve(window.nmt) : new Promise(r => setTimeout(r, 5)).then(page);
+const page = () =>
+  window.nmt ? Promise.resolve(window.nmt) : new Promise(r => setTimeout(r, 5)).then(page);
 page()
   .then(nmt => nmt.ready.then(() => nmt.translate(sentences, options)))
-  .then(out => done({ms: performance.now(), out, timings: window.nmt.timings}), e => done({error: String(e)}));
+  .then(
+    out => done({ms: performance.now(), out, timings: window.nmt.timings}),
+    e => done({error: String(e)}),
+  );
 """
 # the same, timed inside the page: the translation alone
 TIMED = """
