@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nmt import NmtError, quote
 
 CELLS = ("rnn", "gru", "lstm")
@@ -232,6 +230,8 @@ def options_table() -> str:
     """Every option, its default and its meaning, as a Markdown table (README's)."""
 
     def cell(value: Any) -> str:  # as YAML writes it; `|` escaped, or it splits the cell
+        import yaml  # loaded with a config file, not by every command
+
         text = yaml.safe_dump(
             list(value) if isinstance(value, tuple) else value, default_flow_style=True, width=200
         )
@@ -409,6 +409,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     section, dot, key = path.strip().partition(".")
     if not sep or not dot or not key:
         raise NmtError(f"--set {text!r}: expected section.key=value, e.g. train.lr=0.0005")
+    import yaml
+
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except (yaml.YAMLError, ValueError):  # ValueError: an integer of thousands of digits
@@ -425,6 +427,8 @@ def load_raw(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str
     """The options a YAML file and overrides give, as a mapping (not yet checked)."""
     raw: dict[str, Any] = {}
     if path is not None:
+        import yaml
+
         p = Path(path)
         if not p.is_file():
             raise NmtError(f"config file {p} does not exist")

@@ -204,7 +204,7 @@ def translate(
             attention_layer=layer,
             attention_head=_head(head),
         )
-        if language == "auto":
+        if language == "auto" and split_sentences:  # pysbd's rules load only when used
             from nmt.translation.documents import language_of
 
             document = replace(document, language=language_of(translator.config))
@@ -326,6 +326,9 @@ _PROGRESS_LOG_S = 30.0
 def _translate_progress(quiet: bool, total_bytes: int | None):
     """on_progress(written): a live bar on a terminal (with an ETA when the input's size is
     known: bytes read of the file's size), a plain line every _PROGRESS_LOG_S off one."""
+    if quiet:  # nothing to show: rich's progress machinery is not even imported
+        yield lambda written: None
+        return
     import time
 
     from rich.progress import (

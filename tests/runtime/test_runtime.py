@@ -191,3 +191,26 @@ def test_info_describes_an_export(exported) -> None:
     info = json.loads(r.stdout)
     assert info["kind"].startswith("export (nmt-onnx")
     assert info["dtype"] == "float32" and info["parameters"] > 0 and info["step"]
+
+
+def test_serve_answers_from_an_export_as_from_its_checkpoint(trained, exported, lines) -> None:
+    from starlette.testclient import TestClient
+
+    from nmt.serving.app import make_app, server_info
+
+    body = {"text": lines[:8], "beam_size": 3, "nbest": 2}
+    replies, infos = [], []
+    for model, translator in (
+        (trained, Translator(trained)),
+        (exported, RuntimeTranslator(exported)),
+    ):
+        info = server_info(model, translator)
+        with TestClient(make_app(translator, info)) as client:
+            reply = client.post("/translate", json=body)
+            assert reply.status_code == 200
+            replies.append(reply.json())
+            infos.append(client.get("/info").json())
+    texts = [[[h["text"] for h in t["nbest"]] for t in r["translations"]] for r in replies]
+    assert texts[0] == texts[1]
+    assert infos[1]["kind"].startswith("export") and infos[1]["languages"] == infos[0]["languages"]
+    assert infos[1]["parameters"] == infos[0]["parameters"]
