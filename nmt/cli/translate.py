@@ -408,8 +408,8 @@ def attention(
         from nmt.analysis.heatmaps import FORMATS, save_attention_maps
         from nmt.data.corpus import read_lines
         from nmt.files import check_dir
-        from nmt.search import SearchOptions
-        from nmt.translation.translator import Translator
+        from nmt.search_options import SearchOptions
+        from nmt.translation.loading import open_translator
 
         if fmt not in FORMATS:
             raise NmtError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -439,7 +439,9 @@ def attention(
                     input,
                 )
         check_dir(out, "-o")  # before the model is loaded and run
-        translator = Translator(checkpoint, attention_layer=layer, attention_head=_head(head))
+        translator = open_translator(
+            [checkpoint], attention_layer=layer, attention_head=_head(head)
+        )
         if translator.config.model.attention == "none":
             raise NmtError(
                 f"{checkpoint} was trained with attention none: there is no attention to plot"
