@@ -7,7 +7,8 @@ bundle's size (what a visitor downloads), then:
 - first translation: seconds from the start of the page's navigation to the end of the first
   translation of one sentence (the page's HTML, script, WebAssembly binary, graphs and
   tokenizer fetched and started, then the search): the median of --loads fresh loads;
-- sentences/s of one call translating the first --sentences lines of --source in the browser
+- sentences/s of one call translating the first --sentences lines of --source (after one
+  pass over them, which compiles and optimizes the WebAssembly the search calls) in the browser
   (onnxruntime-web on one thread: a static server sends no cross-origin isolation headers, so
   no WebAssembly threads), and of the Python runtime (`nmt translate DIR`'s RuntimeTranslator)
   on one thread, greedy and beam --beam-size; identical outputs are counted.
@@ -143,9 +144,11 @@ def main() -> None:
             ratios = {}
             for beam in (1, args.beam_size):
                 options = {"beamSize": beam}
-                run(driver, TIMED, sentences[:5], options)  # warm-up: first runs allocate
+                # a pass first: WebAssembly functions are compiled, then optimized, as they
+                # are first called (and the runtime's allocations warm up too)
+                run(driver, TIMED, sentences, options)
                 seconds, out = run(driver, TIMED, sentences, options)
-                runtime.translate(sentences[:5], SearchOptions(beam_size=beam))
+                runtime.translate(sentences, SearchOptions(beam_size=beam))
                 start = time.perf_counter()
                 want = runtime.translate(sentences, SearchOptions(beam_size=beam))
                 python = time.perf_counter() - start
