@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nmt import NmtError, require_finite, require_whole
+from nmt.terms import Terms
 
 NEG_INF = float("-inf")
 # the widest beam searched: memory grows with K, and wider beams rarely find better outputs
@@ -55,6 +56,9 @@ class SearchOptions:
     # False: greedy search takes its argmax over the logits and skips the log-softmax (an exp
     # over V pieces a row); log_prob and score are NaN
     scores: bool = True
+    # glossary terms and verbatim spans every output must hold (nmt/terms.py): the sentences
+    # with any are searched by the constrained beam search (nmt/constraints.py)
+    terms: Terms | None = None
 
     def __post_init__(self) -> None:
         require_whole("beam_size", self.beam_size)

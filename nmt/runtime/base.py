@@ -17,6 +17,7 @@ from typing import Any
 from nmt import NmtError, require_whole
 from nmt.config import Config
 from nmt.search_options import Hypothesis, SearchOptions
+from nmt.terms import prepare, restore
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,12 @@ class TranslatorBase:
         each batch is done, the sentences without tokens first."""
         require_whole("batch_tokens", batch_tokens)
         self._check_min_len(options)
-        ids = self._source_ids(sentences, line_numbers)
+        # glossary terms and verbatim spans: the source the model reads, its constraints
+        prepared = None
+        if options.terms:
+            prepared = [prepare(s, options.terms, self.tokenizer) for s in sentences]
+        model_text = sentences if prepared is None else [p.source for p in prepared]
+        ids = self._source_ids(model_text, line_numbers)
         todo = [i for i, seq in enumerate(ids) if seq]
         empty = [i for i, seq in enumerate(ids) if not seq]
         if empty:
@@ -100,11 +106,26 @@ class TranslatorBase:
         # an empty output for a non-empty sentence is never a translation (fairseq's minimum
         # length is 1 too); searched so, beam 1 is still greedy and a batch still changes nothing
         searched = replace(options, min_len=max(options.min_len, 1))
-        for batch, found in self._search([ids[i] for i in todo], searched, batch_tokens):
+        if prepared is None:
+            batches = self._search([ids[i] for i in todo], searched, batch_tokens)
+        else:
+            batches = self._search_constrained(
+                [ids[i] for i in todo], [prepared[i].constraints for i in todo], searched,
+                batch_tokens,
+            )  # fmt: skip
+        for batch, found in batches:
             idxs = [todo[b] for b in batch]
             # one detokenizer call per batch: each sentencepiece call has a fixed cost, which
             # a call per sentence paid on every line
             texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in found for h in hyps]))
+            if prepared is not None:  # carriers replaced by the spans they stand for
+                texts = iter(
+                    [
+                        restore(h.tokens, prepared[i], self.tokenizer) or text
+                        for i, hyps in zip(idxs, found)
+                        for h, text in zip(hyps, [next(texts) for _ in hyps])
+                    ]
+                )
             yield (
                 idxs,
                 [
@@ -122,6 +143,20 @@ class TranslatorBase:
     ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
         """(indices into src_ids, hypotheses) batch by batch."""
         raise NotImplementedError
+
+    def _search_constrained(
+        self,
+        src_ids: list[list[int]],
+        constraints: list[list[list[int]]],
+        options: SearchOptions,
+        batch_tokens: int,
+    ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
+        """_search whose outputs contain each sentence's constraints (token sequences)."""
+        raise NmtError(
+            "glossaries, --keep and --placeholders need the constrained search of a torch "
+            "checkpoint; an exported folder has none: translate the checkpoint",
+            option="terms",
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         """What the outputs depend on besides the search options (`--resume` compares it)."""

@@ -16,10 +16,12 @@ import torch
 from nmt import NmtError, require_whole
 from nmt.checkpoint import Checkpoint, load_checkpoint
 from nmt.config import MAX_THREADS
+from nmt.constraints import constrained_id_batches
 from nmt.distributed import pick_device
 from nmt.procs import available_cores
 from nmt.runtime.base import Output, Translation, TranslatorBase
 from nmt.search import Hypothesis, SearchModel, SearchOptions, search_id_batches
+from nmt.terms import word_pieces
 from nmt.transformer import Transformer
 from nmt.translation.ensemble import Ensemble, ensemble_weights
 from nmt.translation.quantize import quantize_int8
@@ -105,6 +107,7 @@ class Translator(TranslatorBase):
         attention_head: int | None = None,
     ) -> None:
         self._pool: WorkerPool | None = None  # worker processes, started at the first call
+        self._word_pieces: torch.Tensor | None = None  # (V,) made at the first constrained call
         self.auto_workers = workers == "auto"
         if not self.auto_workers:
             require_whole("workers", workers)
@@ -163,6 +166,23 @@ class Translator(TranslatorBase):
         yield from search_id_batches(
             cast(SearchModel, self.model), src_ids, options, batch_tokens, self._pool.map_batches
         )
+
+    def _search_constrained(
+        self,
+        src_ids: list[list[int]],
+        constraints: list[list[list[int]]],
+        options: SearchOptions,
+        batch_tokens: int,
+    ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
+        """(indices into src_ids, hypotheses) batch by batch, the outputs of sentences with
+        constraints holding them all (nmt/constraints.py); searched in this process."""
+        if self._word_pieces is None:
+            self._word_pieces = torch.tensor(word_pieces(self.tokenizer))
+        with _threads(self.threads):
+            yield from constrained_id_batches(
+                cast(SearchModel, self.model), src_ids, constraints, options, batch_tokens,
+                self._word_pieces,
+            )  # fmt: skip
 
     def fingerprint(self) -> dict[str, Any]:
         """What the outputs depend on besides the search options: the checkpoint file (by
