@@ -91,7 +91,7 @@ async function load(): Promise<Translator<ort.Tensor[], ort.Tensor[]>> {
     info.joint ? null : sentencepiece(files["tgt.model"]),
   ]);
   timings.tokenizer = performance.now();
-  return new Translator(model, src, tgt ?? src, info.pieces, manifest.max_src_len);
+  return new Translator(model, src, tgt ?? src, info.pieces, manifest.max_src_len, manifest.max_positions);
 }
 
 // -- the page: as nmt/serving/static/index.html --------------------------------------------

@@ -5,7 +5,7 @@
  * output token at least (the reason is in base.py).
  */
 
-import { type ArrayModel, type Hypothesis, type SearchOptions, searchBatch } from "./search";
+import { type ArrayModel, type Hypothesis, maxLength, type SearchOptions, searchBatch } from "./search";
 
 /** A sentencepiece model: what the page needs of @sctg/sentencepiece-js's processor. */
 export interface Pieces {
@@ -39,6 +39,7 @@ export class Translator<E, S> {
     readonly tgt: Pieces,
     readonly vocab: { src: string[]; tgt: string[] }, // every id's piece: the heatmap's labels
     readonly maxSrcLen: number,
+    readonly maxPositions: number | null, // a Transformer's learned positions bound its output
   ) {}
 
   /** Translate `sentences`, in batches of at most `batchTokens` source tokens (rows x the
@@ -58,6 +59,17 @@ export class Translator<E, S> {
     });
     const results: Translation[] = sentences.map((s) => ({ source: s, srcTokens: [], hypotheses: [] }));
     const searched = { ...options, minLen: Math.max(options.minLen, 1) };
+    if (this.maxPositions !== null && ids.some((seq) => seq.length)) {
+      // as the runtime's translator: refused, rather than positions the model never learned
+      const lengths = ids.filter((seq) => seq.length).map((seq) => maxLength(seq.length + 1, searched));
+      const longest = Math.max(...lengths);
+      if (longest + 1 > this.maxPositions) {
+        throw new Error(
+          `a sequence of ${longest + 1} tokens is longer than the model's learned positions ` +
+            `(model.max_positions ${this.maxPositions}); lower the length ratio or offset`,
+        );
+      }
+    }
     // sorted by length, so that a batch pads little
     const todo = [...ids.keys()].filter((i) => ids[i].length).sort((a, b) => ids[a].length - ids[b].length);
     let start = 0;
