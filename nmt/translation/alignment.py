@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 WORD_START = "\u2581"  # sentencepiece's word boundary
 EOS_PIECE = "</s>"
+_PUNCTUATION = ".,;:!?\"'()[]-"
 
 
 def word_index(pieces: Sequence[str]) -> list[int]:
@@ -67,3 +68,79 @@ def alignment_of(translation) -> list[tuple[int, int]] | None:
     if best.attention is None:
         return None
     return word_alignment(translation.src_tokens, best.tokens, best.attention)
+
+
+def anchor_links(src_pieces: Sequence[str], tgt_pieces: Sequence[str]) -> list[tuple[int, int]]:
+    """(source word, target word) links a sentence pair gives for free: words written the
+    same on both sides, once on each (names, numbers, punctuation, shared words)."""
+
+    def words(pieces: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for p, w in zip(pieces, word_index(pieces)):
+            if w < 0:
+                continue
+            if w == len(found):
+                found.append("")
+            found[w] += p.replace(WORD_START, "")
+        # "Frisbee." and "frisbee," are one word to match
+        return [w.strip(_PUNCTUATION).lower() for w in found]
+
+    src, tgt = words(src_pieces), words(tgt_pieces)
+    return [
+        (src.index(w), j)
+        for j, w in enumerate(tgt)
+        if w and src.count(w) == 1 and tgt.count(w) == 1
+    ]
+
+
+def rank_attentions(
+    model, tokenizer, sources: Sequence[str], references: Sequence[str], batch: int = 64
+) -> list[tuple[float, int, int | None]]:
+    """A Transformer's cross-attentions, ranked by how well they align on data: (share of
+    anchor links found, layer, head or None for the mean over heads), best first. Each
+    reference is read teacher-forced, and a target word's alignment (word_alignment) must
+    point at its anchor (anchor_links); layers and heads differ much (a head may follow the
+    previous word, the first layer the position), and which one aligns best is learned."""
+    import torch
+
+    from nmt.batching import pad, source_tensor
+    from nmt.tokenizer import BOS
+
+    pairs = [
+        (s, t)
+        for s, t in zip(tokenizer.encode_src(list(sources)), tokenizer.encode_tgt(list(references)))
+        if s and t
+    ]
+    before = (model.attention_layer, model.attention_head)
+    choices = [
+        (layer, head)
+        for layer in range(len(model.decoder_layers))
+        for head in [None, *range(model.config.heads)]
+    ]
+    found = dict.fromkeys(choices, 0)
+    total = 0
+    try:
+        for at in range(0, len(pairs), batch):
+            chunk = pairs[at : at + batch]
+            src, lengths = source_tensor([s for s, _ in chunk])
+            tgt_in, _ = pad([t for _, t in chunk], prefix=BOS)
+            pieces = [
+                (tokenizer.src_pieces(s) + [EOS_PIECE], tokenizer.tgt_pieces(t) + [EOS_PIECE])
+                for s, t in chunk
+            ]
+            anchors = [anchor_links(sp, tp) for sp, tp in pieces]
+            total += sum(map(len, anchors))
+            for layer, head in choices:
+                model.choose_attention(layer, head)
+                with torch.inference_mode():
+                    _, attention = model(src, lengths, tgt_in, return_attention=True)  # (B, T, S)
+                for b, ((sp, tp), links) in enumerate(zip(pieces, anchors)):
+                    if not links:
+                        continue
+                    rows = attention[b, : len(tp), : len(sp)].tolist()
+                    aligned = dict((j, i) for i, j in word_alignment(sp, tp, rows))
+                    found[layer, head] += sum(aligned.get(j) == i for i, j in links)
+    finally:
+        model.choose_attention(*before)
+    ranked = [(found[c] / max(total, 1), c[0], c[1]) for c in choices]
+    return sorted(ranked, key=lambda x: -x[0])
