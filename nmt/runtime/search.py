@@ -7,6 +7,7 @@ Shapes: N sentences still active, K beam size, R = N * K rows, S source length, 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -65,13 +66,55 @@ def _trim(attention: np.ndarray | None, src_len: int) -> np.ndarray | None:
 def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """values (N, M) -> the k largest of each row, best first (ties: lower index first), and
     their indices (N, k)."""
-    k = min(k, values.shape[1])
-    part = np.argpartition(-values, k - 1, axis=1)[:, :k] if k < values.shape[1] else None
-    idx = np.broadcast_to(np.arange(values.shape[1]), values.shape) if part is None else part
+    m = values.shape[1]
+    k = min(k, m)
+    # the k largest are the last k after partitioning at m - k (no negated copy needed)
+    idx = np.argpartition(values, m - k, axis=1)[:, m - k :] if k < m else None
+    if idx is None:
+        idx = np.broadcast_to(np.arange(m), values.shape)
     picked = np.take_along_axis(values, idx, 1)
     order = np.lexsort((idx, -picked), axis=1)  # by value descending, then index
     idx = np.take_along_axis(idx, order, 1)
     return np.take_along_axis(values, idx, 1), idx
+
+
+def top_candidates_reference(
+    log_probs: np.ndarray, beam_lp: np.ndarray, width: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `count` best extensions of each sentence's `width` hypotheses: log_probs (R, V),
+    beam_lp (R,) -> (N, count) sums beam_lp + log_prob, best first, their rows and tokens."""
+    rows, vocab = log_probs.shape
+    n = rows // width
+    sums = (beam_lp[:, None] + log_probs).reshape(n, width * vocab)
+    top_lp, index = top_k(sums, count)
+    return top_lp, np.arange(n)[:, None] * width + index // vocab, index % vocab
+
+
+@functools.cache
+def block_size(vocab: int) -> int:
+    """Columns per block: the smallest divisor of the vocabulary from its square root up."""
+    return next(b for b in range(max(1, math.isqrt(vocab - 1) + 1), vocab + 1) if vocab % b == 0)
+
+
+def top_candidates(
+    log_probs: np.ndarray, beam_lp: np.ndarray, width: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`top_candidates_reference` through block maxima, as nmt/candidates.py: a block's best
+    sum is its row's beam_lp plus its max, so the `count` best sums lie in the `count` blocks
+    with the best maxima; only those are summed and searched."""
+    rows, vocab = log_probs.shape
+    size = block_size(vocab)
+    n_blocks, n = vocab // size, rows // width
+    blocks = log_probs.reshape(rows, n_blocks, size)
+    block_best = (blocks.max(-1) + beam_lp[:, None]).reshape(n, width * n_blocks)
+    _, pick = top_k(block_best, min(count, width * n_blocks))  # (N, picked) blocks
+    row = pick // n_blocks + np.arange(n)[:, None] * width
+    block = pick % n_blocks
+    sums = blocks[row, block] + beam_lp[row][..., None]  # (N, picked, size)
+    top_lp, idx = top_k(sums.reshape(n, -1), min(count, width * vocab))
+    which = idx // size
+    tokens = np.take_along_axis(block, which, 1) * size + idx % size
+    return top_lp, np.take_along_axis(row, which, 1), tokens
 
 
 def greedy(
@@ -173,14 +216,10 @@ def beam_search(
         log_probs, state, weights = model.decode_step(state, prev, enc)  # (R, V)
         if weights is None:
             attn_history = None
-        vocab = log_probs.shape[1]
         at_max = np.repeat(limits[active] <= step, width)
         _mask_special(log_probs, step, opts.min_len, at_max)
         # (N, 2K) best extensions of each sentence: scores, rows of R, tokens
-        sums = (beam_lp[:, None] + log_probs).reshape(n, width * vocab)
-        top_lp, index = top_k(sums, 2 * k)
-        top_row = np.arange(n)[:, None] * width + index // vocab
-        top_tok = index % vocab
+        top_lp, top_row, top_tok = top_candidates(log_probs, beam_lp, width, 2 * k)
         top_tok_lp = log_probs[top_row, top_tok]  # (N, 2K) the last token's own log-prob
         is_eos = top_tok == EOS
         finishes = is_eos & (top_lp > NEG_INF)

@@ -214,3 +214,19 @@ def test_serve_answers_from_an_export_as_from_its_checkpoint(trained, exported, 
     assert texts[0] == texts[1]
     assert infos[1]["kind"].startswith("export") and infos[1]["languages"] == infos[0]["languages"]
     assert infos[1]["parameters"] == infos[0]["parameters"]
+
+
+@pytest.mark.parametrize("vocab", [1, 5, 31, 64, 331])
+@pytest.mark.parametrize("width", [1, 3])
+def test_top_candidates_equal_the_reference(vocab, width) -> None:
+    from nmt.runtime.search import top_candidates, top_candidates_reference
+
+    rng = np.random.default_rng(vocab * 10 + width)
+    for count in (1, 2, 6):
+        log_probs = rng.standard_normal((4 * width, vocab)).astype(np.float32)
+        log_probs[:, 0] = -np.inf  # masked tokens, as PAD and BOS are
+        beam_lp = rng.standard_normal(4 * width).astype(np.float32)
+        fast = top_candidates(log_probs, beam_lp, width, count)
+        slow = top_candidates_reference(log_probs, beam_lp, width, count)
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a, b)
