@@ -348,10 +348,15 @@ def _replace(new: Path, out: Path) -> None:
     """Put the finished folder `new` at `out`; an export already there is moved aside first
     and removed after, so that `out` is either the old export or the new one."""
     old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(new, out)
+    try:
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(new, out)
+    except OSError as e:  # another export wrote `out` between these two renames
+        raise NmtError(
+            f"-o {out}: could not put the export in place ({e.strerror}): run again"
+        ) from None
     fsync_dir(out.parent if str(out.parent) else Path("."))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
