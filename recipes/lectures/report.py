@@ -268,6 +268,12 @@ def syn_reversal(result: dict) -> tuple[str, str]:
         f"{rev['accuracy']:.2f}; longest bucket ({plain['buckets'][-1][0]} symbols): "
         f"{plain['buckets'][-1][1]:.2f}, {rev['buckets'][-1][1]:.2f}"
     )
+    bi = result.get("bidirectional")
+    if bi:
+        measured += (
+            f"; with a bidirectional encoder (which reads both ends last): "
+            f"{bi['as written']['accuracy']:.2f}, {bi['reversed']['accuracy']:.2f}"
+        )
     return measured, _verdict(rev["accuracy"] - plain["accuracy"], SYN_ACC_MARGIN)
 
 
@@ -345,7 +351,9 @@ def designed(root: Path, results: Path) -> list[str]:
     ]
     for claim, notebook, fig, key, measure, rule in DESIGNED:
         if key in data:
-            measured, verdict = measure(data[key])
+            # the bidirectional control is read beside the reversal it explains
+            extra = {"bidirectional": data.get(f"{key}_bidirectional")}
+            measured, verdict = measure({**data[key], **extra})
         else:
             measured, verdict = "not run", _verdict(None, 0)
         src, shown = root / fig, "-"
