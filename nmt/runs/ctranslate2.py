@@ -342,6 +342,11 @@ def translate_ctranslate2(
     `options` `search_arguments` maps (and the same max output length as nmt translate:
     sentences of one length limit are searched together, `batch_size` at a time), and
     detokenized. An empty sentence gives an empty line.
+
+    int8 folders: on a CPU without VNNI (AVX2 only; AMD CPUs, where CTranslate2 leaves MKL
+    off), its default oneDNN int8 product multiplies unsigned 8-bit activations whose
+    pairwise sums saturate, and greedy outputs stray far from ours; CT2_USE_MKL=1 in the
+    environment before ctranslate2 is imported picks MKL's, which does not (and is slower).
     """
     if not isinstance(model, CTranslate2Model):
         model = load_ctranslate2(model, threads=threads)
