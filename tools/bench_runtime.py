@@ -65,7 +65,7 @@ def translate_cmd(
 
 CT2_SCRIPT = """
 import sys
-from nmt.runs.ctranslate2 import translate_ctranslate2
+from nmt.runtime.ctranslate2 import translate_ctranslate2
 from nmt.search_options import SearchOptions
 folder, src, out, beam, threads = sys.argv[1:6]
 lines = open(src, encoding="utf-8").read().splitlines()

@@ -80,9 +80,14 @@ def export(
             from nmt.runs.ctranslate2 import export_ctranslate2
 
             folder = export_ctranslate2(checkpoint, out, precision=precision)
+    use = (
+        f"nmt translate {folder.path} FILE"
+        if fmt == "onnx"
+        else "CTranslate2 (nmt.runtime.ctranslate2.translate_ctranslate2)"
+    )
     err.print(
         f"wrote {folder.path}/: {folder.size_bytes / 1e6:.1f} MB ({folder.precision}); "
-        f"translate with: nmt translate {folder.path} FILE",
+        f"translate with: {use}",
         soft_wrap=True,
         highlight=False,
     )

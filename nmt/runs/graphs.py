@@ -326,7 +326,7 @@ def export_onnx(
         )
         size = sum(f.stat().st_size for f in tmp.iterdir())
         os.chmod(tmp, 0o755)
-        _replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return GraphExport(out, size, precision)
@@ -344,7 +344,7 @@ def _search_defaults() -> dict[str, Any]:
     }
 
 
-def _replace(new: Path, out: Path) -> None:
+def replace_folder(new: Path, out: Path) -> None:
     """Put the finished folder `new` at `out`; an export already there is moved aside first
     and removed after, so that `out` is either the old export or the new one."""
     old = None

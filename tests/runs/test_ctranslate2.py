@@ -13,7 +13,8 @@ from nmt import NmtError
 from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.config import config_from_dict
 from nmt.model import build_model
-from nmt.runs.ctranslate2 import export_ctranslate2, load_ctranslate2, translate_ctranslate2
+from nmt.runs.ctranslate2 import export_ctranslate2
+from nmt.runtime.ctranslate2 import load_ctranslate2, translate_ctranslate2
 from nmt.search_options import SearchOptions
 from nmt.tokenizer import BOS, EOS
 from nmt.translation.translator import Translator
