@@ -92,3 +92,17 @@ def test_a_bad_keep_pattern_is_refused():
         Terms(keep=("(",))
     with pytest.raises(NmtError, match="empty text"):
         Terms(keep=("x*",))
+
+
+def test_translate_takes_a_glossary_keep_patterns_and_placeholders(trained, tmp_path):
+    from conftest import nmt, ok, user_error
+
+    glossary = write(tmp_path / "g.tsv", "key\ttecla\n")
+    text = "The cat sees the key on ACME-42 at https://x.org/a.\n"
+    result = nmt("translate", trained, "--glossary", glossary, "--keep", r"ACME-\d+",
+                 "--placeholders", input=text)  # fmt: skip
+    ok(result)
+    assert all(s in result.stdout for s in ("tecla", "ACME-42", "https://x.org/a"))
+    bad = write(tmp_path / "bad.tsv", "key\ttecla\nx\ty\tz\n")
+    user_error(nmt("translate", trained, "--glossary", bad, input=text), "bad.tsv:2", "columns")
+    user_error(nmt("translate", trained, "--keep", "(", input=text), "--keep")

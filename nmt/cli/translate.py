@@ -38,6 +38,9 @@ _TRANSLATE_FLAGS = {
     "markup": "--markup",
     "language": "--language",
     "min_confidence": "--min-confidence",
+    "glossary": "--glossary",
+    "keep": "--keep",
+    "terms": "--glossary",
 }
 
 
@@ -163,6 +166,23 @@ def translate(
             "low_confidence; a count on stderr)."
         ),
     ] = None,
+    glossary: Annotated[
+        Path | None,
+        typer.Option(
+            help="TSV of source term TAB target term (empty target: keep the term): each "
+            "term found in a line is in its output (constrained beam search)."
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Regular expression of spans kept verbatim (repeatable).", metavar="REGEX"
+        ),
+    ] = None,
+    placeholders: Annotated[
+        bool,
+        typer.Option(help="Keep numbers, URLs, e-mail addresses and `code spans` verbatim."),
+    ] = False,
 ) -> None:
     """Translate a file or stdin, one output line per input line, in input order."""
     # long: one parameter per option, each passed on once to the library's typed options
@@ -189,6 +209,7 @@ def translate(
             return_attention=attention,
             # text shows scores only in n-best lists; confidence is made of them
             scores=fmt != "text" or nbest > 1 or min_confidence is not None,
+            terms=_terms(glossary, keep, placeholders),
         )
         from nmt.translation.partial import check_streams
 
@@ -237,6 +258,16 @@ def translate(
             translator.close()
             if input:
                 source.close()
+
+
+def _terms(glossary: Path | None, keep: list[str] | None, placeholders: bool):
+    """The Terms of --glossary, --keep and --placeholders; None without them."""
+    from nmt.terms import Terms, read_glossary
+
+    if glossary is None and not keep and not placeholders:
+        return None
+    entries = read_glossary(glossary) if glossary is not None else ()
+    return Terms(glossary=entries, keep=tuple(keep or ()), placeholders=placeholders)
 
 
 def _document_options(

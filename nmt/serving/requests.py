@@ -14,8 +14,13 @@ from nmt import NmtError, require_whole
 from nmt.runtime.base import Translation
 from nmt.search_options import SearchOptions
 from nmt.serving.guards import json_depth
+from nmt.terms import Terms
 
-FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split")
+FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split", "glossary",
+          "placeholders")  # fmt: skip
+# a request's glossary: {"source term": "target term" or "" (kept)}; no --keep patterns, as
+# a client's regular expression could backtrack for minutes (the terms are matched literally)
+MAX_GLOSSARY, MAX_TERM_CHARS = 256, 200
 DEFAULT = SearchOptions()  # what a request leaves out
 _DIGITS = 6  # attention weights in responses: far more than a reader of the map needs
 # a request nests 2 deep (an object holding a list); json.loads recurses once a level, and
@@ -95,6 +100,7 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
             nbest=_json_number(data, "nbest", DEFAULT.nbest, int),
             length_penalty=_json_number(data, "length_penalty", DEFAULT.length_penalty, float),
             return_attention=attention,
+            terms=_terms(data),
         )
     except NmtError as e:
         raise ApiError(422, str(e)) from None
@@ -111,6 +117,28 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
             "max_nbest",
         )
     return TranslateRequest(sentences, options, split)
+
+
+def _terms(data: dict[str, Any]) -> Terms | None:
+    """The request's glossary and placeholders as Terms (None without either)."""
+    glossary, placeholders = data.get("glossary", {}), data.get("placeholders", False)
+    if not isinstance(placeholders, bool):
+        raise ApiError(422, f"placeholders must be true or false, got {placeholders!r}")
+    if not isinstance(glossary, dict) or not all(
+        isinstance(v, str) and len(k) <= MAX_TERM_CHARS and len(v) <= MAX_TERM_CHARS
+        for k, v in glossary.items()
+    ):
+        raise ApiError(
+            422,
+            'glossary must be an object of terms, {"source term": "target term"} ("": '
+            f"kept as is), each at most {MAX_TERM_CHARS} characters",
+        )
+    if len(glossary) > MAX_GLOSSARY:
+        raise ApiError(422, f"glossary has {len(glossary)} terms, over {MAX_GLOSSARY}")
+    if not glossary and not placeholders:
+        return None
+    entries = tuple((k.strip(), v.strip()) for k, v in glossary.items())
+    return Terms(glossary=entries, placeholders=placeholders)
 
 
 def _json_number(data: dict[str, Any], name: str, default: Any, kind: type) -> Any:

@@ -647,3 +647,22 @@ def test_a_port_out_of_range_is_one_line_and_exit_2(trained) -> None:
     run = CliRunner().invoke(cli_app, ["serve", str(trained), "--port", "99999"])
     assert run.exit_code == 2
     assert "port must be between 0 and 65535, got 99999" in run.output
+
+
+def test_a_request_glossary_and_placeholders_are_those_of_the_translator(
+    client, translator
+) -> None:
+    from nmt.terms import Terms
+
+    text = ["The cat sees the key on May 3, 2017.", "The boys like www.example.org/a_b."]
+    body = {"text": text, "split": False, "glossary": {"key": "tecla", "boys": ""}}
+    reply = _post(client, {**body, "placeholders": True})
+    assert reply.status_code == 200, reply.text
+    terms = Terms(glossary=(("key", "tecla"), ("boys", "")), placeholders=True)
+    want = translator.translate(text, SearchOptions(terms=terms))
+    assert _texts(reply.json()) == [t.text for t in want]
+    assert "tecla" in want[0].text and "www.example.org/a_b" in want[1].text
+    for bad in ({"glossary": ["key", "tecla"]}, {"glossary": {"key": 3}}, {"placeholders": 1}):
+        reply = _post(client, {"text": text, **bad})
+        assert reply.status_code == 422, reply.text
+        assert next(iter(bad)) in reply.json()["error"]
