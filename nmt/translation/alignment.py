@@ -32,10 +32,16 @@ def word_index(pieces: Sequence[str]) -> list[int]:
 
 
 def word_alignment(
-    src_pieces: Sequence[str], tgt_pieces: Sequence[str], attention: Sequence[Sequence[float]]
+    src_pieces: Sequence[str],
+    tgt_pieces: Sequence[str],
+    attention: Sequence[Sequence[float]],
+    union: bool = False,
 ) -> list[tuple[int, int]]:
     """(source word, target word) pairs, one for each target word, by target word: from
-    attention (len(tgt_pieces), len(src_pieces)), pieces with their EOS."""
+    attention (len(tgt_pieces), len(src_pieces)), pieces with their EOS. `union`: also one
+    for each source word (the target word attending to it most), so that every source word
+    has a target word (what markup needs: a tag around a word the model left unattended
+    would otherwise come back empty)."""
     src_words, tgt_words = word_index(src_pieces), word_index(tgt_pieces)
     n_src, n_tgt = max(src_words, default=-1) + 1, max(tgt_words, default=-1) + 1
     if not n_src or not n_tgt:
@@ -47,17 +53,20 @@ def word_alignment(
         for weight, i in zip(row, src_words):
             if i >= 0:
                 mass[j][i] += weight
-    return [(max(range(n_src), key=lambda i: mass[j][i]), j) for j in range(n_tgt)]
+    pairs = {(max(range(n_src), key=lambda i: mass[j][i]), j) for j in range(n_tgt)}
+    if union:
+        pairs |= {(i, max(range(n_tgt), key=lambda j: mass[j][i])) for i in range(n_src)}
+    return sorted(pairs, key=lambda p: (p[1], p[0]))
 
 
-def alignment_of(translation) -> list[tuple[int, int]] | None:
+def alignment_of(translation, union: bool = False) -> list[tuple[int, int]] | None:
     """The word alignment of a translation's best hypothesis; a line of several sentences
     (documents.DocumentTranslation) in the line's word numbers. None without attention."""
     sentences = getattr(translation, "sentences", None)
     if sentences is not None and translation.hypotheses:
         pairs: list[tuple[int, int]] = []
         for t, (src_at, tgt_at) in zip(sentences, translation.word_offsets):
-            found = alignment_of(t)
+            found = alignment_of(t, union)
             if found is None:
                 return None
             pairs += [(i + src_at, j + tgt_at) for i, j in found]
@@ -67,7 +76,7 @@ def alignment_of(translation) -> list[tuple[int, int]] | None:
     best = translation.hypotheses[0]
     if best.attention is None:
         return None
-    return word_alignment(translation.src_tokens, best.tokens, best.attention)
+    return word_alignment(translation.src_tokens, best.tokens, best.attention, union)
 
 
 def anchor_links(src_pieces: Sequence[str], tgt_pieces: Sequence[str]) -> list[tuple[int, int]]:

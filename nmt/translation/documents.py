@@ -14,7 +14,7 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nmt import NmtError
@@ -188,7 +188,7 @@ def _rebuild_markup(prepared: Prepared, found: list[Translation]) -> str:
             for _ in range(next(counts)):
                 t, src_at = next(units)
                 tgt_at = sum(len(x.split()) for x in texts)
-                pairs += [(i + src_at, j + tgt_at) for i, j in alignment_of(t) or []]
+                pairs += [(i + src_at, j + tgt_at) for i, j in alignment_of(t, union=True) or []]
                 texts.append(t.text)
             out.append(render(part, " ".join(texts), pairs))
     return "".join(out)
@@ -246,6 +246,8 @@ def translate_lines(
             lines, search, batch_tokens=batch_tokens, line_numbers=line_numbers
         )
         return
+    if document.markup != "none" and not search.return_attention:
+        search = replace(search, return_attention=True)  # tags are put back by it
     numbers = list(line_numbers) if line_numbers is not None else range(1, len(lines) + 1)
     prepared = [prepare(line, document, f"line {n}") for n, line in zip(numbers, lines)]
     units = [u for p in prepared for u in p.units]

@@ -34,3 +34,14 @@ def test_rank_attentions_covers_every_layer_and_head_and_leaves_the_choice(
     shares = [share for share, _, _ in ranked]
     assert shares == sorted(shares, reverse=True) and all(0 <= s <= 1 for s in shares)
     assert (model.attention_layer, model.attention_head) == (-1, None)
+
+
+def test_union_gives_every_source_word_a_target_word() -> None:
+    from nmt.translation.alignment import word_alignment
+
+    src = ["▁a", "▁b", "▁c", "</s>"]
+    tgt = ["▁x", "▁y", "</s>"]
+    attention = [[0.7, 0.2, 0.1, 0], [0.6, 0.1, 0.3, 0], [0, 0, 0, 1]]
+    assert word_alignment(src, tgt, attention) == [(0, 0), (0, 1)]
+    # b is attended most by x, c by y: links only the union has
+    assert word_alignment(src, tgt, attention, union=True) == [(0, 0), (1, 0), (0, 1), (2, 1)]
