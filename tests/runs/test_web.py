@@ -17,6 +17,7 @@ from conftest import browser_path, nmt, ok, user_error
 from nmt.runs import web
 from nmt.runtime.translator import RuntimeTranslator
 from nmt.search_options import SearchOptions
+from nmt.tokenizer import EOS
 
 # the toy test split's first sentences, and some the page must survive
 SENTENCES = 20
@@ -193,6 +194,111 @@ def test_from_a_file_the_page_says_how_to_serve_it(browser, rnn_page) -> None:
 
     browser.get((rnn_page / "index.html").as_uri())
     assert "python -m http.server" in browser.find_element(By.ID, "fatal").text
+
+
+# -- the search alone, in node: search.ts against nmt/runtime/search.py ----------------------
+class Scripted:
+    """Log-probabilities that depend on the sentence, the step and the previous token only
+    (a table both searches read): EOS likelier as the output grows, and at once in some
+    sentences (min_len decides there); a third of the other tokens impossible, so that beams
+    run short of candidates (the rules for -inf decide there)."""
+
+    def __init__(self, sentences: int, steps: int = 24, vocab: int = 9, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(0, 2, (sentences, steps, vocab, vocab))
+        logits[..., EOS] += np.arange(steps)[None, :, None] * 0.4 - 3
+        logits[::3, :, :, EOS] += 6
+        impossible = rng.random(logits.shape) < 0.33
+        impossible[..., EOS] = False
+        logits[impossible] = -np.inf
+        logits -= logits.max(-1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        self.table = log_probs.astype(np.float32)
+        self.steps = steps
+
+    def encode(self, src, src_lengths):
+        rows = np.arange(src.shape[0])
+        return rows, (rows, np.zeros_like(rows))
+
+    def decode_step(self, state, prev, enc):
+        sent, step = state
+        log_probs = self.table[sent, np.minimum(step, self.steps - 1), prev].copy()
+        return log_probs, (sent, step + 1), None
+
+    def select_state(self, state, rows):
+        return state[0][rows], state[1][rows]
+
+    def select_encoded(self, enc, sentences):
+        return enc[sentences]
+
+
+SEARCHES = [
+    dict(beam_size=1),
+    dict(beam_size=1, min_len=3, max_len_ratio=0.5, max_len_offset=2),
+    dict(beam_size=2, nbest=2, length_penalty=0.0),
+    dict(beam_size=3, nbest=3, length_penalty=1.0),
+    dict(beam_size=5, nbest=4, length_penalty="avg", min_len=2),
+    dict(beam_size=4, nbest=2, length_penalty=0.6, stopping="exact"),
+    dict(beam_size=5, length_penalty=2.0, max_len_ratio=0.0, max_len_offset=1),
+    dict(beam_size=6, nbest=6, length_penalty=1.0, max_len_ratio=3.0, max_len_offset=0),
+    dict(beam_size=6, nbest=3, min_len=3, length_penalty=0.6),
+    dict(beam_size=8, nbest=8, min_len=1, length_penalty="avg", stopping="exact"),
+    dict(beam_size=8, nbest=8, min_len=1, max_len_ratio=0.0, max_len_offset=1),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_search_is_the_runtimes_rule_for_rule(seed) -> None:
+    """Greedy and beam, every length penalty, min/max length, stopping early or exact, n-best:
+    the same hypotheses, log-probabilities bit for bit, scores to the last bits of pow."""
+    import json
+    import shutil
+    import subprocess
+
+    from nmt.runtime.search import search_batch
+
+    built()
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not found")
+    rng = np.random.default_rng(seed)
+    sources = [rng.integers(4, 9, rng.integers(1, 9)).tolist() for _ in range(12)]
+    model = Scripted(len(sources), seed=seed)
+    keys = dict(beam_size="beamSize", length_penalty="lengthPenalty", min_len="minLen")
+    keys.update(max_len_ratio="maxLenRatio", max_len_offset="maxLenOffset")
+    cases = []
+    for search in SEARCHES:
+        options = {"nbest": 1, "stopping": "early", "returnAttention": False}
+        options |= {"lengthPenalty": 1.0, "minLen": 0, "maxLenRatio": 1.5, "maxLenOffset": 10}
+        options |= {keys.get(k, k): v for k, v in search.items()}
+        cases.append({"sources": sources, "options": options})
+    request = {
+        # JSON has no infinities: -inf travels as null
+        "table": [None if v == -np.inf else v for v in model.table.reshape(-1).tolist()],
+        "steps": model.steps,
+        "vocab": model.table.shape[-1],
+        "cases": cases,
+    }
+    script = Path(__file__).with_name("web_search.mjs")
+    run = subprocess.run(
+        [node, str(script), str(web.BUNDLE / "search.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    def number(value: float | None) -> float:
+        return -np.inf if value is None else value  # JSON.stringify writes -Infinity as null
+
+    for search, got in zip(SEARCHES, json.loads(run.stdout)):
+        want = search_batch(model, sources, SearchOptions(**search))  # type: ignore[arg-type]
+        for g, w in zip(got, want):
+            assert [h["tokens"] for h in g] == [h.tokens for h in w], search
+            assert [number(h["logProb"]) for h in g] == [h.log_prob for h in w], search
+            scores = [number(h["score"]) for h in g]
+            assert scores == pytest.approx([h.score for h in w], rel=1e-12), search
 
 
 # -- the export's refusals: one line each, before any work ---------------------------------

@@ -26,6 +26,17 @@ await build({
   plugins: [nodeOnly],
   logLevel: "warning",
 });
+// the search alone, as a module node runs: tests/runs/test_web.py compares it with the
+// runtime's on scripted log-probabilities
+await build({
+  entryPoints: ["src/search.ts"],
+  outfile: "dist/search.mjs",
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "es2022",
+  logLevel: "warning",
+});
 copyFileSync("node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm", "dist/ort-wasm-simd-threaded.wasm");
 copyFileSync("index.html", "dist/index.html");
 // what make's target checks: the build finished
