@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nmt import NmtError, require_whole
-from nmt.config import Config
+from nmt.config import MAX_THREADS, Config
 from nmt.search_options import Hypothesis, SearchOptions
 from nmt.terms import prepare, restore
 from nmt.tokenizer import Tokenizer
@@ -46,6 +46,19 @@ class Translation:
     @property
     def text(self) -> str:
         return self.hypotheses[0].text if self.hypotheses else ""
+
+
+def check_threads(threads: int, workers: int | str) -> bool:
+    """Check the threads and workers a translator is given; True for workers "auto".
+    Thousands of threads crash OpenMP (libgomp) in native code, past any Python error."""
+    auto = workers == "auto"
+    if not auto:
+        require_whole("workers", workers)
+    require_whole("threads", threads, 0)
+    for option, value in (("threads", threads), ("workers", workers)):
+        if isinstance(value, int) and value > MAX_THREADS:
+            raise NmtError(f"must be at most {MAX_THREADS}, got {value}", option=option)
+    return auto
 
 
 class TranslatorBase:

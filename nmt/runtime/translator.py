@@ -11,17 +11,15 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from nmt import NmtError, require_whole
+from nmt import NmtError
 from nmt.config import config_from_dict
 from nmt.procs import available_cores
 from nmt.runtime import folder
-from nmt.runtime.base import TranslatorBase
+from nmt.runtime.base import TranslatorBase, check_threads
 from nmt.runtime.model import Ensemble, OnnxModel, ensemble_weights
 from nmt.runtime.search import ArrayModel, search_batch, search_id_batches
 from nmt.search_options import Hypothesis, SearchOptions
 
-# threads and workers above this are refused (as the torch Translator's)
-MAX_THREADS = 1024
 # with workers "auto", calls with fewer source tokens than this are searched here
 POOL_MIN_TOKENS = 2000
 
@@ -71,13 +69,7 @@ class RuntimeTranslator(TranslatorBase):
         *,
         weights: Sequence[float] | None = None,
     ) -> None:
-        self.auto_workers = workers == "auto"
-        if not self.auto_workers:
-            require_whole("workers", workers)
-        require_whole("threads", threads, 0)
-        for option, value in (("threads", threads), ("workers", workers)):
-            if isinstance(value, int) and value > MAX_THREADS:
-                raise NmtError(f"must be at most {MAX_THREADS}, got {value}", option=option)
+        self.auto_workers = check_threads(threads, workers)
         paths = [directory] if isinstance(directory, (str, Path)) else list(directory)
         if not paths:
             raise NmtError("give at least one exported model folder")

@@ -16,7 +16,6 @@ Shapes: B batch, S source length, T target length, V target vocabulary, R decode
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,26 +23,12 @@ import torch
 from torch import nn
 
 from nmt import NmtError
+from nmt.runtime.model import ensemble_weights
+
+__all__ = ["Ensemble", "ensemble_weights"]
 
 if TYPE_CHECKING:
     from nmt.search import SearchModel
-
-
-def ensemble_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """`count` weights summing to 1: equal ones by default, else `weights` normalized; each
-    must be a finite number > 0."""
-    if weights is None:
-        return [1.0 / count] * count
-    values = list(weights)
-    if len(values) != count:
-        raise NmtError(
-            f"must be one a model: {len(values)} given for {count} models", option="weights"
-        )
-    for w in values:
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise NmtError(f"must be finite numbers > 0, got {w!r}", option="weights")
-    total = sum(values)
-    return [w / total for w in values]
 
 
 class Ensemble(nn.Module):

@@ -13,13 +13,12 @@ from typing import Any, cast
 
 import torch
 
-from nmt import NmtError, require_whole
+from nmt import NmtError
 from nmt.checkpoint import Checkpoint, load_checkpoint
-from nmt.config import MAX_THREADS
 from nmt.constraints import constrained_id_batches
 from nmt.distributed import pick_device
 from nmt.procs import available_cores
-from nmt.runtime.base import Output, Translation, TranslatorBase
+from nmt.runtime.base import Output, Translation, TranslatorBase, check_threads
 from nmt.search import Hypothesis, SearchModel, SearchOptions, search_id_batches
 from nmt.terms import word_pieces
 from nmt.transformer import Transformer
@@ -108,14 +107,7 @@ class Translator(TranslatorBase):
     ) -> None:
         self._pool: WorkerPool | None = None  # worker processes, started at the first call
         self._word_pieces: torch.Tensor | None = None  # (V,) made at the first constrained call
-        self.auto_workers = workers == "auto"
-        if not self.auto_workers:
-            require_whole("workers", workers)
-        require_whole("threads", threads, 0)
-        # thousands of threads crash OpenMP (libgomp) in native code, past any Python error
-        for option, value in (("threads", threads), ("workers", workers)):
-            if isinstance(value, int) and value > MAX_THREADS:
-                raise NmtError(f"must be at most {MAX_THREADS}, got {value}", option=option)
+        self.auto_workers = check_threads(threads, workers)
         if quantize not in (None, "none", "int8"):
             raise NmtError(f"must be one of none, int8, got {quantize!r}", option="quantize")
         paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
