@@ -22,7 +22,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,18 +169,31 @@ class Service:
     async def _translate(self, request: Request, body: bytes) -> Response:
         parsed = parse_request(body, self.limits)
         # split: each text's lines cut into sentences, which are what the batcher decodes
-        document = DocumentOptions(split_sentences=True, language=self.language)
-        paragraphs = [
-            [prepare(line, document) for line in text.split("\n")] if parsed.split else []
-            for text in parsed.sentences
-        ]
+        document = DocumentOptions(
+            split_sentences=True, language=self.language, markup=parsed.markup
+        )
+        try:
+            paragraphs = [
+                [
+                    prepare(line, document, f"text {i} line {k}")
+                    for k, line in enumerate(text.split("\n"), 1)
+                ]
+                if parsed.split
+                else []
+                for i, text in enumerate(parsed.sentences, 1)
+            ]
+        except NmtError as e:  # markup that cannot be read
+            raise ApiError(422, str(e)) from None
+        options = parsed.options
+        if parsed.markup != "none":  # tags are put back by the attention
+            options = replace(options, return_attention=True)
         units = (
             [u for lines in paragraphs for p in lines for u in p.units]
             if parsed.split
             else parsed.sentences
         )
         lengths = self.lengths(units)
-        work = asyncio.ensure_future(self.batcher.translate(units, lengths, parsed.options))
+        work = asyncio.ensure_future(self.batcher.translate(units, lengths, options))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)

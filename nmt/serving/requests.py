@@ -17,7 +17,7 @@ from nmt.serving.guards import json_depth
 from nmt.terms import Terms
 
 FIELDS = ("text", "beam_size", "nbest", "length_penalty", "attention", "split", "glossary",
-          "placeholders")  # fmt: skip
+          "placeholders", "markup")  # fmt: skip
 # a request's glossary: {"source term": "target term" or "" (kept)}; no --keep patterns, as
 # a client's regular expression could backtrack for minutes (the terms are matched literally)
 MAX_GLOSSARY, MAX_TERM_CHARS = 256, 200
@@ -63,6 +63,7 @@ class TranslateRequest:
     # each text a paragraph: its lines and their sentences translated one by one, rebuilt
     # (documents.py); False: each text one sentence, its whitespace and line breaks collapsed
     split: bool = True
+    markup: str = "none"  # html or xml: tags kept out of the model and put back (markup.py)
 
 
 def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
@@ -90,6 +91,11 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
     split = data.get("split", True)
     if not isinstance(split, bool):
         raise ApiError(422, f"split must be true or false, got {split!r}")
+    markup = data.get("markup", "none")
+    if markup not in ("none", "html", "xml"):
+        raise ApiError(422, f"markup must be none, html or xml, got {markup!r}")
+    if markup != "none" and not split:
+        raise ApiError(422, "markup needs split: its text is read as paragraphs")
     sentences = _sentences(data.get("text"), limits, split)
     attention = data.get("attention", False)
     if not isinstance(attention, bool):
@@ -116,7 +122,7 @@ def parse_request(body: bytes, limits: Limits) -> TranslateRequest:
             f"nbest {options.nbest} is over the limit max_nbest={limits.max_nbest}",
             "max_nbest",
         )
-    return TranslateRequest(sentences, options, split)
+    return TranslateRequest(sentences, options, split, markup)
 
 
 def _terms(data: dict[str, Any]) -> Terms | None:

@@ -131,3 +131,18 @@ def test_page_translates_paragraphs_shades_words_and_offers_alternatives(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_markup_is_kept_and_bad_markup_is_a_422(client) -> None:
+    from nmt.translation.markup import is_well_formed, tags_of
+
+    text = 'The <b>tall</b> girl sees <a href="#">two cars</a>.\n<p>The boys eat.</p>'
+    got = _post(client, {"text": text, "markup": "html"})["translations"][0]["text"]
+    assert len(got.split("\n")) == 2
+    for line, out in zip(text.split("\n"), got.split("\n")):
+        assert is_well_formed(out, "html")
+        assert sorted(tags_of(out, "html")) == sorted(tags_of(line, "html"))
+    r = client.post("/translate", json={"text": ["fine", "a\n<b>open"], "markup": "xml"})
+    assert r.status_code == 422 and "text 2 line 2" in r.json()["error"]
+    r = client.post("/translate", json={"text": "a", "markup": "xml", "split": False})
+    assert r.status_code == 422 and "split" in r.json()["error"]
