@@ -114,6 +114,13 @@ function row(values: Float32Array, width: number, r: number): Float32Array {
   return values.slice(r * width, (r + 1) * width);
 }
 
+/** The index of the first maximum, as numpy's argmax (and torch's max). */
+function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let v = 1; v < values.length; v++) if (values[v] > values[best]) best = v;
+  return best;
+}
+
 /** values[0..count) -> the k largest, best first (ties: lower index first), and their
  * indices: search.py's top_k on one row. One pass keeping a sorted list of k: an entry
  * enters only when strictly better than the last kept, so the lower index wins a tie. */
@@ -165,15 +172,11 @@ export async function greedy<E, S>(
     if (out.attention === null) attn = null;
     const atMax = active.map((s) => limits[s] <= step);
     maskSpecial(logProbs, vocab, step, opts.minLen, atMax);
-    prev = active.map((_, r) => {
-      // the first maximum, as numpy's argmax and torch's max
-      let best = 0;
-      for (let v = 1; v < vocab; v++) {
-        if (logProbs[r * vocab + v] > logProbs[r * vocab + best]) best = v;
-      }
-      logProb[r] = f32(logProb[r] + logProbs[r * vocab + best]);
-      return atMax[r] ? EOS : best;
-    });
+    const best = active.map((_, r) => argmax(logProbs.subarray(r * vocab, (r + 1) * vocab)));
+    const bestLp = best.map((t, r) => logProbs[r * vocab + t]);
+    prev = best.map((t, r) => (atMax[r] ? EOS : t));
+    // float32 sums, as the runtime's
+    logProb = logProb.map((lp, r) => f32(lp + bestLp[r]));
     tokens = tokens.map((t, r) => [...t, prev[r]]);
     if (attn !== null) {
       const width = out.attention!.length / active.length;
