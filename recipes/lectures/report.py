@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -170,26 +171,15 @@ def exposure(root: Path) -> tuple[str, str]:
     result = _json(root / "gru-attention" / "exposure.json")
     if not result:
         return "exposure.json missing", _verdict(None, 0)
-    rec = result.get("recovery")
-    if rec:  # the measure of compounding itself (nmt/analysis/exposure.py)
-        drop = _drop(rec)
-        measured = (
-            f"teacher-forced accuracy of the 3 steps after one injected mistake: "
-            f"{_mean(rec['injected']):.3f}, with the gold prefix {_mean(rec['clean']):.3f}; "
-            f"greedy BLEU {result['bleu']:.2f}"
-        )
-        return measured, _verdict(drop, ACC_MARGIN)
-    # older runs: position-wise agreement, which any imperfect model shows (see exposure.py)
-    gaps = [t - f for t, f in zip(result["teacher_accuracy"], result["free_accuracy"])]
-    held = [i for i, n in enumerate(result["counts"]) if n >= 0.2 * result["sentences"]]
-    early, late = held[:3], held[-3:]
-    e = sum(gaps[i] for i in early) / len(early)
-    late_gap = sum(gaps[i] for i in late) / len(late)
+    rec = result.get("recovery")  # the measure of compounding (nmt/analysis/exposure.py)
+    if not rec:  # position-wise agreement alone is no test: any imperfect model shows it
+        return "exposure.json has no recovery (made before it)", _verdict(None, 0)
     measured = (
-        f"accuracy teacher-forced − free-running: {e:.3f} at positions {early[0]}–{early[-1]}, "
-        f"{late_gap:.3f} at {late[0]}–{late[-1]}; greedy BLEU {result['bleu']:.2f}"
+        f"teacher-forced accuracy of the 3 steps after one injected mistake: "
+        f"{_mean(rec['injected']):.3f}, with the gold prefix {_mean(rec['clean']):.3f}; "
+        f"greedy BLEU {result['bleu']:.2f}"
     )
-    return measured, _verdict(late_gap - e, ACC_MARGIN)
+    return measured, _verdict(_drop(rec), ACC_MARGIN)
 
 
 CLAIMS = [
@@ -254,9 +244,15 @@ def syn_clipping(result: dict) -> tuple[str, str]:
         f"updates): unclipped {u['final_loss']:.2f}, clipped {c['final_loss']:.2f}"
     )
     if peak["unclipped"] < EXPLOSION:
-        return (
-            measured,
-            f"inconclusive (no explosion: the peak is {peak['unclipped']:.1f} × the median)",
+        med = {k: statistics.median(r["grad_norm"]) for k, r in runs.items()}
+        return measured, (
+            f"inconclusive by the rule (peak {peak['unclipped']:.1f} × the median), but the "
+            f"unclipped run's median gradient norm, {med['unclipped']:.2f}, is the exploded "
+            f"run's own: the clipped run's, same model and data, is {med['clipped']:.2f}, and "
+            f"the unclipped peak {max(u['grad_norm']):.1f} is "
+            f"{max(u['grad_norm']) / med['clipped']:.0f} × that. The rule, written before "
+            "the run, measured the explosion against a baseline the explosion had raised; it "
+            "is left as written"
         )
     return measured, _verdict(u["final_loss"] - c["final_loss"], SYN_LOSS_MARGIN)
 
@@ -268,6 +264,8 @@ def syn_reversal(result: dict) -> tuple[str, str]:
         f"{rev['accuracy']:.2f}; longest bucket ({plain['buckets'][-1][0]} symbols): "
         f"{plain['buckets'][-1][1]:.2f}, {rev['buckets'][-1][1]:.2f}"
     )
+    if max(plain["accuracy"], rev["accuracy"]) < 0.5:
+        measured += " (neither model is near solving the task: reversal starts learning sooner)"
     bi = result.get("bidirectional")
     if bi:
         measured += (
@@ -325,12 +323,11 @@ DESIGNED = [
      f"{SYN_ACC_MARGIN}"),
 ]  # fmt: skip
 
-NOT_DONE = [
-    "Elman against Jordan feedback (the package has no Jordan cell yet)",
-    "full against truncated BPTT (k1, k2) on a dependency longer than k2",
-    "deep against shallow and bidirectional against unidirectional encoders",
-    "free running as a training regime (teacher forcing and scheduled sampling only)",
-]
+NOT_DONE = (
+    "Elman against Jordan feedback (the package has no Jordan cell yet); full against truncated "
+    "BPTT (k1, k2) on a dependency longer than k2; deep against shallow and bidirectional "
+    "against unidirectional encoders; free running as a training regime"
+)
 
 
 def designed(root: Path, results: Path) -> list[str]:
@@ -363,7 +360,7 @@ def designed(root: Path, results: Path) -> list[str]:
             shown = f"[{fig}](figures/{fig})"
         nb = f"[{notebook}]({NOTEBOOKS}/{notebook})"
         lines.append(f"| {claim} | {nb} | {shown} | {measured} | {rule} | {verdict} |")
-    lines += ["", "Not done yet: " + "; ".join(NOT_DONE) + ".", ""]
+    lines += ["", f"Not done yet: {NOT_DONE}.", ""]
     return lines
 
 
@@ -425,7 +422,7 @@ def _kept(page: str, first: str, stop: str | None) -> list[str]:
         return []
     start = lines.index(first)
     end = lines.index(stop, start) if stop and stop in lines[start:] else len(lines)
-    return [*lines[start:end], ""] if lines[end - 1 : end] != [""] else lines[start:end]
+    return [*lines[start:end], ""][: end - start + (lines[end - 1] != "")]
 
 
 def main(root: Path, results: Path) -> None:
