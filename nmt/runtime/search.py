@@ -126,7 +126,8 @@ def greedy(
     limits = np.array([max_length(int(n), opts) for n in src_lengths])
     active = np.arange(batch)  # (N,) sentence of each row
     prev = np.full(batch, BOS, dtype=np.int64)
-    log_prob = np.zeros(batch, dtype=np.float64)
+    # float32 sums, as the torch search's, so that both give the same scores
+    log_prob = np.zeros(batch, dtype=np.float32)
     tokens = np.empty((batch, 0), dtype=np.int64)  # (N, t)
     token_lp = np.empty((batch, 0), dtype=np.float32)  # (N, t) each token's log-prob
     attn: list[np.ndarray] | None = [] if opts.return_attention else None
@@ -142,8 +143,7 @@ def greedy(
         best_lp = log_probs[np.arange(prev.size), prev]
         prev = np.where(at_max, EOS, prev)
         if opts.scores:
-            # float32 sums, as the torch search's, so that both give the same scores
-            log_prob = (log_prob.astype(np.float32) + best_lp).astype(np.float32)
+            log_prob = log_prob + best_lp
             token_lp = np.concatenate([token_lp, best_lp[:, None].astype(np.float32)], 1)
         tokens = np.concatenate([tokens, prev[:, None]], 1)
         if attn is not None:
