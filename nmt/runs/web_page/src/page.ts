@@ -69,8 +69,13 @@ const timings: Record<string, number> = {};
 
 async function load(): Promise<Translator<ort.Tensor[], ort.Tensor[]>> {
   const bar = $("progress") as HTMLProgressElement;
-  const info: PageInfo = await (await fetch("page.json")).json();
-  const manifest = await (await fetch("model.json")).json();
+  const json = async (name: string) => {
+    const response = await fetch(name);
+    if (!response.ok) throw new Error(`${name}: ${response.status} ${response.statusText}`);
+    return response.json();
+  };
+  const [info, manifest]: [PageInfo, { graphs: Graphs; max_src_len: number; max_positions: number | null }] =
+    await Promise.all([json("page.json"), json("model.json")]);
   const files = await fetchAll(info.files, (done, total) => {
     bar.max = total;
     bar.value = done;
@@ -83,7 +88,7 @@ async function load(): Promise<Translator<ort.Tensor[], ort.Tensor[]>> {
   if (!self.crossOriginIsolated) ort.env.wasm.numThreads = 1;
   // the two WebAssembly modules start side by side: each compiles while the other waits
   const [model, src, tgt] = await Promise.all([
-    OnnxModel.load(files["encoder.onnx"], files["decoder.onnx"], manifest.graphs as Graphs).then((m) => {
+    OnnxModel.load(files["encoder.onnx"], files["decoder.onnx"], manifest.graphs).then((m) => {
       timings.graphs = performance.now();
       return m;
     }),
