@@ -308,6 +308,17 @@ def test_an_unbuilt_script_names_the_make_target(trained, tmp_path, monkeypatch)
     assert not (tmp_path / "page").exists()
 
 
+def test_an_earlier_web_export_is_replaced_whole(trained, tmp_path) -> None:
+    old = tmp_path / "page"
+    old.mkdir()
+    for name in ("model.json", "page.json", "stale.txt"):
+        (old / name).write_text("{}")
+    export(trained, old)
+    assert not (old / "stale.txt").exists()
+    assert web.is_web_export(old) and (old / "index.html").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["page"]  # nothing left beside it
+
+
 def test_an_out_folder_that_is_not_an_export_is_refused(trained, tmp_path) -> None:
     built()
     (tmp_path / "mine").mkdir()
