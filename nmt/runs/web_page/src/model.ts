@@ -35,7 +35,8 @@ export function take(t: ort.Tensor, rows: number[], axis: number): ort.Tensor {
     rows.forEach((r, j) => {
       const from = (o * n + r) * inner;
       // set() of a subarray: one copy of `inner` numbers, whatever the typed array's kind
-      (out as Float32Array).set((data as Float32Array).subarray(from, from + inner), (o * rows.length + j) * inner);
+      const to = (o * rows.length + j) * inner;
+      (out as Float32Array).set((data as Float32Array).subarray(from, from + inner), to);
     });
   }
   dims[axis] = rows.length;

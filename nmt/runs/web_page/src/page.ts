@@ -32,7 +32,9 @@ async function fetchAll(
   let done = 0;
   const read = async (name: string): Promise<[string, ArrayBuffer]> => {
     const response = await fetch(name);
-    if (!response.ok || response.body === null) throw new Error(`${name}: ${response.status} ${response.statusText}`);
+    if (!response.ok || response.body === null) {
+      throw new Error(`${name}: ${response.status} ${response.statusText}`);
+    }
     const reader = response.body.getReader();
     const chunks: Uint8Array[] = [];
     for (;;) {
@@ -57,7 +59,8 @@ async function sentencepiece(model: ArrayBuffer): Promise<Pieces> {
   const processor = new SentencePieceProcessor();
   // the package's own loaders take a file path (node) or base64 text; its private loader
   // takes the bytes we already have
-  await (processor as unknown as { _loadModel(b: Uint8Array): Promise<void> })._loadModel(new Uint8Array(model));
+  const loader = processor as unknown as { _loadModel(bytes: Uint8Array): Promise<void> };
+  await loader._loadModel(new Uint8Array(model));
   // its types say Int32Array for decodeIds; its code takes any array of numbers
   return processor as unknown as Pieces;
 }
@@ -79,7 +82,8 @@ async function load(): Promise<Translator<ort.Tensor[], ort.Tensor[]>> {
   const files = await fetchAll(info.files, (done, total) => {
     bar.max = total;
     bar.value = done;
-    $("status").textContent = `loading the model: ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+    const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+    $("status").textContent = `loading the model: ${mb(done)} of ${mb(total)} MB`;
   });
   timings.fetched = performance.now();
   $("status").textContent = "starting the model";
@@ -175,8 +179,12 @@ function show(t: Translation): void {
 function pageOptions(): SearchOptions {
   const beamSize = Number(($("beam") as HTMLInputElement).value);
   const nbest = Number(($("nbest-size") as HTMLInputElement).value);
-  if (!Number.isInteger(beamSize) || beamSize < 1 || beamSize > 1000) throw new Error("beam size must be a whole number from 1 to 1000");
-  if (!Number.isInteger(nbest) || nbest < 1 || nbest > beamSize) throw new Error(`n-best must be a whole number from 1 to the beam size (${beamSize})`);
+  if (!Number.isInteger(beamSize) || beamSize < 1 || beamSize > 1000) {
+    throw new Error("beam size must be a whole number from 1 to 1000");
+  }
+  if (!Number.isInteger(nbest) || nbest < 1 || nbest > beamSize) {
+    throw new Error(`n-best must be a whole number from 1 to the beam size (${beamSize})`);
+  }
   return { ...DEFAULT_OPTIONS, beamSize, nbest, returnAttention: true };
 }
 
