@@ -283,7 +283,8 @@ export async function beamSearch<E, S>(
     const nextRows: number[] = []; // (R,) the row each next hypothesis extends
     const nextTok: number[] = [];
     for (let i = 0; i < n; i++) {
-      // the sentence's 2K best extensions: scores, rows of R, tokens
+      // the sentence's 2K best extensions: scores, rows of R, tokens (search.py's
+      // top_candidates_reference, the plain form its block maxima are tested against)
       const sums = (index: number): number => {
         const r = i * width + Math.floor(index / vocab);
         return f32(beamLp[r] + logProbs[r * vocab + (index % vocab)]);
