@@ -10,9 +10,10 @@ progress (0 ... C constraints met; Post & Vilar count tokens, which with a few
 multi-piece terms makes more banks than beam places and pushes every term to the first
 steps), so that hypotheses that took a constraint early are not pushed out by those that
 postpone it. A hypothesis may end only when it has met every
-constraint, and one with exactly as many steps left as constraint tokens to go may only
-take those: so the search always ends with every constraint met (the length limit grows
-by the constraints' tokens).
+constraint; one whose model would end it now (from then on), or with exactly as many steps
+left as constraint tokens to go, may only take those (no filler while a term waits): so
+the search always ends with every constraint met (the length limit grows by the
+constraints' tokens).
 
 One code path for any batch: a sentence's banks, candidates and allocation read only its
 own rows, so its result never depends on what it is batched with (as nmt/search.py).
@@ -47,10 +48,10 @@ from nmt.tokenizer import BOS, EOS
 MIN_BEAM = 4
 
 
-def beam_width(opts: SearchOptions, constraints: int) -> int:
-    """The beam of a sentence with `constraints` constraints: room for every bank (C + 1)
-    and MIN_BEAM at least, else the beam asked for."""
-    return max(opts.beam_size, MIN_BEAM, constraints + 1)
+def beam_width(opts: SearchOptions) -> int:
+    """The beam of a sentence with constraints: MIN_BEAM at least, else the beam asked for
+    (the same for every sentence, so that a batch is searched as one)."""
+    return max(opts.beam_size, MIN_BEAM)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Progress:
     position: int = 0  # tokens of that constraint produced so far
     tokens_met: int = 0  # constraint tokens produced: the hypothesis's bank
     ended: bool = False  # its last token ended a constraint
+    closing: bool = False  # its model would have ended it: constraint tokens only, then EOS
 
     def advancing(self, constraints: list[list[int]]) -> list[int]:
         """The tokens that advance a constraint: the next of the phrase under way, or the
@@ -77,8 +79,8 @@ class Progress:
             if token == phrase[self.position]:
                 done = self.tokens_met + 1
                 if self.position + 1 == len(phrase):
-                    return Progress(self.met | {self.phrase}, tokens_met=done, ended=True)
-                return Progress(self.met, self.phrase, self.position + 1, done)
+                    return Progress(self.met | {self.phrase}, -1, 0, done, True, self.closing)
+                return Progress(self.met, self.phrase, self.position + 1, done, False, self.closing)
             # the phrase was left: it starts over
             base = Progress(self.met, tokens_met=self.tokens_met - self.position)
         else:
@@ -87,9 +89,13 @@ class Progress:
             if i not in base.met and c[0] == token:
                 done = base.tokens_met + 1
                 if len(c) == 1:
-                    return Progress(base.met | {i}, tokens_met=done, ended=True)
-                return Progress(base.met, i, 1, done)
+                    return Progress(base.met | {i}, -1, 0, done, True, self.closing)
+                return Progress(base.met, i, 1, done, False, self.closing)
         return base
+
+    def closed(self) -> Progress:
+        """The same progress, from now on taking constraint tokens only."""
+        return Progress(self.met, self.phrase, self.position, self.tokens_met, self.ended, True)
 
     def left(self, constraints: list[list[int]]) -> int:
         """Tokens still to produce before every constraint is met."""
@@ -125,10 +131,9 @@ def constrained_beam_search(
 ) -> list[list[Hypothesis]]:
     """Beam search whose outputs contain every token sequence of their sentence's
     `constraints` (a list a sentence); the `nbest` best, best first, as `beam_search`.
-    Searched with a beam of `beam` (0: `beam_width` of the most constraints a sentence
-    has). `word_pieces` (V,) bool: the pieces that may not follow a constraint (they would
-    continue its last word)."""
-    k, device = beam or beam_width(opts, max(map(len, constraints))), src.device
+    Searched with a beam of `beam` (0: `beam_width`). `word_pieces` (V,) bool: the pieces
+    that may not follow a constraint (they would continue its last word)."""
+    k, device = beam or beam_width(opts), src.device
     batch = src.size(0)
     need = torch.tensor([sum(len(c) for c in cs) for cs in constraints])
     enc, state = model.encode(src, src_lengths)
@@ -143,7 +148,9 @@ def constrained_beam_search(
         torch.empty(batch, 0, src.size(1), device=device) if opts.return_attention else None
     )
     progress = [Progress() for _ in range(batch)]  # (R,) each row's
-    finished = _Finished(batch, k, device)
+    # done at `nbest` finished hypotheses that no open one beats (the plain search waits for
+    # K): an open hypothesis here still owes its constraints, which only lower its score
+    finished = _Finished(batch, opts.nbest, device)
     step = 0
     while active:
         log_probs, state, weights = model.decode_step(state, prev, enc)  # (R, V)
@@ -152,25 +159,38 @@ def constrained_beam_search(
         at_max = torch.tensor([limits[s] <= step for s in active]).repeat_interleave(width)
         _mask_special(log_probs, step, opts.min_len, at_max.to(device))
         rows_lp = beam_lp.tolist()
+        if word_pieces is not None:  # nothing continues the last word of a constraint
+            glued = [r for r, p in enumerate(progress) if p.ended]
+            if glued:
+                log_probs[glued] = log_probs[glued].masked_fill(word_pieces, NEG_INF)
+        wants_end = (log_probs.argmax(-1) == EOS).tolist()  # (R,)
         # the candidates each sentence's rows give, and their tokens' log-probs in one gather
         cand: list[list[tuple[int, int]]] = []
+        owing: list[int] = []  # rows that may not end: a constraint is not met
+        only: list[tuple[int, list[int]]] = []  # rows that may take constraint tokens only
+        closing: set[int] = set()  # rows whose model would end them here
         for i, sent in enumerate(active):
             cs = constraints[sent]
             pairs: list[tuple[int, int]] = []
             for r in range(i * width, (i + 1) * width):
                 p = progress[r]
-                if p.ended and word_pieces is not None:
-                    log_probs[r].masked_fill_(word_pieces, NEG_INF)
                 left, steps_left = p.left(cs), limits[sent] - step
-                if left:  # no end before every constraint is met
-                    log_probs[r, EOS] = NEG_INF
-                if left and left >= steps_left:  # only constraint tokens fit in what is left
-                    keep = p.advancing(cs) if left == steps_left else []
-                    allowed_lp = log_probs[r, keep].clone()
-                    log_probs[r] = NEG_INF
-                    log_probs[r, keep] = allowed_lp
+                if left:
+                    owing.append(r)
+                    # a row whose model would end here, or with just the steps its constraints
+                    # need left, takes them now: no filler while a term waits for the end
+                    if p.closing or wants_end[r] or left >= steps_left:
+                        if wants_end[r]:
+                            closing.add(r)
+                        only.append((r, p.advancing(cs) if left <= steps_left else []))
                 pairs += [(r, t) for t in p.advancing(cs)]
             cand.append(pairs)
+        if owing:
+            log_probs[owing, EOS] = NEG_INF
+        for r, keep in only:
+            allowed_lp = log_probs[r, keep].clone()
+            log_probs[r] = NEG_INF
+            log_probs[r, keep] = allowed_lp
         top_lp, top_row, top_tok = top_candidates(log_probs, beam_lp, width, 2 * k)
         _, best_tok = best_in_rows(log_probs)  # (R,)
         best_l, top_row_l, top_tok_l = best_tok.tolist(), top_row.tolist(), top_tok.tolist()
@@ -193,21 +213,35 @@ def constrained_beam_search(
                 if lp > NEG_INF:
                     scored.append((rows_lp[r] + lp, r, t, lp))
             scored.sort(key=lambda c: (-c[0], c[1], c[2]))  # ties: by row, then token
-            for score, r, t, lp in scored[:k]:
-                if t == EOS:  # only hypotheses that met every constraint have a finite EOS
+            candidates = [
+                (score, r, t, lp, progress[r] if t == EOS else progress[r].after(t, cs))
+                if r not in closing
+                else (score, r, t, lp, progress[r].closed().after(t, cs))
+                for score, r, t, lp in scored
+            ]
+            # an EOS (finite only where every constraint is met) finishes when the banks keep
+            # it: Post & Vilar's beam holds finished hypotheses too, and a global top K would
+            # let the open ones that still owe a constraint crowd every finished one out
+            for score, r, t, lp, _ in _allocate(candidates, k, len(cs)):
+                if t == EOS:
                     hyp = _hypothesis(history, lp_history, attn_history, weights, r, score, lp)
                     finished.add(sent, _ended(hyp, step, opts, src_lengths[sent]))
-            opened = [
-                (score, r, t, lp, progress[r].after(t, cs))
-                for score, r, t, lp in scored
-                if t != EOS
-            ]
-            kept = _allocate(opened, k, len(cs))
-            best_open = kept[0][0] if kept else NEG_INF
-            ends_at = limits[sent] + 1.0 if opts.stopping == "exact" else step + 2.0
+            kept = _allocate([c for c in candidates if c[2] != EOS], k, len(cs))
+            # the best an open hypothesis may still score: its log-prob (which only falls) at
+            # the earliest end its constraints allow ("early"), or at the max length
+            bound = max(
+                (
+                    opts.normalize(c[0], limits[sent] + 1.0)
+                    if opts.stopping == "exact"
+                    else opts.normalize(c[0], step + 2.0 + c[4].left(cs))
+                    for c in kept
+                ),
+                default=NEG_INF,
+            )
             done = (
-                best_open == NEG_INF
-                or float(finished.kth_best[sent]) >= opts.normalize(best_open, ends_at)
+                not kept
+                or kept[0][0] == NEG_INF
+                or float(finished.kth_best[sent]) >= bound
                 or limits[sent] <= step
             )
             if not done:
@@ -241,10 +275,13 @@ def _allocate(
     opened: list[tuple[float, int, int, float, Progress]], k: int, total: int
 ) -> list[tuple[float, int, int, float, Progress]]:
     """The K open candidates a sentence keeps (best first), `total` its constraints: each
-    bank (candidates that met as many constraints) its share of the beam (`bank_sizes`)."""
-    banks: list[list[tuple[float, int, int, float, Progress]]] = [[] for _ in range(total + 1)]
+    bank (candidates that met as many constraints) its share of the beam (`bank_sizes`).
+    With K or more constraints the top banks are one (K - 1 met or more): each bank keeps a
+    place, that of the hypotheses that met none included."""
+    top = min(total, k - 1)
+    banks: list[list[tuple[float, int, int, float, Progress]]] = [[] for _ in range(top + 1)]
     for c in opened:  # sorted best first, so each bank is too
-        banks[len(c[4].met)].append(c)
+        banks[min(len(c[4].met), top)].append(c)
     sizes = bank_sizes(k, [len(b) for b in banks])
     kept = [c for bank, size in zip(banks, sizes) for c in bank[:size]]
     kept.sort(key=lambda c: (-c[0], c[1], c[2]))
@@ -294,15 +331,11 @@ def constrained_id_batches(
         without = [i for i in idxs if not constraints[i]]
         if without:
             found.update(zip(without, search_batch(model, [src_ids[i] for i in without], opts)))
-        # sentences that need the same beam are searched together: a sentence's beam
-        # depends on its own constraints only, so the batch does not change its result
-        widths = {i: beam_width(opts, len(constraints[i])) for i in with_c}
-        for k in sorted(set(widths.values())):
-            group = [i for i in with_c if widths[i] == k]
-            src, src_lengths = source_tensor([src_ids[i] for i in group])
+        if with_c:
+            src, src_lengths = source_tensor([src_ids[i] for i in with_c])
             hyps = constrained_beam_search(
-                model, src.to(device), src_lengths, opts, [constraints[i] for i in group],
-                word_pieces.to(device) if word_pieces is not None else None, beam=k,
+                model, src.to(device), src_lengths, opts, [constraints[i] for i in with_c],
+                word_pieces.to(device) if word_pieces is not None else None,
             )  # fmt: skip
-            found.update(zip(group, hyps))
+            found.update(zip(with_c, hyps))
         yield idxs, [found[i] for i in idxs]
