@@ -143,3 +143,22 @@ def test_cli_refuses_an_unknown_language(trained, tmp_path) -> None:
 def test_search_options_are_passed_to_each_sentence(translator) -> None:
     got = translate_document(translator, [f"{A} {B}"], SearchOptions(beam_size=2, nbest=2))
     assert all(len(s.hypotheses) == 2 for s in got[0].sentences)
+
+
+def test_an_exported_folder_gives_the_same_paragraphs_and_scores(trained, exported, tmp_path):
+    src = write(tmp_path / "in.en", f"{A} {B}\n\n<b>{B}</b>\n")
+    args = ["--split-sentences", "--format", "jsonl", "--workers", "1", "-q"]
+    torch_run, runtime_run = (
+        nmt("translate", trained, src, *args),
+        nmt("translate", exported, src, *args),
+    )
+    ok(torch_run)
+    ok(runtime_run)
+    for a, b in zip(torch_run.stdout.splitlines(), runtime_run.stdout.splitlines()):
+        want, got = json.loads(a), json.loads(b)
+        assert [h["text"] for h in got["hypotheses"]] == [h["text"] for h in want["hypotheses"]]
+        assert got["alignment"] == want["alignment"]
+        if want["hypotheses"]:
+            assert got["hypotheses"][0]["token_probs"] == pytest.approx(
+                want["hypotheses"][0]["token_probs"], abs=1e-4
+            )
