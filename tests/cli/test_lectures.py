@@ -73,7 +73,7 @@ def test_the_recipe_runs_end_to_end_on_the_toy_corpus(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     page = (tmp_path / "runs/RESULTS.md").read_text().split("### Runs")[0]
     verdicts = [x for x in page.splitlines() if x.startswith("| ") and "verdict" not in x]
-    assert len(verdicts) == 5 + 6  # the designed experiments', then the Multi30k check's
+    assert len(verdicts) == 6 + 6  # the designed experiments', then the Multi30k check's
     assert "a `--tiny` smoke test" in page
     for row in verdicts:
         assert any(v in row for v in ("supported", "not supported", "inconclusive")), row
