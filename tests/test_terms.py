@@ -107,3 +107,13 @@ def test_translate_takes_a_glossary_keep_patterns_and_placeholders(trained, tmp_
     bad = write(tmp_path / "bad.tsv", "key\ttecla\nx\ty\tz\n")
     user_error(nmt("translate", trained, "--glossary", bad, input=text), "bad.tsv:2", "columns")
     user_error(nmt("translate", trained, "--keep", "(", input=text), "--keep")
+
+
+def test_a_translator_without_a_constrained_search_refuses_terms(translator):
+    """An exported folder's translator (nmt/runtime) has the base's search only."""
+    from nmt.runtime.base import TranslatorBase
+
+    plain = TranslatorBase()
+    plain.tokenizer, plain.max_src_len = translator.tokenizer, 100
+    with pytest.raises(NmtError, match="exported folder"):
+        plain.translate(["The cat sees the key."], SearchOptions(terms=Terms(placeholders=True)))
