@@ -1,4 +1,5 @@
-"""Benchmarks of document translation on Multi30k test2016 (de -> en): markup kept.
+"""Benchmarks of document translation on Multi30k test2016 (de -> en): terms used,
+placeholders verbatim, markup kept.
 
 Markup: tags inserted into the source around phrases (bold, links, nested spans: up to three
 per sentence, around 1 to 3 words each, seeded), translated with --markup html; the share of
@@ -10,8 +11,16 @@ validation set first (nmt.translation.alignment.rank_attentions).
     MULTI30K_DIR=../shared/data/multi30k .venv/bin/python tools/bench_documents.py \\
         --ckpt /work/cmp/m30k-transformer/best.pt --ckpt /work/cmp/m30k-rnn/best.pt
 
-The last line: `term use: X.X%; tags kept: X.X%; BLEU delta: X.XX` (term use: n/a until the
-terminology section measures it; tags kept and the BLEU delta: the worst over the models).
+Terminology: a dictionary from the training data (each German word's most associated English
+word, Dice >= 0.4 over 5 sentences or more); the glossary is every entry whose English word is
+in a test reference but not in the unconstrained output of that sentence, and is then asked
+of every sentence holding its German word: the share of those whose output holds the English
+word (term use, target >= 99%), BLEU with the glossary minus without (target >= 0), decoding
+time with / without (target <= 2x). Placeholders: one or two numbers, URLs or e-mail
+addresses inserted into each source, the share that comes out verbatim (target 100%).
+
+The last line: `term use: X.X%; tags kept: X.X%; BLEU delta: X.XX` (term use and tags kept:
+the worst over the models; BLEU delta: the one farthest from 0 over models and sections).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import html
 import os
 import random
+import re
 import sys
 import time
 from html.parser import HTMLParser
@@ -28,6 +38,7 @@ from pathlib import Path
 from nmt.checkpoint import load_checkpoint
 from nmt.metrics import score
 from nmt.search_options import SearchOptions
+from nmt.terms import Terms
 from nmt.transformer import Transformer
 from nmt.translation.alignment import rank_attentions
 from nmt.translation.documents import DocumentOptions, translate_document
@@ -124,6 +135,115 @@ def markup_section(ckpt: Path, data: Path, limit: int, beam: int, val_lines: int
     return 100 * kept / len(src), tagged_bleu - untagged_bleu
 
 
+# -- terminology -------------------------------------------------------------------------
+_EN_STOP = {
+    "a", "an", "the", "is", "are", "was", "were", "be", "of", "in", "on", "at", "to", "and",
+    "or", "with", "by", "for", "from", "as", "his", "her", "their", "its", "it", "he", "she",
+    "they", "this", "that", "while", "near", "into", "out", "up", "down",
+}  # fmt: skip
+
+
+def dictionary(data: Path, min_count: int = 5, min_dice: float = 0.4) -> dict[str, str]:
+    """Each German word of the training data (as written) -> the English word (lowercase)
+    most associated with it by the Dice coefficient of their sentence co-occurrences, when
+    that is at least `min_dice` over `min_count` sentences or more."""
+    from collections import Counter
+
+    src = (data / "train.de").read_text(encoding="utf-8").splitlines()
+    tgt = (data / "train.en").read_text(encoding="utf-8").splitlines()
+    de_n: Counter[str] = Counter()
+    en_n: Counter[str] = Counter()
+    both: Counter[tuple[str, str]] = Counter()
+    for s, t in zip(src, tgt):
+        de = {w for w in re.findall(r"\w+", s) if len(w) > 2}
+        en = {w for w in re.findall(r"\w+", t.lower()) if len(w) > 2 and w not in _EN_STOP}
+        de_n.update(de)
+        en_n.update(en)
+        both.update((d, e) for d in de for e in en)
+    best: dict[str, tuple[float, str]] = {}
+    for (d, e), n in both.items():
+        if n >= min_count:
+            dice = 2 * n / (de_n[d] + en_n[e])
+            if dice >= min_dice and dice > best.get(d, (0.0, ""))[0]:
+                best[d] = (dice, e)
+    return {d: e for d, (_, e) in best.items()}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text))
+
+
+def terminology_section(ckpt: Path, data: Path, limit: int, beam: int) -> tuple[float, float]:
+    """(term use %, BLEU with the glossary minus BLEU without) of one model. The glossary:
+    the dictionary's entries (German word -> English word) whose English word is in a test
+    reference but not in the unconstrained output of that sentence; every sentence holding
+    a glossary term then asks for its target (the hard cases counted apart)."""
+    src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
+    ref = (data / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:limit]
+    translator = Translator(ckpt)
+    options = SearchOptions(beam_size=beam)
+    start = time.perf_counter()
+    plain = [t.text for t in translator.translate(src, options)]
+    plain_s = time.perf_counter() - start
+    best = dictionary(data)
+    hard = [
+        (i, d, best[d])
+        for i, (s, r, h) in enumerate(zip(src, ref, plain))
+        for d in sorted(_words(s))
+        if d in best and best[d] in _words(r.lower()) and best[d] not in _words(h.lower())
+    ]
+    glossary = tuple(sorted({(d, e) for _, d, e in hard}))
+    terms = SearchOptions(beam_size=beam, terms=Terms(glossary=glossary))
+    start = time.perf_counter()
+    found = [t.text for t in translator.translate(src, terms)]
+    terms_s = time.perf_counter() - start
+    asked = [(i, d, e) for i, s in enumerate(src) for d, e in glossary if d in _words(s)]
+    used = sum(e in _words(found[i]) for i, _, e in asked)
+    hard_used = sum(e in _words(found[i]) for i, _, e in hard)
+    bleu_plain = score(plain, ref, ("bleu",))[0].score
+    bleu_terms = score(found, ref, ("bleu",))[0].score
+    print(
+        f"{ckpt}: glossary of {len(glossary)} terms; {len(hard)} hard constraints (the "
+        "reference's word, not in the output without glossary): "
+        f"{100 * hard_used / len(hard):.1f}% used; all {len(asked)} terms found in sources: "
+        f"{100 * used / len(asked):.1f}% used; "
+        f"BLEU {bleu_plain:.2f} -> {bleu_terms:.2f}; {plain_s:.1f} s -> {terms_s:.1f} s "
+        f"({terms_s / plain_s:.2f}x)",
+        file=sys.stderr,
+    )
+    return 100 * used / len(asked), bleu_terms - bleu_plain
+
+
+# -- placeholders ------------------------------------------------------------------------
+_SPANS = ["17", "3.5", "1,250", "2019", "https://example.com/p/123", "www.test-site.org/a_b",
+          "anna.schmidt@example.de", "info@nmt-project.org", "10:30", "42"]  # fmt: skip
+
+
+def placeholder_section(ckpt: Path, data: Path, limit: int, beam: int) -> float:
+    """% of numbers, URLs and e-mail addresses inserted into test2016 sources (one or two a
+    sentence, at random word positions, seeded) that come out verbatim with --placeholders."""
+    src = (data / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:limit]
+    rng = random.Random(7)
+    inserted, sentences = [], []
+    for line in src:
+        words, spans = line.split(), rng.sample(_SPANS, rng.randint(1, 2))
+        for span in spans:
+            words.insert(rng.randint(0, len(words)), span)
+        inserted.append(spans)
+        sentences.append(" ".join(words))
+    options = SearchOptions(beam_size=beam, terms=Terms(placeholders=True))
+    found = [t.text for t in Translator(ckpt).translate(sentences, options)]
+    total = sum(len(spans) for spans in inserted)
+    kept = sum(
+        sum(out.count(span) >= sentence.count(span) for span in set(spans))
+        + (len(spans) - len(set(spans)))
+        for sentence, spans, out in zip(sentences, inserted, found)
+    )
+    print(f"{ckpt}: {total} numbers, URLs and e-mails inserted, {100 * kept / total:.1f}% "
+          "verbatim", file=sys.stderr)  # fmt: skip
+    return 100 * kept / total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, action="append", required=True)
@@ -132,13 +252,18 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--val-lines", type=int, default=200, help="to choose the attention")
     args = parser.parse_args()
-    kept, deltas = [], []
+    kept, deltas, uses, verbatim = [], [], [], []
     for ckpt in args.ckpt:
+        use, delta = terminology_section(ckpt, args.data, args.lines, args.beam_size)
+        uses.append(use)
+        deltas.append(delta)
+        verbatim.append(placeholder_section(ckpt, args.data, args.lines, args.beam_size))
         share, delta = markup_section(ckpt, args.data, args.lines, args.beam_size, args.val_lines)
         kept.append(share)
         deltas.append(delta)
+    print(f"placeholders verbatim: {min(verbatim):.1f}%", file=sys.stderr)
     worst = max(deltas, key=abs)
-    print(f"term use: n/a; tags kept: {min(kept):.1f}%; BLEU delta: {worst:.2f}")
+    print(f"term use: {min(uses):.1f}%; tags kept: {min(kept):.1f}%; BLEU delta: {worst:.2f}")
 
 
 if __name__ == "__main__":
