@@ -115,12 +115,30 @@ class _Span:
     own: bool = False
 
 
+@functools.lru_cache(maxsize=64)
+def _glossary_pattern(
+    glossary: tuple[tuple[str, str], ...],
+) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One pattern for every source term (the longest first, so that of two starting at
+    one place the longer wins; compiled once: a pattern a term recompiled hundreds of terms
+    for every sentence, past the re module's cache), and each term's target (the first
+    entry of a term repeated)."""
+    targets: dict[str, str] = {}
+    for source, target in glossary:
+        targets.setdefault(source, target)
+    terms = sorted(targets, key=lambda t: (-len(t), t))
+    alternatives = "|".join(re.escape(t) for t in terms)
+    return re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)"), targets
+
+
 def _spans(sentence: str, terms: Terms) -> list[_Span]:
     """The spans of `sentence` that terms cover, without overlaps: the earliest first, the
     longest of those that start together."""
     found: list[_Span] = []
-    for source, target in terms.glossary:
-        for m in re.finditer(r"(?<!\w)" + re.escape(source) + r"(?!\w)", sentence):
+    if terms.glossary:
+        glossary, targets = _glossary_pattern(terms.glossary)
+        for m in glossary.finditer(sentence):
+            target = targets[m[0]]
             found.append(_Span(m.start(), m.end(), target or None, own=not target))
     for pattern in terms.keep:
         found += [_Span(m.start(), m.end(), None) for m in re.finditer(pattern, sentence) if m[0]]
