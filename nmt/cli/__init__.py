@@ -1,5 +1,5 @@
 """The `nmt` command, one module a command family: `data` (the built-in corpus, tokenizers),
-`train` (prepare, train), `translate` (translate, attention), `evaluate` (score, plot,
+`train` (prepare, train), `translate`, `attention`, `evaluate` (score, plot,
 inspect), `models` (export, average, info, serve); `main` joins them into one Typer app and
 `common` holds what they share.
 

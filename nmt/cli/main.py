@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.logging import RichHandler
 
+from nmt.cli import attention as cli_attention
 from nmt.cli import data as cli_data
 from nmt.cli import evaluate as cli_eval
 from nmt.cli import models as cli_models
@@ -169,7 +170,7 @@ _command(app, cli_models.export)
 _command(app, cli_models.average)
 _command(app, cli_models.info)
 _command(app, cli_models.serve)
-_command(app, cli_translate.attention)
+_command(app, cli_attention.attention)
 _command(app, cli_eval.plot)
 _command(inspect_app, cli_eval.inspect_gradients, "gradients")
 _command(inspect_app, cli_eval.inspect_exposure, "exposure")
