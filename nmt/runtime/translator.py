@@ -18,18 +18,29 @@ from nmt.runtime import folder
 from nmt.runtime.base import TranslatorBase, check_threads
 from nmt.runtime.model import Ensemble, OnnxModel, ensemble_weights
 from nmt.runtime.search import ArrayModel, search_batch, search_id_batches
-from nmt.search_options import Hypothesis, SearchOptions
+from nmt.search_options import Hypothesis, SearchOptions, max_length
 
 # with workers "auto", calls with fewer source tokens than this are searched here
 POOL_MIN_TOKENS = 2000
 
 
-def _load(paths: Sequence[Path], weights: Sequence[float], threads: int) -> ArrayModel:
-    """The folders' models, one or an ensemble, checked against each other."""
-    manifests = [folder.read_manifest(p) for p in paths]
-    tokenizers = [folder.read_tokenizer(p) for p in paths]
-    for p, tok in zip(paths[1:], tokenizers[1:]):
-        if tok.to_state() != tokenizers[0].to_state():
+def _tokenizer_files(path: Path) -> tuple[bytes, bytes | None]:
+    tgt = path / folder.TGT_MODEL
+    return (path / folder.SRC_MODEL).read_bytes(), tgt.read_bytes() if tgt.is_file() else None
+
+
+def _load(
+    paths: Sequence[Path],
+    weights: Sequence[float],
+    threads: int,
+    manifests: Sequence[folder.Manifest] | None = None,
+) -> ArrayModel:
+    """The folders' models, one or an ensemble, checked against each other (`manifests`:
+    the folders' manifests when already read)."""
+    manifests = manifests or [folder.read_manifest(p) for p in paths]
+    first = _tokenizer_files(paths[0])
+    for p in paths[1:]:
+        if _tokenizer_files(p) != first:
             raise NmtError(
                 f"exports {paths[0]} and {p} have different tokenizers: an ensemble's models "
                 "must share one tokenizer"
@@ -81,7 +92,8 @@ class RuntimeTranslator(TranslatorBase):
         self.workers, self.threads = workers, threads
         self.manifests = [folder.read_manifest(p) for p in self.paths]
         self.tokenizer = folder.read_tokenizer(self.paths[0])
-        self.model = _load(self.paths, self.weights, threads or (1 if workers > 1 else 0))
+        threads_here = threads or (1 if workers > 1 else 0)
+        self.model = _load(self.paths, self.weights, threads_here, self.manifests)
         self.max_src_len = min(m.max_src_len for m in self.manifests)
         self.config = config_from_dict(self.manifests[0].config)
         self.device, self.quantize = "cpu", self.manifests[0].precision
@@ -118,8 +130,6 @@ class RuntimeTranslator(TranslatorBase):
 
     def _check_positions(self, src_ids: list[list[int]], options: SearchOptions) -> None:
         """A Transformer with learned positions reads at most max_positions target tokens."""
-        from nmt.search_options import max_length
-
         limits = [m.max_positions for m in self.manifests if m.max_positions is not None]
         if not limits or not src_ids:
             return

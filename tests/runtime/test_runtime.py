@@ -134,9 +134,10 @@ def _size(folder: Path) -> int:
 
 def test_export_replaces_an_export_and_refuses_anything_else(trained, tmp_path) -> None:
     out = _export(trained, tmp_path / "model")
-    first = (out / "model.json").stat().st_mtime_ns
-    _export(trained, out)  # an export is replaced whole
-    assert (out / "model.json").stat().st_mtime_ns >= first
+    (out / "stale.txt").write_text("left by hand")
+    first = out.stat().st_ino
+    _export(trained, out)  # an export is replaced whole: another folder, nothing of the old
+    assert out.stat().st_ino != first and not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left beside it
 
     other = tmp_path / "notes"
@@ -173,6 +174,10 @@ def test_bad_folders_get_one_line(trained, exported, tmp_path) -> None:
     graph = tmp_path / "cut" / "decoder.onnx"
     graph.write_bytes(graph.read_bytes()[:1000])
     user_error(nmt("translate", tmp_path / "cut", src), "decoder.onnx")
+    # an ensemble of exports whose tokenizers differ (here: one has a target model of its own)
+    shutil.copytree(exported, tmp_path / "own-tgt")
+    shutil.copy(exported / "src.model", tmp_path / "own-tgt" / "tgt.model")
+    user_error(nmt("translate", exported, src, "--ensemble", tmp_path / "own-tgt"), "tokenizers")
     # an export and a checkpoint in one ensemble
     user_error(nmt("translate", exported, src, "--ensemble", trained), "all exports")
     # options an export fixed
