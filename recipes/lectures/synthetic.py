@@ -4,8 +4,9 @@ usage: python recipes/lectures/synthetic.py OUT_DIR [--tiny]
 
 Writes OUT_DIR/synthetic.json (every number report.py judges) and one figure per experiment
 (OUT_DIR/synthetic-*.png). Each experiment trains the package's seq2seq network on copy or
-reverse pairs of random symbols (nmt/analysis/lab.py), one thread, fixed seeds; about 12
-minutes on one core in all. `--tiny` shrinks every run to a few updates: a smoke test whose
+reverse pairs of random symbols (nmt/analysis/lab.py), or labels streams of symbols
+(nmt/analysis/streams.py); one thread, fixed seeds; about 25 minutes on one core in all.
+`--tiny` shrinks every run to a few updates: a smoke test whose
 numbers mean nothing. Finished experiments are kept in synthetic.json and not run again
 (delete an entry, or the file, to rerun).
 """
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from nmt.analysis import lab
+from nmt.analysis import lab, streams
 from nmt.analysis.exposure import recovery
+from nmt.cells import Tagger
 
 TINY = "--tiny" in sys.argv
 
@@ -109,6 +111,94 @@ def exposure() -> dict:
     return out
 
 
+def free_running() -> dict:
+    """Teacher forcing against free running as the training regime (every step reads the
+    model's own guess, ratio 0): the same GRU, task and updates as `exposure`; greedy token
+    accuracy on held-out pairs and the training loss."""
+    pairs = lab.task("copy", 20000, 3, 12, symbols=10, seed=1)
+    test = lab.task("copy", 300, 3, 12, symbols=10, seed=2)
+    out = {}
+    for name, ratio in (("teacher forcing", 1.0), ("free running", 0.0)):
+        model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
+        history = lab.train(
+            model, pairs, steps=steps(600), lr=3e-3, batch=64, teacher_forcing=ratio,
+            curriculum=True,
+        )  # fmt: skip
+        buckets = lab.accuracy_by_length(model, test, [3, 13])
+        out[name] = {"accuracy": buckets[0][1], "loss": history.loss, "seconds": history.seconds}
+    return out
+
+
+def jordan() -> dict:
+    """Elman (hidden layer fed back) against Jordan (output fed back) labelling streams of 10
+    symbols over 5: echo the symbol read 2 steps ago (the output at t-1 shows the one read 3
+    ago, so only a hidden state can hold it), and the running sum mod 5 (the last output is
+    all the memory the task needs: a control where Jordan's feedback suffices)."""
+    out: dict = {}
+    for kind in ("delay", "sum"):
+        train = streams.task(kind, 5000, 10, symbols=5, delay=2, seed=1)
+        test = streams.task(kind, 500, 10, symbols=5, delay=2, seed=2)
+        for feedback in ("elman", "jordan"):
+            model = Tagger(inputs=5, labels=5, feedback=feedback, hidden=32)
+            h = streams.train(model, train, batches=steps(1500), batch=32)
+            out.setdefault(kind, {})[feedback] = {
+                "accuracy": streams.accuracy(model, test), "loss": h.loss, "seconds": h.seconds,
+            }  # fmt: skip
+    return out
+
+
+BPTT = {"full BPTT": None, "truncated (k1=4, k2=4)": (4, 4), "truncated (k1=4, k2=12)": (4, 12)}
+
+
+def bptt() -> dict:
+    """Full against truncated back-propagation through time on a dependency 8 steps long:
+    a GRU tagger echoes the symbol read 8 steps before, in streams of 30 over 5 symbols.
+    BPTT(k1, k2): an update every k1 steps through the last k2; k2 = 4 < 8 and k2 = 12 > 8.
+    The same streams for each (the truncated runs make 7 updates of each batch, full one)."""
+    train = streams.task("delay", 5000, 30, symbols=5, delay=8, seed=1)
+    test = streams.task("delay", 500, 30, symbols=5, delay=8, seed=2)
+    out = {}
+    for name, k in BPTT.items():
+        model = Tagger(inputs=5, labels=5, feedback="gru", hidden=32)
+        h = streams.train(model, train, batches=steps(1000), batch=32, bptt=k)
+        out[name] = {"accuracy": streams.accuracy(model, test), "updates": len(h.loss),
+                     "seconds": h.seconds}  # fmt: skip
+    return out
+
+
+def depth() -> dict:
+    """A deep (2-layer) against a shallow (1-layer) Elman tagger of the same width (16) on a
+    per-step function, y_t = table[x_{t-1}, x_t] over 20 symbols (a random table: 400 cases),
+    and a shallow one made wider (24) to the deep one's number of parameters."""
+    train = streams.task("pair", 5000, 20, symbols=20, seed=1)
+    test = streams.task("pair", 500, 20, symbols=20, seed=2)
+    out = {}
+    for name, hidden, layers in (("shallow", 16, 1), ("deep", 16, 2), ("shallow, wider", 24, 1)):
+        model = streams.EncoderTagger(inputs=20, labels=20, cell="rnn", hidden=hidden,
+                                      layers=layers)  # fmt: skip
+        h = streams.train(model, train, batches=steps(1500), batch=32)
+        out[name] = {"accuracy": streams.accuracy(model, test), "hidden": hidden,
+                     "layers": layers, "parameters": streams.parameters(model),
+                     "loss": h.loss, "seconds": h.seconds}  # fmt: skip
+    return out
+
+
+def bidirectional() -> dict:
+    """A bidirectional against a unidirectional GRU tagger (the package's encoder) where the
+    label of a position depends on its neighbours on both sides: y_t = table[x_{t-1},
+    x_{t+1}] over 10 symbols."""
+    train = streams.task("context", 5000, 20, symbols=10, seed=1)
+    test = streams.task("context", 500, 20, symbols=10, seed=2)
+    out = {}
+    for name, both in (("unidirectional", False), ("bidirectional", True)):
+        model = streams.EncoderTagger(inputs=10, labels=10, cell="gru", hidden=32,
+                                      bidirectional=both)  # fmt: skip
+        h = streams.train(model, train, batches=steps(1500), batch=32)
+        out[name] = {"accuracy": streams.accuracy(model, test), "loss": h.loss,
+                     "seconds": h.seconds}  # fmt: skip
+    return out
+
+
 EXPERIMENTS = {
     "vanishing": vanishing,
     "clipping": clipping,
@@ -116,7 +206,28 @@ EXPERIMENTS = {
     "reversal_bidirectional": lambda: reversal(bidirectional=True),
     "exposure": exposure,
     "attention_by_length": attention_by_length,
+    "free_running": free_running,
+    "jordan": jordan,
+    "bptt": bptt,
+    "depth": depth,
+    "bidirectional": bidirectional,
 }
+
+
+def _bars(plt, path: Path, title: str, bars: dict[str, float], chance: float | None) -> None:
+    """One figure of test accuracies, a bar each, with chance level dashed."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(list(bars), list(bars.values()), color=[f"C{i}" for i in range(len(bars))])
+    for i, v in enumerate(bars.values()):
+        ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.legend(frameon=False, loc="upper right")
+    ax.set(title=title, ylabel="test accuracy (per position)", ylim=(0, 1.1))
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def figures(results: dict, out: Path) -> None:
@@ -124,6 +235,38 @@ def figures(results: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if "jordan" in results:
+        r = results["jordan"]
+        _bars(plt, out / "synthetic-jordan.png",
+              "Elman vs Jordan feedback, labelling streams of 5 symbols",
+              {f"{cell.capitalize()}: {task}": r[key][cell]["accuracy"]
+               for key, task in (("delay", "echo x(t-2)"), ("sum", "running sum"))
+               for cell in ("elman", "jordan")}, chance=1 / 5)  # fmt: skip
+    if "bptt" in results:
+        _bars(plt, out / "synthetic-bptt.png",
+              "GRU echoing the symbol read 8 steps before",
+              {k: v["accuracy"] for k, v in results["bptt"].items()}, chance=1 / 5)  # fmt: skip
+    if "depth" in results:
+        _bars(plt, out / "synthetic-depth.png", "Elman taggers, y(t) = table[x(t-1), x(t)]",
+              {f"{k}\n{v['layers']} x {v['hidden']}, {v['parameters']} weights": v["accuracy"]
+               for k, v in results["depth"].items()}, chance=None)  # fmt: skip
+    if "bidirectional" in results:
+        title = "GRU taggers, y(t) = table[x(t-1), x(t+1)]"
+        bars = {k: v["accuracy"] for k, v in results["bidirectional"].items()}
+        _bars(plt, out / "synthetic-bidirectional.png", title, bars, chance=None)
+    if "free_running" in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, run in results["free_running"].items():
+            loss = run["loss"]
+            smooth = [statistics.mean(loss[max(0, i - 19) : i + 1]) for i in range(len(loss))]
+            ax.plot(smooth, label=f"{name} (test accuracy {run['accuracy']:.2f})")
+        ax.set(title="GRU copying 3-12 symbols: training regimes", xlabel="update",
+               ylabel="training loss (mean of 20 updates)")  # fmt: skip
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        fig.savefig(out / "synthetic-free-running.png", dpi=100)
+        plt.close(fig)
 
     if "attention_by_length" in results:
         fig, ax = plt.subplots(figsize=(6, 4))

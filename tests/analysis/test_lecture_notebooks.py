@@ -14,7 +14,8 @@ NOTEBOOKS = sorted((Path(__file__).parents[2] / "recipes" / "lectures" / "notebo
 def test_there_is_a_notebook_for_each_lecture_topic():
     names = [p.stem for p in NOTEBOOKS]
     assert names == [
-        "01_cells_gradients", "02_seq2seq_reversal", "03_attention_length", "04_teacher_forcing"
+        "01_cells_gradients", "02_seq2seq_reversal", "03_attention_length", "04_teacher_forcing",
+        "05_elman_jordan_bptt", "06_deep_bidirectional",
     ]  # fmt: skip
 
 
