@@ -7,14 +7,14 @@ top), on tasks whose memory need is chosen:
 - `delay`: y_t = x_{t-d}, the symbol read d steps ago (the output never shows it before);
 - `sum`: y_t = (x_1 + ... + x_t) mod K, where the last output is all the memory needed;
 - `pair`: y_t = table[x_{t-1}, x_t], a random table: a nonlinear function at every step;
-- `context`: y_t = table[x_{t-1}, x_{t+1}]: the label depends on what comes next.
+- `context`: y_t = table[x_t, x_{t+1}]: the label depends on what comes next.
 
 `train` runs full back-propagation through time or truncated BPTT(k1, k2) (Williams and
 Peng, 1990): every k1 steps, back-propagate through the last k2 only; the state before them
 is carried forward as a constant, so no gradient reaches further back than k2 steps.
 
-Positions a task leaves undefined (t < d; the ends of `pair` and `context`) carry the label
-IGNORE: not trained on, not scored. Shapes: N streams, B batch, T steps, K labels.
+Positions a task leaves undefined (t < d; the first of `pair`, the last of `context`) carry
+the label IGNORE: not trained on, not scored. Shapes: N streams, B batch, T steps, K labels.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def task(kind: str, n: int, length: int, *, symbols: int = 10, delay: int = 2,
     elif kind == "pair":
         y[:, 1:] = table[x[:, :-1], x[:, 1:]]
     else:
-        y[:, 1:-1] = table[x[:, :-2], x[:, 2:]]
+        y[:, :-1] = table[x[:, :-1], x[:, 1:]]
     return x, y
 
 

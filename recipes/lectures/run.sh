@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The lectures' claims about recurrent networks, tested on short real runs: vanishing gradients
 # (Elman vs GRU vs LSTM), gradient clipping, attention vs sentence length, reversing the source,
-# teacher forcing vs free running. Eight runs of about 10 minutes each on 2 CPU cores
+# teacher forcing vs free running. Eight runs of 2,000 updates (8-12 minutes) on 2 CPU cores
 # (recipes/lectures/*.yaml), then the inspection tools, then RESULTS.md with the figures: each
 # claim, the figure that tests it and whether these runs support it, decided from the numbers
 # (recipes/lectures/report.py).
 #
 # First the designed experiments: synthetic tasks sized so that each claim can show in
-# minutes on one core (recipes/lectures/synthetic.py, about 15 minutes); then, with
+# minutes on one core (recipes/lectures/synthetic.py, about 25 minutes); then, with
 # MULTI30K_DIR, the real-data check.
 #
 # usage: recipes/lectures/run.sh [RUN_ROOT]
@@ -16,7 +16,7 @@
 #                         without LECTURES_STEPS) only the designed experiments run, and
 #                         RESULTS.md keeps its Multi30k part as last written
 #        LECTURES_STEPS   a smoke test: the built-in toy corpus (en->pt), tiny models and this
-#                         many updates a run instead of 10 minutes; RESULTS.md goes to RUN_ROOT
+#                         many updates a run instead of 2,000; RESULTS.md goes to RUN_ROOT
 #        RESULTS_DIR      where RESULTS.md and its figures go (default: this folder; with
 #                         LECTURES_STEPS: RUN_ROOT)
 #        NMT              the nmt command (default: nmt on PATH, else .venv/bin/nmt)

@@ -73,17 +73,19 @@ def clipping() -> dict:
 
 
 def reversal(bidirectional: bool = False) -> dict:
-    """Sutskever et al.'s trick on the copy task: a no-attention LSTM reads the source as
+    """Sutskever et al.'s trick on the copy task: a no-attention GRU reads the source as
     written (the first word to output was read longest ago) or reversed (it was read last).
     Unidirectional, as theirs: a bidirectional encoder's final state has read both ends last,
-    so reversing it changes little (`reversal_bidirectional` measures that)."""
+    so reversing it changes little (`reversal_bidirectional` measures that). A GRU rather
+    than their LSTM: it learns to copy in fewer updates (an LSTM was still at 13-24% accuracy
+    after 800), and the claim is about the encoding, not the cell."""
     pairs = lab.task("copy", 20000, 3, 16, symbols=10, seed=1)
     test = lab.task("copy", 400, 3, 16, symbols=10, seed=2)
     out = {}
     for name, reverse in (("as written", False), ("reversed", True)):
-        model = lab.build(symbols=10, attention="none", cell="lstm", hidden=128,
+        model = lab.build(symbols=10, attention="none", cell="gru", hidden=128,
                           reverse_source=reverse, bidirectional=bidirectional)  # fmt: skip
-        history = lab.train(model, pairs, steps=steps(800), lr=3e-3, batch=64, curriculum=True)
+        history = lab.train(model, pairs, steps=steps(2000), lr=3e-3, batch=64, curriculum=True)
         buckets = lab.accuracy_by_length(model, test, [3, 7, 11, 17])
         accuracy = sum(a * n for _, a, n in buckets) / sum(n for _, _, n in buckets)
         out[name] = {"accuracy": accuracy, "buckets": buckets, "loss": history.loss,
@@ -185,8 +187,8 @@ def depth() -> dict:
 
 def bidirectional() -> dict:
     """A bidirectional against a unidirectional GRU tagger (the package's encoder) where the
-    label of a position depends on its neighbours on both sides: y_t = table[x_{t-1},
-    x_{t+1}] over 10 symbols."""
+    label of a position depends on the symbol after it: y_t = table[x_t, x_{t+1}] over 10
+    symbols (the backward direction has read both when it reaches t)."""
     train = streams.task("context", 5000, 20, symbols=10, seed=1)
     test = streams.task("context", 500, 20, symbols=10, seed=2)
     out = {}
@@ -252,7 +254,7 @@ def figures(results: dict, out: Path) -> None:
               {f"{k}\n{v['layers']} x {v['hidden']}, {v['parameters']} weights": v["accuracy"]
                for k, v in results["depth"].items()}, chance=None)  # fmt: skip
     if "bidirectional" in results:
-        title = "GRU taggers, y(t) = table[x(t-1), x(t+1)]"
+        title = "GRU taggers, y(t) = table[x(t), x(t+1)]"
         bars = {k: v["accuracy"] for k, v in results["bidirectional"].items()}
         _bars(plt, out / "synthetic-bidirectional.png", title, bars, chance=None)
     if "free_running" in results:
@@ -311,7 +313,7 @@ def figures(results: dict, out: Path) -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, run in results["reversal"].items():
             ax.plot([b[0] for b in run["buckets"]], [b[1] for b in run["buckets"]], marker="o",
-                    label=f"LSTM (unidirectional), no attention, source {name}")  # fmt: skip
+                    label=f"GRU (unidirectional), no attention, source {name}")  # fmt: skip
         ax.set(title="Copying 3-16 random symbols", xlabel="source length (symbols)",
                ylabel="token accuracy (greedy)", ylim=(0, 1.05))  # fmt: skip
         ax.legend(frameon=False)

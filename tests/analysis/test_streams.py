@@ -18,7 +18,7 @@ def test_tasks_label_what_they_say():
     x, y = streams.task("pair", 4, 9, symbols=5, seed=1)
     assert (y[:, 0] == IGNORE).all()
     x, y = streams.task("context", 4, 9, symbols=5, seed=1)
-    assert (y[:, 0] == IGNORE).all() and (y[:, -1] == IGNORE).all()
+    assert (y[:, -1] == IGNORE).all() and (y[:, :-1] != IGNORE).all()
     with pytest.raises(ValueError, match="delay, sum, pair, context"):
         streams.task("sort", 2, 5)
 
@@ -31,7 +31,7 @@ def test_a_table_task_is_one_function_for_every_split(kind):
     table = {}
     for x, y in (train, test):
         for t in range(1, 11):
-            left, right = x[:, t - 1], x[:, t] if kind == "pair" else x[:, t + 1]
+            left, right = (x[:, t - 1], x[:, t]) if kind == "pair" else (x[:, t], x[:, t + 1])
             for a, b, label in zip(left.tolist(), right.tolist(), y[:, t].tolist()):
                 assert table.setdefault((a, b), label) == label
     assert len(table) == 16

@@ -51,7 +51,7 @@ for name, hidden, layers in (("1 x 16", 16, 1), ("2 x 16", 16, 2), ("1 x 24", 24
 # %% [markdown]
 # ## 2. Direction: the label depends on what comes next
 #
-# $y_t = \mathrm{table}[x_{t-1}, x_{t+1}]$: a unidirectional network labelling position $t$
+# $y_t = \mathrm{table}[x_t, x_{t+1}]$: a unidirectional network labelling position $t$
 # has not read $x_{t+1}$ yet. A GRU encoder, one direction against both.
 
 # %%
@@ -69,12 +69,12 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 axes[0].bar(list(depth), list(depth.values()), color=["C0", "C1", "C2"])
 axes[0].set(title="table[x(t-1), x(t)], Elman", ylabel="test accuracy", ylim=(0, 1.05))
 axes[1].bar(list(direction), list(direction.values()), color=["C0", "C1"])
-axes[1].set(title="table[x(t-1), x(t+1)], GRU", ylim=(0, 1.05))
+axes[1].set(title="table[x(t), x(t+1)], GRU", ylim=(0, 1.05))
 plt.show()
 
 # %% [markdown]
-# The unidirectional tagger can still learn which labels $x_{t-1}$ makes likely, so it
-# beats chance, but it cannot do better than guessing the missing half of the table.
+# The unidirectional tagger can still learn which labels $x_t$ makes likely, so it beats
+# chance, but it cannot do better than guessing the missing half of the table.
 #
 # ## Exercises
 # 1. Does the deep network's advantage hold at equal weights? Compare "2 x 16" with
@@ -83,3 +83,7 @@ plt.show()
 #    $\mathrm{table}[x_{t-2}, x_t]$ (the same table, one step late). Why can it now learn
 #    what it could not before? This is what an encoder-decoder does with a whole sentence.
 # 3. Train a 3-layer network on the pair task. Does it train as fast as the 2-layer one?
+# 4. Make the label $\mathrm{table}[x_{t-1}, x_{t+1}]$ (`y[:, 1:-1] = table[x[:, :-2],
+#    x[:, 2:]]` in `streams.task`). The bidirectional tagger now stays near 0.5. Why? (Its
+#    output layer is linear: it *adds* a score from each direction, and a random table is
+#    not a sum.) Does `layers=2` fix it?
