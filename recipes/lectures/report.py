@@ -436,7 +436,8 @@ def designed(root: Path, results: Path) -> list[str]:
     for claim, notebook, fig, key, measure, rule in DESIGNED:
         if key in data:
             # the bidirectional control is read beside the reversal it explains
-            extra = {"bidirectional": data.get(f"{key}_bidirectional")}
+            control = data.get(f"{key}_bidirectional")
+            extra = {"bidirectional": control} if control else {}
             measured, verdict = measure({**data[key], **extra})
         else:
             measured, verdict = "not run", _verdict(None, 0)

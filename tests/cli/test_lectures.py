@@ -73,13 +73,15 @@ def test_the_recipe_runs_end_to_end_on_the_toy_corpus(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     page = (tmp_path / "runs/RESULTS.md").read_text().split("### Runs")[0]
     verdicts = [x for x in page.splitlines() if x.startswith("| ") and "verdict" not in x]
-    assert len(verdicts) == 6 + 6  # the designed experiments', then the Multi30k check's
+    assert len(verdicts) == 11 + 6  # the designed experiments', then the Multi30k check's
     assert "a `--tiny` smoke test" in page
     for row in verdicts:
         assert any(v in row for v in ("supported", "not supported", "inconclusive")), row
     # every figure the page links exists
     for name in ("by-length.png", "clipping.png", "elman-plain-gradients.png",
-                 "synthetic-by-length.png", "synthetic-clipping.png"):  # fmt: skip
+                 "synthetic-by-length.png", "synthetic-clipping.png", "synthetic-jordan.png",
+                 "synthetic-bptt.png", "synthetic-depth.png", "synthetic-bidirectional.png",
+                 "synthetic-free-running.png"):  # fmt: skip
         assert (tmp_path / "runs/figures" / name).stat().st_size > 0
     records = [json.loads(x) for x in (tmp_path / "runs/elman-plain/log.jsonl").open()]
     assert all("grad_norm" in r for r in records if r["kind"] == "train")
