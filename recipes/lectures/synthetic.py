@@ -23,6 +23,7 @@ import torch
 from nmt.analysis import lab, streams
 from nmt.analysis.exposure import recovery
 from nmt.cells import Tagger
+from nmt.model import Seq2Seq
 
 TINY = "--tiny" in sys.argv
 
@@ -94,20 +95,29 @@ def reversal(bidirectional: bool = False) -> dict:
     return out
 
 
+COPY_TEST = lab.task("copy", 300, 3, 12, symbols=10, seed=2)
+
+
+def copying_gru(teacher_forcing: float) -> tuple[Seq2Seq, lab.History]:
+    """The GRU (no attention) of the exposure experiments, trained to copy 3-12 symbols with
+    `teacher_forcing` of the steps reading the reference (1: teacher forcing, 0: free
+    running, in between: scheduled sampling)."""
+    pairs = lab.task("copy", 20000, 3, 12, symbols=10, seed=1)
+    model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
+    history = lab.train(model, pairs, steps=steps(600), lr=3e-3, batch=64,
+                        teacher_forcing=teacher_forcing, curriculum=True)  # fmt: skip
+    return model, history
+
+
 def exposure() -> dict:
     """Errors compounding along the model's own prefix: one injected mistake (the model's own
     best wrong token) and the accuracy of the next 3 steps, for a no-attention GRU trained
     with teacher forcing and one trained with scheduled sampling (a quarter of the steps read
     the model's own guess)."""
-    pairs = lab.task("copy", 20000, 3, 12, symbols=10, seed=1)
-    src, tgt = lab.task("copy", 300, 3, 12, symbols=10, seed=2)
+    src, tgt = COPY_TEST
     out = {}
     for name, ratio in (("teacher forcing", 1.0), ("scheduled sampling", 0.75)):
-        model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
-        history = lab.train(
-            model, pairs, steps=steps(600), lr=3e-3, batch=64, teacher_forcing=ratio,
-            curriculum=True,
-        )  # fmt: skip
+        model, history = copying_gru(ratio)
         rec = recovery(model, src, tgt, window=3)
         out[name] = {"clean": rec.clean, "injected": rec.injected, "counts": rec.counts,
                      "drop": rec.drop(), "seconds": history.seconds}  # fmt: skip
@@ -118,16 +128,10 @@ def free_running() -> dict:
     """Teacher forcing against free running as the training regime (every step reads the
     model's own guess, ratio 0): the same GRU, task and updates as `exposure`; greedy token
     accuracy on held-out pairs and the training loss."""
-    pairs = lab.task("copy", 20000, 3, 12, symbols=10, seed=1)
-    test = lab.task("copy", 300, 3, 12, symbols=10, seed=2)
     out = {}
     for name, ratio in (("teacher forcing", 1.0), ("free running", 0.0)):
-        model = lab.build(symbols=10, attention="none", cell="gru", hidden=128)
-        history = lab.train(
-            model, pairs, steps=steps(600), lr=3e-3, batch=64, teacher_forcing=ratio,
-            curriculum=True,
-        )  # fmt: skip
-        buckets = lab.accuracy_by_length(model, test, [3, 13])
+        model, history = copying_gru(ratio)
+        buckets = lab.accuracy_by_length(model, COPY_TEST, [3, 13])
         out[name] = {"accuracy": buckets[0][1], "loss": history.loss, "seconds": history.seconds}
     return out
 
