@@ -96,7 +96,8 @@ def train(
     """Adam on `batches` random batches of streams. `bptt`: None for full BPTT (one update a
     batch, the gradient through all T steps), or (k1, k2) with k1 <= k2 for truncated BPTT
     (a `Tagger` only): an update every k1 steps, back-propagating through the last k2 (so
-    T / k1 updates a batch: truncation gets more updates from the same data, not fewer).
+    up to T / k1 updates a batch, none for a window without a scored label: truncation gets
+    more updates from the same data, not fewer).
     History: every update's loss and gradient norm before clipping."""
     if bptt is not None and not (isinstance(model, Tagger) and 1 <= bptt[0] <= bptt[1]):
         raise ValueError(f"truncated BPTT needs a Tagger and 1 <= k1 <= k2, got {bptt}")
@@ -131,7 +132,8 @@ def train(
             begin = max(0, end - k2)
             # the state at `begin` is a constant: the gradient stops there, k2 steps back
             logits, after = model(x[:, begin:end], states[begin])  # (B, end - begin, K)
-            update(_loss(logits[:, done - begin :], y[:, done:end]))  # steps done..end-1
+            if (y[:, done:end] != IGNORE).any():  # else nothing to learn (and a NaN loss)
+                update(_loss(logits[:, done - begin :], y[:, done:end]))  # steps done..end-1
             for t, s in enumerate(after, begin + 1):
                 states[t] = s.detach()
             done = end

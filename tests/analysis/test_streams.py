@@ -72,3 +72,11 @@ def test_encoder_tagger_reads_the_right_context_only_when_bidirectional(bidirect
     changed[:, 6] = (x[:, 6] + 1) % 6
     a, b = model(x)[0], model(changed)[0]  # (B, T, K)
     assert torch.allclose(a[:, :6], b[:, :6]) is not bidirectional
+
+
+def test_a_window_without_labels_makes_no_update():
+    # delay 5: the first window (steps 0-2) has nothing to score; a NaN loss must not be taken
+    model = Tagger(inputs=5, labels=5, feedback="elman", hidden=8)
+    data = streams.task("delay", 20, 9, symbols=5, delay=5, seed=1)
+    history = streams.train(model, data, batches=1, batch=4, bptt=(3, 3))
+    assert len(history.loss) == 2 and all(x == x for x in history.loss)  # windows to 6 and 9
