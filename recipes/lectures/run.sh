@@ -7,7 +7,7 @@
 # (recipes/lectures/report.py).
 #
 # First the designed experiments: synthetic tasks sized so that each claim can show in
-# minutes on one core (recipes/lectures/synthetic.py, about 25 minutes); then, with
+# minutes on one core (recipes/lectures/synthetic.py, about 40 minutes); then, with
 # MULTI30K_DIR, the real-data check.
 #
 # usage: recipes/lectures/run.sh [RUN_ROOT]

@@ -5,7 +5,7 @@ usage: python recipes/lectures/synthetic.py OUT_DIR [--tiny]
 Writes OUT_DIR/synthetic.json (every number report.py judges) and one figure per experiment
 (OUT_DIR/synthetic-*.png). Each experiment trains the package's seq2seq network on copy or
 reverse pairs of random symbols (nmt/analysis/lab.py), or labels streams of symbols
-(nmt/analysis/streams.py); one thread, fixed seeds; about 25 minutes on one core in all.
+(nmt/analysis/streams.py); one thread, fixed seeds; about 40 minutes on one core in all.
 `--tiny` shrinks every run to a few updates: a smoke test whose
 numbers mean nothing. Finished experiments are kept in synthetic.json and not run again
 (delete an entry, or the file, to rerun).
@@ -146,6 +146,7 @@ def jordan() -> dict:
         train = streams.task(kind, 5000, 10, symbols=5, delay=2, seed=1)
         test = streams.task(kind, 500, 10, symbols=5, delay=2, seed=2)
         for feedback in ("elman", "jordan"):
+            torch.manual_seed(0)  # the same first weights, whatever ran before
             model = Tagger(inputs=5, labels=5, feedback=feedback, hidden=32)
             h = streams.train(model, train, batches=steps(1500), batch=32)
             out.setdefault(kind, {})[feedback] = {
@@ -161,11 +162,13 @@ def bptt() -> dict:
     """Full against truncated back-propagation through time on a dependency 8 steps long:
     a GRU tagger echoes the symbol read 8 steps before, in streams of 30 over 5 symbols.
     BPTT(k1, k2): an update every k1 steps through the last k2; k2 = 4 < 8 and k2 = 12 > 8.
-    The same streams for each (the truncated runs make 7 updates of each batch, full one)."""
+    The same streams for each (the truncated runs make 6 updates of each batch, full one:
+    the first two windows hold no label)."""
     train = streams.task("delay", 5000, 30, symbols=5, delay=8, seed=1)
     test = streams.task("delay", 500, 30, symbols=5, delay=8, seed=2)
     out = {}
     for name, k in BPTT.items():
+        torch.manual_seed(0)  # the same first weights, whatever ran before
         model = Tagger(inputs=5, labels=5, feedback="gru", hidden=32)
         h = streams.train(model, train, batches=steps(1000), batch=32, bptt=k)
         out[name] = {"accuracy": streams.accuracy(model, test), "updates": len(h.loss),
@@ -181,6 +184,7 @@ def depth() -> dict:
     test = streams.task("pair", 500, 20, symbols=20, seed=2)
     out = {}
     for name, hidden, layers in (("shallow", 16, 1), ("deep", 16, 2), ("shallow, wider", 24, 1)):
+        torch.manual_seed(0)  # the same first weights, whatever ran before
         model = streams.EncoderTagger(inputs=20, labels=20, cell="rnn", hidden=hidden,
                                       layers=layers)  # fmt: skip
         h = streams.train(model, train, batches=steps(1500), batch=32)
@@ -198,6 +202,7 @@ def bidirectional() -> dict:
     test = streams.task("context", 500, 20, symbols=10, seed=2)
     out = {}
     for name, both in (("unidirectional", False), ("bidirectional", True)):
+        torch.manual_seed(0)  # the same first weights, whatever ran before
         model = streams.EncoderTagger(inputs=10, labels=10, cell="gru", hidden=32,
                                       bidirectional=both)  # fmt: skip
         h = streams.train(model, train, batches=steps(1500), batch=32)

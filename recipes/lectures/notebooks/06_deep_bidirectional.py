@@ -43,6 +43,7 @@ train = streams.task("pair", 5000, 20, symbols=20, seed=1)
 test = streams.task("pair", 500, 20, symbols=20, seed=2)
 depth = {}
 for name, hidden, layers in (("1 x 16", 16, 1), ("2 x 16", 16, 2), ("1 x 24", 24, 1)):
+    torch.manual_seed(0)  # the same first weights, whatever ran before
     model = streams.EncoderTagger(inputs=20, labels=20, cell="rnn", hidden=hidden, layers=layers)
     streams.train(model, train, batches=batches, batch=32)
     depth[name] = streams.accuracy(model, test)
@@ -59,6 +60,7 @@ train = streams.task("context", 5000, 20, symbols=10, seed=1)
 test = streams.task("context", 500, 20, symbols=10, seed=2)
 direction = {}
 for name, both in (("unidirectional", False), ("bidirectional", True)):
+    torch.manual_seed(0)  # the same first weights, whatever ran before
     model = streams.EncoderTagger(inputs=10, labels=10, cell="gru", hidden=32, bidirectional=both)
     streams.train(model, train, batches=batches, batch=32)
     direction[name] = streams.accuracy(model, test)
