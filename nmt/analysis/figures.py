@@ -72,12 +72,13 @@ def plot_gradient_flow(flow: dict[str, Any], out: str | Path) -> Path:
 
 # model.cell's values as the lecture names them ("rnn" alone would not say which recurrence)
 _CELL_NAMES = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}
+_ATTENTION_NAMES = {"bahdanau": "Bahdanau", "dot": "dot-product"}
 
 
 def gradient_flow_title(flow: dict[str, Any]) -> str:
     """The gradient figure's title: cell, attention, source direction, sentences measured."""
     cell = _CELL_NAMES.get(flow["cell"], flow["cell"])
-    attention = flow["attention"]
+    attention = _ATTENTION_NAMES.get(flow["attention"], flow["attention"])
     title = f"{cell}, no attention" if attention == "none" else f"{cell}, {attention} attention"
     title += ", reversed source" if flow["reverse_source"] else ""
     n = flow["sentences"]

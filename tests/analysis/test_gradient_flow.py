@@ -109,5 +109,5 @@ def test_the_figure_title_names_the_cell_as_the_lecture_does():
     flow.attention, flow.reverse_source, flow.sentences = "bahdanau", True, 2
     assert (
         gradient_flow_title(asdict(flow))
-        == "Elman RNN, bahdanau attention, reversed source: 2 sentences"
+        == "Elman RNN, Bahdanau attention, reversed source: 2 sentences"
     )
