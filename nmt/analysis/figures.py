@@ -72,7 +72,7 @@ def plot_gradient_flow(flow: dict[str, Any], out: str | Path) -> Path:
 
 # model.cell's values as the lecture names them ("rnn" alone would not say which recurrence)
 _CELL_NAMES = {"rnn": "Elman RNN", "gru": "GRU", "lstm": "LSTM"}
-_ATTENTION_NAMES = {"bahdanau": "Bahdanau", "dot": "dot-product"}
+_ATTENTION_NAMES = {"bahdanau": "Bahdanau", "dot": "dot-product", "general": "Luong general"}
 
 
 def gradient_flow_title(flow: dict[str, Any]) -> str:
