@@ -20,7 +20,7 @@
 # clipping the gradient norm keeps an explosion from wrecking training.
 #
 # This notebook measures both on `nmt`'s own modules: the encoder (`nmt/encoder.py`) and the
-# seq2seq network trained on a synthetic task (`nmt/analysis/lab.py`). About 3 minutes on
+# seq2seq network trained on a synthetic task (`nmt/analysis/lab.py`). About 1 minute on
 # 2 CPU cores.
 
 # %%

@@ -22,7 +22,7 @@
 # claim: once an output has one token more or less, every later position disagrees whatever
 # the model does next. So we **inject** one mistake (the model's own best wrong guess) into
 # an otherwise gold prefix and measure the accuracy of the following steps against the same
-# steps after the gold prefix (`nmt.analysis.exposure.recovery`). About 5 minutes.
+# steps after the gold prefix (`nmt.analysis.exposure.recovery`). About 2 minutes.
 
 # %%
 import os

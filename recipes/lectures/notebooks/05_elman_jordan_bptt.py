@@ -24,7 +24,7 @@
 # sequence. **Truncated BPTT(k1, k2)** updates every $k_1$ steps and back-propagates through
 # the last $k_2$ only: cheaper, but no gradient reaches further back than $k_2$ steps, so a
 # dependency longer than that cannot be learned. `nmt/analysis/streams.py` trains both ways.
-# About 5 minutes on one CPU core.
+# About 2 minutes on one CPU core.
 
 # %%
 import os

@@ -17,7 +17,7 @@
 # states, $[\overrightarrow{h}_t; \overleftarrow{h}_t]$: each position sees its left *and*
 # right context. `nmt`'s encoder (`nmt/encoder.py`) is both (`model.enc_layers`,
 # `model.bidirectional`); here it labels streams of symbols with a linear layer on top
-# (`nmt.analysis.streams.EncoderTagger`). About 2 minutes on one CPU core.
+# (`nmt.analysis.streams.EncoderTagger`). About 1 minute on one CPU core.
 
 # %%
 import os
