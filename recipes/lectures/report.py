@@ -520,7 +520,12 @@ def multi30k(root: Path, results: Path) -> list[str]:
                 shutil.copyfile(src, dest)
                 shown.append(f"[{dest.name}](figures/{dest.name})")
         lines.append(f"| {claim} | {', '.join(shown) or '-'} | {measured} | {rule} | {verdict} |")
-    return [*lines, "", "### Runs", "", *_runs_table(root), ""]
+    note = (
+        "Every run stops after the same number of updates (`train.max_steps`), so its weights "
+        "do not depend on how busy the machine was; the minutes are wall-clock time, which "
+        "other work beside a run lengthens."
+    )
+    return [*lines, "", "### Runs", "", *_runs_table(root), "", note, ""]
 
 
 def _kept(page: str, first: str, stop: str | None) -> list[str]:
