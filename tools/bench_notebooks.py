@@ -39,7 +39,11 @@ def main() -> int:
         paths = [p for p in paths if p.stem in args.names]
     os.environ.pop("NMT_NOTEBOOK_TINY", None)  # full size
     os.environ.pop("MPLBACKEND", None)  # the kernel draws inline
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file, a device, no permission: one line, before any notebook runs
+        print(f"error: --out {args.out}: {e.strerror}", file=sys.stderr)
+        return 2
     worst = 0.0
     for path in paths:
         notebook = jupytext.read(path)
